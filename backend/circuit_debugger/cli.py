@@ -1,0 +1,41 @@
+"""`circuit-debugger serve [--model NAME_OR_PATH ...] [--host H] [--port P]`"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+
+def _env_list(name: str) -> list[str]:
+    return [x for x in os.environ.get(name, "").split(",") if x.strip()]
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="circuit-debugger")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="run the HTTP server")
+    s.add_argument("--model", action="append", default=None,
+                   help="a checkpoint directory or hub name (repeatable); 'default' is always loaded")
+    s.add_argument("--host", default=os.environ.get("CD_HOST", "127.0.0.1"))
+    s.add_argument("--port", type=int, default=int(os.environ.get("CD_PORT", "8000")))
+    s.add_argument("--cors-origin", action="append", default=None,
+                   help="allowed browser origin (repeatable; default '*')")
+    s.add_argument("--max-tokens", type=int, default=int(os.environ.get("CD_MAX_TOKENS", "256")))
+    s.add_argument("--device", default=os.environ.get("CD_DEVICE") or None, help="cpu or cuda (default: cuda if available)")
+    a = ap.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import uvicorn
+
+    from .loading import default_device
+    from .server.app import Settings, create_app
+
+    models = ["default"] + (a.model or _env_list("CD_MODELS"))
+    settings = Settings(models=models, cors_origins=a.cors_origin or _env_list("CD_CORS_ORIGINS") or ["*"],
+                        max_tokens=a.max_tokens, device=a.device or default_device())
+    uvicorn.run(create_app(settings), host=a.host, port=a.port)
+
+
+if __name__ == "__main__":
+    main()

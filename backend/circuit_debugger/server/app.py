@@ -1,0 +1,133 @@
+"""FastAPI app: a thin layer over `engine.Debugger`. Build it with `create_app(settings)`;
+importing this module starts nothing and loads no model."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from ..engine import Debugger, Limits
+from ..errors import UserError
+from . import schemas as S
+
+log = logging.getLogger("circuit_debugger.server")
+
+
+@dataclass
+class Settings:
+    models: list[str] = field(default_factory=lambda: ["default"])  # 'default', directories or hub names
+    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    max_tokens: Optional[int] = 256
+    max_top_k: int = 5000
+    cache_size: int = 64
+    device: Optional[str] = None
+
+
+def load_debugger(settings: Settings) -> tuple[Debugger, dict[str, str]]:
+    """Load every configured model; one that fails is reported, the rest still load."""
+    from ..loading import ModelLoadError, load_model
+
+    dbg = Debugger(cache_size=settings.cache_size, limits=Limits(max_top_k=settings.max_top_k))
+    failed: dict[str, str] = {}
+    for spec in dict.fromkeys(settings.models):
+        try:
+            m = load_model(spec, device=settings.device)
+        except (ModelLoadError, UserError) as e:
+            failed[spec] = str(e)
+            log.error("model %s not loaded: %s", spec, e)
+            continue
+        if settings.max_tokens:
+            m.max_tokens = min(m.max_tokens, settings.max_tokens)
+        dbg.add_model(m)
+    return dbg, failed
+
+
+def _interventions(items: list[S.InterventionIn]) -> list[dict]:
+    return [i.model_dump(exclude={"enabled"}) for i in items if i.enabled]
+
+
+def create_app(settings: Settings | None = None, debugger: Debugger | None = None,
+               failed: dict[str, str] | None = None) -> FastAPI:
+    settings = settings or Settings()
+    if debugger is None:
+        debugger, failed = load_debugger(settings)
+    failed = failed or {}
+    dbg = debugger
+    app = FastAPI(title="Circuit Debugger", version="0.1.0",
+                  description="Why did the model say A and not B? Attribute, intervene, trace upstream.")
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    app.state.debugger = dbg
+
+    @app.exception_handler(UserError)
+    async def user_error(_: Request, e: UserError):
+        return JSONResponse({"detail": e.message}, status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError):
+        parts = []
+        for err in e.errors():
+            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, e: Exception):
+        log.exception("request failed")
+        return JSONResponse({"detail": f"internal error: {type(e).__name__}: {e}"}, status_code=500)
+
+    errors = {422: {"model": S.ErrorBody}, 404: {"model": S.ErrorBody}, 413: {"model": S.ErrorBody}}
+
+    @app.get("/api/health", response_model=S.Health)
+    def health():
+        return {"status": "ok", "models": sorted(dbg.models)}
+
+    @app.get("/api/models", response_model=S.ModelsResponse)
+    def models():
+        return {"models": [m.describe() for m in dbg.models.values()], "failed": failed}
+
+    @app.post("/api/attribute", response_model=S.AttributeResponse, responses=errors)
+    def attribute(req: S.AttributeRequest):
+        """Why the model says `target` and not `distractor`: every node's activation, direct
+        effect and act×grad total effect (and, with interventions, the baseline beside them)."""
+        return dbg.attribute(
+            req.model, req.prompt, req.target, req.distractor, req.position,
+            interventions=_interventions(req.interventions), counterfactual_prompt=req.counterfactual_prompt,
+            reference_prompts=req.reference_prompts, top_k=req.top_k, granularity=req.granularity,
+            verify_top=req.verify_top)
+
+    @app.post("/api/trace", response_model=S.AttributeResponse, responses=errors)
+    def trace(req: S.TraceRequest):
+        """The same table with an upstream node as the target."""
+        return dbg.trace(
+            req.model, req.prompt, req.target.model_dump(),
+            interventions=_interventions(req.interventions), counterfactual_prompt=req.counterfactual_prompt,
+            reference_prompts=req.reference_prompts, top_k=req.top_k, granularity=req.granularity,
+            verify_top=req.verify_top)
+
+    @app.post("/api/intervene", response_model=S.InterveneResponse, responses=errors)
+    def intervene(req: S.InterveneRequest):
+        """Re-run with interventions; new and baseline predictions side by side."""
+        return dbg.intervene(req.model, req.prompt, _interventions(req.interventions), target=req.target,
+                             distractor=req.distractor, position=req.position,
+                             counterfactual_prompt=req.counterfactual_prompt,
+                             reference_prompts=req.reference_prompts, top=req.top)
+
+    @app.post("/api/tokenize", response_model=S.TokenizeResponse, responses=errors)
+    def tokenize(req: S.TokenizeRequest):
+        return dbg.tokenize(req.model, req.text)
+
+    @app.post("/api/attention", response_model=S.AttentionResponse, responses=errors)
+    def attention(req: S.AttentionRequest):
+        return dbg.attention(req.model, req.prompt, req.layer, req.head)
+
+    @app.post("/api/logit-lens", response_model=S.LogitLensResponse, responses=errors)
+    def logit_lens(req: S.LogitLensRequest):
+        return dbg.logit_lens(req.model, req.node, req.prompt, req.position, req.k)
+
+    return app

@@ -1,0 +1,223 @@
+"""The HTTP API contract (pydantic v2). The front end's client is generated from these."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
+Position = Annotated[int, Field(ge=-100_000, le=100_000)]
+Text = Annotated[str, Field(min_length=1, max_length=20_000)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InterventionIn(Strict):
+    node: str = Field(description="node id, e.g. 'L1.H3', 'L0.N17@5', 'L2.MLP', 'L0.RESID'", examples=["L1.H3"])
+    op: Literal["zero", "mean", "patch", "scale", "add"]
+    positions: Optional[list[Annotated[int, Field(ge=0, le=100_000)]]] = Field(
+        None, max_length=4096, description="token positions; omit for all")
+    value: Optional[Finite] = Field(None, description="factor for 'scale'")
+    vector: Optional[list[Finite]] = Field(None, max_length=65_536, description="what 'add' adds (one position's activation)")
+    enabled: bool = Field(True, description="disabled interventions are kept in the list but not applied")
+
+
+class Common(Strict):
+    model: str = "default"
+    prompt: Text
+    interventions: list[InterventionIn] = Field(default_factory=list, max_length=64)
+    counterfactual_prompt: Optional[Text] = Field(None, description="source prompt for 'patch' (same token length)")
+    reference_prompts: Optional[list[Text]] = Field(None, max_length=256, description="for 'mean'; default: the model's reference corpus")
+    top_k: Optional[Annotated[int, Field(ge=1)]] = Field(100, description="rows: top_k by |total| ∪ top_k by |direct|; null = all")
+    granularity: Literal["component", "position"] = "component"
+    verify_top: Annotated[int, Field(ge=0, le=64)] = Field(0, description="check this many top nodes by exact zero ablation")
+
+
+class AttributeRequest(Common):
+    target: str = Field(min_length=1, max_length=200, examples=[" Mary"])
+    distractor: Optional[str] = Field(None, max_length=200, description="omit: compare with the mean logit")
+    position: Optional[Position] = Field(None, description="default: last position; negative counts from the end")
+
+
+class NeuronTarget(Strict):
+    kind: Literal["neuron"]
+    node: str = Field(examples=["L1.N5"])
+    position: Optional[Position] = None
+
+
+class AttentionTarget(Strict):
+    kind: Literal["attention"]
+    node: str = Field(examples=["L1.H3"])
+    query: Optional[Position] = None
+    key: Position
+    through: Literal["query", "key"] = "query"
+
+
+class HeadOutputTarget(Strict):
+    kind: Literal["head_output"]
+    node: str = Field(examples=["L0.H1"])
+    position: Optional[Position] = None
+    direction_node: Optional[str] = Field(None, description="a later neuron whose input direction to read along")
+    direction_vector: Optional[list[Finite]] = Field(None, max_length=65_536)
+
+
+TraceTarget = Annotated[Union[NeuronTarget, AttentionTarget, HeadOutputTarget], Field(discriminator="kind")]
+
+
+class TraceRequest(Common):
+    target: TraceTarget
+
+
+class NodeRow(BaseModel):
+    id: str
+    kind: str
+    layer: Optional[int] = None
+    index: Optional[int] = None
+    position: Optional[int] = None
+    activation: Optional[float] = None
+    direct_effect: Optional[float] = None
+    total_effect: Optional[float] = None
+    exact_effect: Optional[float] = None
+    direct_by_source: Optional[list[Optional[float]]] = Field(None, description="heads: direct effect per attended (key) position")
+    baseline_activation: Optional[float] = None
+    baseline_direct_effect: Optional[float] = None
+    baseline_total_effect: Optional[float] = None
+
+
+class Prediction(BaseModel):
+    token: str
+    id: int
+    logit: float
+    prob: float
+
+
+class SumCheck(BaseModel):
+    value: float
+    sum_of_direct_effects: float
+    residual: float
+
+
+class AttributeResponse(BaseModel):
+    model: str
+    prompt: str
+    tokens: list[str]
+    token_ids: list[int]
+    target: dict
+    position: int
+    logit_diff: float = Field(description="the target's value (for traces: the traced quantity)")
+    value: float
+    baseline_logit_diff: Optional[float] = None
+    top_predictions: list[Prediction]
+    baseline_top_predictions: Optional[list[Prediction]] = None
+    sum_check: SumCheck
+    bias_terms: dict[str, float]
+    interventions: list[str]
+    granularity: str
+    nodes: list[NodeRow]
+    n_nodes_total: int
+    elapsed_ms: float
+
+
+class InterveneRequest(Strict):
+    model: str = "default"
+    prompt: Text
+    interventions: list[InterventionIn] = Field(default_factory=list, max_length=64)
+    counterfactual_prompt: Optional[Text] = None
+    reference_prompts: Optional[list[Text]] = Field(None, max_length=256)
+    target: Optional[str] = Field(None, max_length=200)
+    distractor: Optional[str] = Field(None, max_length=200)
+    position: Optional[Position] = None
+    top: Annotated[int, Field(ge=1, le=100)] = 10
+
+
+class InterveneResponse(BaseModel):
+    model: str
+    tokens: list[str]
+    position: int
+    interventions: list[str]
+    top_predictions: list[Prediction]
+    baseline_top_predictions: list[Prediction]
+    logit_diff: Optional[float] = None
+    baseline_logit_diff: Optional[float] = None
+    change: Optional[float] = None
+
+
+class TokenizeRequest(Strict):
+    model: str = "default"
+    text: Text
+
+
+class TokenizeResponse(BaseModel):
+    model: str
+    token_ids: list[int]
+    tokens: list[str]
+
+
+class AttentionRequest(Strict):
+    model: str = "default"
+    prompt: Text
+    layer: Annotated[int, Field(ge=0, le=10_000)]
+    head: Optional[Annotated[int, Field(ge=0, le=10_000)]] = None
+
+
+class AttentionResponse(BaseModel):
+    model: str
+    tokens: list[str]
+    layer: int
+    heads: dict[str, list[list[float]]] = Field(description="node id -> pattern[query][key]")
+
+
+class LogitLensRequest(Strict):
+    model: str = "default"
+    node: str
+    prompt: Optional[Text] = None
+    position: Optional[Position] = None
+    k: Annotated[int, Field(ge=1, le=200)] = 10
+
+
+class LensToken(BaseModel):
+    token: str
+    id: int
+    value: float
+
+
+class LogitLensResponse(BaseModel):
+    model: str
+    node: str
+    source: str
+    promoted: list[LensToken]
+    suppressed: list[LensToken]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    source: str
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+    d_mlp: int
+    d_vocab: int
+    d_vocab_out: int
+    n_ctx: int
+    max_tokens: int
+    normalization: Optional[str]
+    has_reference_corpus: bool
+    device: str
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+    failed: dict[str, str] = Field(default_factory=dict, description="models that could not be loaded, with why")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    models: list[str]
+
+
+class ErrorBody(BaseModel):
+    detail: str

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/python -m pytest tests -q "$@"

@@ -1,0 +1,48 @@
+"""Builders for small random models used by the tests (no hub, no shipped weights needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+CORPUS = [
+    "When Mary and John went to the store, John gave a drink to Mary.",
+    "When Alice and Bob went to the park, Bob gave a ball to Alice.",
+    "The war lasted from the year 1732 to the year 1750.",
+    "The cat sat on the mat and the dog sat on the rug.",
+    "After Tom and Anna met at the school, Tom handed a book to Anna.",
+] * 20
+
+
+def build_tokenizer(vocab_size: int = 400):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+
+
+def build_gpt2_dir(path: Path, *, n_layer=2, n_embd=32, n_head=4, n_positions=64, seed=0, vocab_size=400) -> Path:
+    """A random GPT-2 (HF layout) with perturbed layer norms, saved to `path`."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = build_tokenizer(vocab_size)
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+                     initializer_range=0.15, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    model = GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ln" in name and name.endswith("weight"):
+                p.copy_(1 + 0.3 * torch.randn_like(p))
+            elif "ln" in name and name.endswith("bias") or name.endswith(".bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
