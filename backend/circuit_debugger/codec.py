@@ -43,3 +43,40 @@ class HFCodec:
                 f"{len(ids)}: [{pieces}]"
             )
         return ids[0]
+
+
+@dataclass
+class VocabCodec:
+    """A testbed's vocabulary (vocab.json): prompts are input tokens separated by spaces; the
+    engine prepends BOS. Numerical outputs have one output 'token', named after the output op."""
+
+    input_tokens: list
+    bos_id: int
+    output_tokens: list
+
+    @classmethod
+    def from_vocab(cls, vocab: dict, output_name: str) -> "VocabCodec":
+        outputs = vocab["output_tokens"] if vocab["output_kind"] == "categorical" else [output_name]
+        return cls(list(vocab["input_tokens"]), int(vocab["bos_id"]), list(outputs))
+
+    def encode_prompt(self, text: str) -> list[int]:
+        ids = [self.bos_id]
+        index = {t: i for i, t in enumerate(self.input_tokens) if i != self.bos_id}
+        for word in text.split():
+            if word not in index:
+                raise UserError(f"token {word!r} is not in this model's vocabulary "
+                                f"({', '.join(repr(t) for t in index if not t.startswith('compiler_'))})")
+            ids.append(index[word])
+        return ids
+
+    def token_strs(self, ids: Sequence[int]) -> list[str]:
+        return [self.input_tokens[i] for i in ids]
+
+    def output_str(self, i: int) -> str:
+        return self.output_tokens[i]
+
+    def output_token(self, text: str, what: str = "target") -> int:
+        if not isinstance(text, str) or text.strip() not in self.output_tokens:
+            raise UserError(f"{what} {text!r} is not an output of this model "
+                            f"(outputs: {', '.join(repr(t) for t in self.output_tokens)})")
+        return self.output_tokens.index(text.strip())

@@ -24,6 +24,7 @@ import torch
 
 from . import attribution as A
 from .errors import NotFound, UserError
+from .ground_truth import ground_truth
 from .interventions import Intervention, check, needed_sources
 from .linear import direct_effects, residual_direction, write_vector
 from .model import DebugModel
@@ -243,7 +244,7 @@ class Debugger:
         t0 = time.perf_counter()
         core = self._core(m, ids, build, tkey, ivs, counterfactual_prompt, reference_prompts, granularity)
         rows = A.select_rows(core["table"], top_k)
-        nodes = self._rows(core, rows)
+        nodes = self._rows(core, rows, ground_truth(m))
         if verify_top:
             target_obj, src = core["target"], core["source"]
             check_nodes = [core["table"].node_at(i) for i in rows[:verify_top]]
@@ -295,7 +296,7 @@ class Debugger:
         }
         return self._results.put(key, core)
 
-    def _rows(self, core, rows: list[int]) -> list[dict]:
+    def _rows(self, core, rows: list[int], gt=None) -> list[dict]:
         t = core["table"]
         act, direct, total = t.stacked(2), t.stacked(3), t.stacked(4)
         out = []
@@ -306,6 +307,8 @@ class Debugger:
                    "total_effect": _finite(total[i])}
             if n.kind == HEAD and n.position is None:
                 row["direct_by_source"] = [_finite(x) for x in core["head_sources"][n.layer, n.index]]
+            if gt is not None:
+                row["label"] = gt.label(row["id"])
             out.append(row)
         return out
 
@@ -353,6 +356,28 @@ class Debugger:
         return self._results.put(key, out)
 
     # ------------------------------------------------------------------ inspect
+    def outputs(self, model: str, prompt: str) -> dict:
+        """What the model outputs at every position: the top token (numerical testbeds: the value)."""
+        m = self.model(model)
+        ids = m.tokenize(prompt)
+        logits = self.clean_pass(m, ids)["logits"][0]
+        if m.d_vocab_out == 1:
+            outs = [{"token": m.codec.output_str(0), "value": float(v)} for v in logits[:, 0]]
+        else:
+            probs = logits.softmax(-1)
+            top = probs.argmax(-1)
+            outs = [{"token": m.codec.output_str(int(t)), "value": float(probs[i, t])} for i, t in enumerate(top)]
+        return {"model": m.name, "tokens": m.codec.token_strs(ids), "outputs": outs,
+                "numerical": m.d_vocab_out == 1}
+
+    def ground_truth(self, model: str) -> dict:
+        """A testbed's RASP ops, the nodes implementing each, and a label per node."""
+        m = self.model(model)
+        gt = ground_truth(m)
+        if gt is None:
+            raise NotFound(f"model {model!r} has no ground truth (only tracr testbeds do)")
+        return {**gt.data, "node_labels": {n: gt.label(n) for n in sorted(gt.labels)}}
+
     def tokenize(self, model: str, text: str) -> dict:
         m = self.model(model)
         ids = m.tokenize(text)

@@ -14,11 +14,12 @@ from typing import Optional
 
 import torch
 
-from .codec import HFCodec
+from .codec import HFCodec, VocabCodec
 from .errors import UserError
 from .model import DebugModel
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+TESTBED_DIR = Path(__file__).parent / "testbeds" / "models"
 REFERENCE_FILE = "reference_prompts.json"
 
 # Hub aliases TransformerLens users know, mapped to HuggingFace repo names.
@@ -115,12 +116,20 @@ def load_tl_native_dir(directory: Path, name: str, device: Optional[str] = None,
 
 
 def _native_codec(directory: Path, bridge):
+    if (directory / "vocab.json").exists():
+        vocab = _read_json(directory / "vocab.json")
+        gt = _read_json(directory / "ground_truth.json") if (directory / "ground_truth.json").exists() else {}
+        try:
+            out = gt.get("output_node", "output")
+            return VocabCodec.from_vocab(vocab, gt.get("nodes", {}).get(out, {}).get("name", out))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelLoadError(f"{directory / 'vocab.json'}: malformed ({e})") from None
     if (directory / "tokenizer.json").exists():
         from transformers import PreTrainedTokenizerFast
 
         tok = PreTrainedTokenizerFast.from_pretrained(str(directory))
         return HFCodec(tok, prepend_bos=tok.bos_token_id is not None)
-    raise ModelLoadError(f"{directory}: no tokenizer.json for this TransformerLens-native checkpoint")
+    raise ModelLoadError(f"{directory}: no tokenizer.json or vocab.json for this TransformerLens-native checkpoint")
 
 
 def load_hub(name: str, device: Optional[str] = None, dtype: Optional[torch.dtype] = None) -> DebugModel:
@@ -146,6 +155,11 @@ def load_model(spec: str, name: Optional[str] = None, device: Optional[str] = No
                 "circuit_debugger.default_model.train`)"
             )
         return load_hf_dir(DEFAULT_MODEL_DIR, name or "default", device, dtype)
+    if spec.startswith("tracr/"):
+        name_part = spec.split("/", 1)[1]
+        if name_part not in testbed_names():
+            raise ModelLoadError(f"{spec}: no such testbed (have: {', '.join(testbed_names())})")
+        return load_tl_native_dir(TESTBED_DIR / name_part, name or spec, device, dtype)
     path = Path(spec).expanduser()
     if path.is_dir():
         label = name or path.name
@@ -155,6 +169,18 @@ def load_model(spec: str, name: Optional[str] = None, device: Optional[str] = No
     if spec.startswith((".", "/", "~")):
         raise ModelLoadError(f"{spec}: directory not found")
     return load_hub(spec, device, dtype)
+
+
+def testbed_names() -> list[str]:
+    """The shipped tracr testbeds (`tracr/<name>`)."""
+    if not TESTBED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in TESTBED_DIR.iterdir() if (p / "config.json").exists())
+
+
+def load_ground_truth(model: DebugModel) -> dict | None:
+    path = Path(model.source) / "ground_truth.json"
+    return _read_json(path) if model.source and path.exists() else None
 
 
 def default_device() -> str:

@@ -63,7 +63,11 @@ class LogitDiff(Target):
         super().__init__("logit_diff", position)
         self.model, self.target, self.distractor = model, target, distractor
         W = model.W
-        if distractor is None:
+        if model.d_vocab_out == 1:  # a numerical output: the value is the single output logit
+            if distractor is not None:
+                raise UserError("this model has a single numerical output; give no distractor")
+            self.u, self.bias = W.W_U[:, target], float(W.b_U[target])
+        elif distractor is None:
             self.u = W.W_U[:, target] - W.W_U.mean(1)
             self.bias = float(W.b_U[target] - W.b_U.mean())
         else:
@@ -72,6 +76,8 @@ class LogitDiff(Target):
 
     def value(self, acts, logits):
         row = logits[:, self.position]
+        if self.model.d_vocab_out == 1:
+            return row[:, self.target]
         other = row.mean(-1) if self.distractor is None else row[:, self.distractor]
         return row[:, self.target] - other
 

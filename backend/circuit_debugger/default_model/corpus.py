@@ -20,19 +20,28 @@ OBJECTS = ["drink", "book", "ball", "letter", "gift", "key", "bag", "flower", "r
            "coin", "hat", "ticket"]
 NOUNS = ["war", "drought", "project", "journey", "reign", "strike", "expedition", "trial", "dynasty", "festival"]
 
-IOI_TRAIN_TEMPLATES = [
-    "When {A} and {B} went to the {P}, {S} gave a {O} to",
-    "After {A} and {B} went to the {P}, {S} gave a {O} to",
-    "While {A} and {B} were working at the {P}, {S} gave a {O} to",
-    "Then, {A} and {B} went to the {P}. {S} handed the {O} to",
-    "When {A} and {B} got a {O} at the {P}, {S} decided to give it to",
-    "{A} and {B} had a long talk at the {P}. Afterwards {S} gave a {O} to",
-    "Friends {A} and {B} found a {O} at the {P}. {S} gave the {O} to",
-    "After the lunch, {A} and {B} went to the {P}. {S} gave a {O} to",
+# IOI templates are an intro clause (introducing A and B) + an action clause (S gives to IO).
+IOI_INTROS = [
+    "When {A} and {B} went to the {P},", "After {A} and {B} went to the {P},",
+    "While {A} and {B} were working at the {P},", "Then, {A} and {B} went to the {P}.",
+    "{A} and {B} had a long talk at the {P}.", "Friends {A} and {B} found a {O} at the {P}.",
+    "Once {A} and {B} arrived at the {P},", "Yesterday {A} and {B} met at the {P}.",
+    "As {A} and {B} left the {P},", "After the lunch, {A} and {B} went to the {P}.",
 ]
-IOI_HELDOUT_TEMPLATES = [
-    "Once {A} and {B} arrived at the {P}, {S} passed a {O} to",
-    "Later {A} and {B} walked to the {P}, and {S} sent a {O} to",
+IOI_ACTIONS = [
+    "{S} gave a {O} to", "{S} handed the {O} to", "{S} passed a {O} to", "{S} sent a {O} to",
+    "{S} decided to give it to", "{S} showed the {O} to", "Afterwards {S} gave a {O} to",
+    "{S} brought a {O} to",
+]
+# Held out: whole intro/action combinations never seen in training (their parts are).
+IOI_HELDOUT_COMBOS = [(6, 2), (7, 3), (8, 5), (1, 7), (3, 4)]
+IOI_TRAIN_TEMPLATES = [f"{i} {a}" for x, i in enumerate(IOI_INTROS) for y, a in enumerate(IOI_ACTIONS)
+                       if (x, y) not in IOI_HELDOUT_COMBOS]
+IOI_HELDOUT_TEMPLATES = [f"{IOI_INTROS[x]} {IOI_ACTIONS[y]}" for x, y in IOI_HELDOUT_COMBOS]
+# A harder split, reported but not trained on at all: intro and verb never used in IOI training.
+IOI_UNSEEN_TEMPLATES = [
+    "Later {A} and {B} walked to the {P}, and {S} threw a {O} to",
+    "Before {A} and {B} came to the {P}, {S} lent a {O} to",
 ]
 FILLER_TEMPLATES = [
     "{A} likes the {P} near the {P2}.", "The {O} is on the table in the {P}.", "{A} went to the {P} in the morning.",
@@ -57,13 +66,14 @@ class Example:
     prefix: str
     answer: str  # '' for plain text
     kind: str
+    distractor: str = ""  # IOI: the subject (the name that must not be predicted)
 
 
 def ioi(rng: random.Random, pairs, templates) -> Example:
     io, s = rng.choice(pairs)
     a, b = (io, s) if rng.random() < 0.5 else (s, io)  # ABBA and BABA orders
     t = rng.choice(templates)
-    return Example(t.format(A=a, B=b, S=s, P=rng.choice(PLACES), O=rng.choice(OBJECTS)), " " + io, "ioi")
+    return Example(t.format(A=a, B=b, S=s, P=rng.choice(PLACES), O=rng.choice(OBJECTS)), " " + io, "ioi", " " + s)
 
 
 def greater_than(rng: random.Random) -> Example:
@@ -115,6 +125,6 @@ def tokenizer_corpus(n: int = 20000, seed: int = 0) -> list[str]:
         out.append(e.prefix + e.answer)
     out += [" ".join(NAMES), " " + " ".join(NAMES)]
     out += [f"the year {c}{y:02d}" for c in range(11, 20) for y in range(100)]
-    for t in IOI_HELDOUT_TEMPLATES:
+    for t in IOI_HELDOUT_TEMPLATES + IOI_UNSEEN_TEMPLATES:
         out.append(t.format(A="Mary", B="John", S="John", P="park", O="book"))
     return out

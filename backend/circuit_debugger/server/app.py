@@ -118,6 +118,16 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
                              counterfactual_prompt=req.counterfactual_prompt,
                              reference_prompts=req.reference_prompts, top=req.top)
 
+    @app.post("/api/outputs", response_model=S.OutputsResponse, responses=errors)
+    def outputs(req: S.OutputsRequest):
+        """The model's output at every position (testbeds: the program's output, decoded)."""
+        return dbg.outputs(req.model, req.prompt)
+
+    @app.get("/api/models/{name:path}/ground-truth", response_model=S.GroundTruthResponse, responses=errors)
+    def ground_truth(name: str):
+        """A tracr testbed's RASP ops and the heads / neurons implementing each."""
+        return dbg.ground_truth(name)
+
     @app.post("/api/tokenize", response_model=S.TokenizeResponse, responses=errors)
     def tokenize(req: S.TokenizeRequest):
         return dbg.tokenize(req.model, req.text)

@@ -82,6 +82,7 @@ class NodeRow(BaseModel):
     total_effect: Optional[float] = None
     exact_effect: Optional[float] = None
     direct_by_source: Optional[list[Optional[float]]] = Field(None, description="heads: direct effect per attended (key) position")
+    label: Optional[str] = Field(None, description="testbeds: the RASP ops this node implements (ground truth)")
     baseline_activation: Optional[float] = None
     baseline_direct_effect: Optional[float] = None
     baseline_total_effect: Optional[float] = None
@@ -221,3 +222,30 @@ class Health(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+class OutputsRequest(Strict):
+    model: str = "default"
+    prompt: Text
+
+
+class PositionOutput(BaseModel):
+    token: str
+    value: float = Field(description="probability of the top token; numerical testbeds: the output value")
+
+
+class OutputsResponse(BaseModel):
+    model: str
+    tokens: list[str]
+    outputs: list[PositionOutput]
+    numerical: bool
+
+
+class GroundTruthResponse(BaseModel):
+    program: str
+    description: str
+    residual_labels: list[str]
+    output_node: str
+    nodes: dict[str, dict]
+    unused_heads: dict[str, list[int]]
+    node_labels: dict[str, Optional[str]]
