@@ -1,6 +1,10 @@
 """Per-node tables for a target: activation, direct effect, act×grad total effect, and
 (optionally) the exact zero-ablation effect of the top nodes.
 
+The residual stream is a sum of *groups* of atomic writers: the embeddings, and per layer
+either the heads or an SAE's latents + error, and either the MLP neurons or a transcoder's
+latents + error, plus biases. Every metric loops over the groups, whatever the basis.
+
 Cost: one forward that keeps the activations it needs, one backward to those activations
 only (no parameter gradients), then vectorised arithmetic; the exact check is one more
 batched forward of k copies, each ablating one node.
@@ -13,13 +17,45 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from .autoencoders.splice import SpliceChoice, latent_key
 from .interventions import Intervention, build_hooks
-from .linear import DirectEffects, direct_effects
+from .linear import layers_before, ln_bias_term, residual_direction
 from .model import DebugModel
-from .nodes import ATTN, EMB, HEAD, MLP, NEURON, POS, NodeId, activation_hook, ln_scale_hook, pattern_hook, value_hook
-from .targets import Target
+from .nodes import ATTN, EMB, HEAD, MLP, NEURON, POS, SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, NodeId, \
+    activation_hook, ln_scale_hook, pattern_hook, value_hook
+from .targets import Readout, Target
 
 LEAVES = ("hook_embed", "hook_pos_embed")
+
+
+@dataclass
+class Group:
+    kind: str
+    layer: Optional[int]
+    key: str  # where its activation is captured
+    W: Optional[torch.Tensor] = None  # heads [H, d_head, d]; neurons/latents [n, d]; None: the activation is the write
+    bias: Optional[torch.Tensor] = None  # the sublayer bias that goes with this group [d]
+    sublayer: str = ""  # 'attn' | 'mlp' | '' (embeddings)
+
+
+def groups(model: DebugModel, choice: SpliceChoice) -> list[Group]:
+    W, L = model.W, model.shape.n_layers
+    out = [Group(EMB, None, "hook_embed"), Group(POS, None, "hook_pos_embed")]
+    aes = model.autoencoders
+    for l in range(L):
+        if l in choice.saes:
+            ae = aes.saes[l]
+            out += [Group(SAE, l, latent_key(SAE, l), ae.W_dec, ae.b_dec, "attn"),
+                    Group(SAE_ERR, l, latent_key(SAE_ERR, l), sublayer="attn")]
+        else:
+            out.append(Group(HEAD, l, activation_hook(NodeId(HEAD, l), L), W.W_O[l], W.b_O[l], "attn"))
+        if l in choice.transcoders:
+            ae = aes.transcoders[l]
+            out += [Group(TRANSCODER, l, latent_key(TRANSCODER, l), ae.W_dec, ae.b_dec, "mlp"),
+                    Group(TRANSCODER_ERR, l, latent_key(TRANSCODER_ERR, l), sublayer="mlp")]
+        else:
+            out.append(Group(NEURON, l, activation_hook(NodeId(NEURON, l), L), W.W_out[l], W.b_out[l], "mlp"))
+    return out
 
 
 def capture_names(model: DebugModel, target: Target) -> list[str]:
@@ -61,112 +97,145 @@ class Forward:
 
 
 def run_captured(model: DebugModel, ids: Sequence[int], target: Target, interventions: Sequence[Intervention],
-                 source: dict, grad: bool) -> Forward:
+                 source: dict, grad: bool, choice: SpliceChoice = SpliceChoice()) -> Forward:
     store: dict = {}
-    hooks = build_hooks(interventions, model.shape.n_layers, source) + \
-        capture_hooks(capture_names(model, target), store, grad)
+    # interventions and splices first, captures after: a capture sees the value the rest of
+    # the model sees (splices store their own latents and errors)
+    hooks = build_hooks(interventions, model.shape.n_layers, source, autoencoders=model.autoencoders,
+                        splice=choice, store=store, grad=grad)
+    hooks += capture_hooks(capture_names(model, target), store, grad)
     logits = model.run(model.tokens_tensor(ids), hooks, grad=grad)
     return Forward(store, logits, target.value(store, logits)[0])
 
 
 @dataclass
-class Totals:
-    heads: torch.Tensor  # [seq, layer, head]
-    neurons: torch.Tensor  # [seq, layer, neuron]
-    attn: torch.Tensor  # [seq, layer]
-    mlp: torch.Tensor
-    embed: torch.Tensor  # [seq]
-    pos_embed: torch.Tensor
+class Metrics:
+    """Per group (same order as `groups`): arrays over [seq, units] (vector groups: [seq])."""
+
+    act: list
+    direct: list
+    total: list
+    groups: list = field(default_factory=list)
+    head_sources: dict = field(default_factory=dict)  # layer -> [head, seq_k]
+    sub_direct: dict = field(default_factory=dict)  # ('attn'|'mlp', layer) -> [seq]
+    sub_total: dict = field(default_factory=dict)
+    sub_act: dict = field(default_factory=dict)
+    bias: dict = field(default_factory=dict)
 
 
-def act_times_grad(model: DebugModel, fw: Forward) -> Totals:
-    """act·∂target/∂act: the first-order estimate of what zero-ablating each node does."""
+def _unit_act(g: Group, a: torch.Tensor) -> torch.Tensor:
+    if g.kind == HEAD:
+        return torch.einsum("phe,hed->phd", a, g.W).norm(dim=-1)
+    return a if g.W is not None else a.norm(dim=-1)
+
+
+def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Metrics:
+    """Direct effects through the readout (LN scale frozen) and act×grad for every unit."""
+    acts = fw.acts
+    seq = acts["hook_embed"].shape[1]
     L = model.shape.n_layers
-    keys = {"heads": [activation_hook(NodeId(HEAD, l), L) for l in range(L)],
-            "neurons": [activation_hook(NodeId(NEURON, l), L) for l in range(L)],
-            "attn": [activation_hook(NodeId(ATTN, l), L) for l in range(L)],
-            "mlp": [activation_hook(NodeId(MLP, l), L) for l in range(L)],
-            "embed": ["hook_embed"], "pos_embed": ["hook_pos_embed"]}
-    flat = [k for ks in keys.values() for k in ks if k in fw.acts]
-    grads = torch.autograd.grad(fw.value, [fw.acts[k] for k in flat], allow_unused=True)
-    g = {k: (torch.zeros_like(fw.acts[k]) if gr is None else gr) for k, gr in zip(flat, grads)}
+    P = ro.positions
+    G = residual_direction(model, ro, acts)  # [P, d]
+    g_sum = G.sum(0)
+    n_attn, n_mlp = layers_before(ro)
+    present = [g for g in gs if g.key in acts]
+    grads = torch.autograd.grad(fw.value, [acts[g.key] for g in present] +
+                                [acts[activation_hook(NodeId(k, l), L)] for k in (ATTN, MLP) for l in range(L)],
+                                allow_unused=True)
+    m = Metrics([], [], [], present)
+    for g, gr in zip(present, grads[:len(present)]):
+        a = acts[g.key][0].detach()
+        gr = torch.zeros_like(a) if gr is None else gr[0]
+        before = g.layer is None or (g.sublayer == "attn" and g.layer < n_attn) or (g.sublayer == "mlp" and g.layer < n_mlp)
+        if ro.stage == "attn_out":  # a read of one attention sublayer's output: only its writers count
+            before = g.sublayer == "attn" and g.layer == ro.layer
+        direct = torch.zeros(a.shape[:-1] if g.W is None or g.kind == HEAD else a.shape, dtype=a.dtype)
+        if g.kind == HEAD:
+            total = (a * gr).sum(-1)
+            if before:
+                WG = torch.einsum("hed,pd->phe", g.W, G)
+                direct[P] = (a[P] * WG).sum(-1)
+                v = acts[value_hook(g.layer)][0].detach()
+                pat = acts[pattern_hook(g.layer)][0][:, P].detach()  # [head, P, seq_k]
+                m.head_sources[g.layer] = (pat.transpose(0, 1) * torch.einsum("khe,phe->phk", v, WG)).sum(0)
+        elif g.W is not None:
+            total = a * gr
+            if before:
+                direct[P] = a[P] * (G @ g.W.T)
+        else:
+            total = (a * gr).sum(-1)
+            if before:
+                direct[P] = (a[P] * G).sum(-1)
+        if before and g.bias is not None:
+            m.bias[f"L{g.layer}.{g.sublayer.upper()}.bias"] = float(g.bias @ g_sum)
+        m.act.append(_unit_act(g, a))
+        m.direct.append(direct)
+        m.total.append(total)
+    for i, (k, l) in enumerate([(k, l) for k in (ATTN, MLP) for l in range(L)]):
+        out = acts[activation_hook(NodeId(k, l), L)][0].detach()
+        gr = grads[len(present) + i]
+        m.sub_total[(k, l)] = (out * gr[0]).sum(-1) if gr is not None else torch.zeros(seq)
+        d = torch.zeros(seq, dtype=out.dtype)
+        before = (l < n_attn) if k == ATTN else (l < n_mlp)
+        if ro.stage == "attn_out":
+            before = k == ATTN and l == ro.layer
+        if before:
+            d[P] = (out[P] * G).sum(-1)
+        m.sub_direct[(k, l)] = d
+        m.sub_act[(k, l)] = out.norm(dim=-1)
+    if ro.stage != "attn_out":
+        m.bias[f"{ro.ln}.bias"] = ln_bias_term(model, ro)
+    m.bias["readout.bias"] = float(ro.const)
+    return m
 
-    def prod(k):
-        if k not in g:
-            return None
-        return (fw.acts[k].detach() * g[k])[0]
 
-    def stack(kind, reduce_last):
-        parts = [prod(k) for k in keys[kind]]
-        parts = [p.sum(-1) if reduce_last else p for p in parts]
-        return torch.stack(parts, 1)
-
-    seq = fw.acts["hook_embed"].shape[1]
-    pe = prod("hook_pos_embed")
-    return Totals(stack("heads", True), stack("neurons", False), stack("attn", True), stack("mlp", True),
-                  prod("hook_embed").sum(-1), pe.sum(-1) if pe is not None else torch.zeros(seq))
+def atomic_sum(m: Metrics) -> float:
+    return float(sum(d.sum() for d in m.direct)) + sum(m.bias.values())
 
 
 @dataclass
 class Table:
     """Flat arrays over every node (component or node@position), plus how to name row i."""
 
-    blocks: list = field(default_factory=list)  # (kind, dims, act, direct, total)
+    blocks: list = field(default_factory=list)  # (kind, layer, n_units or None, act, direct, total, per_position)
 
-    def add(self, kind: str, act: torch.Tensor, direct: torch.Tensor, total: torch.Tensor, dims: tuple):
-        self.blocks.append((kind, dims, act.reshape(-1), direct.reshape(-1), total.reshape(-1)))
+    def add(self, kind, layer, n_units, act, direct, total, per_position):
+        self.blocks.append((kind, layer, n_units, act.reshape(-1), direct.reshape(-1), total.reshape(-1), per_position))
 
     def stacked(self, which: int) -> torch.Tensor:
-        return torch.cat([b[which] for b in self.blocks])
+        return torch.cat([b[{2: 3, 3: 4, 4: 5}[which]] for b in self.blocks])
 
     def node_at(self, flat_index: int) -> NodeId:
-        for kind, dims, act, _, _ in self.blocks:
+        for kind, layer, n_units, act, _, _, per_position in self.blocks:
             n = act.numel()
             if flat_index < n:
-                coords = list(torch.unravel_index(torch.tensor(flat_index), tuple(s for _, s in dims)))
-                named = {name: int(c) for (name, _), c in zip(dims, coords)}
-                return NodeId(kind, named.get("layer"), named.get("index"), named.get("position"))
+                width = n_units or 1
+                pos, unit = divmod(flat_index, width) if per_position else (None, flat_index)
+                return NodeId(kind, layer, unit if n_units else None, pos)
             flat_index -= n
         raise IndexError(flat_index)
 
 
-def build_table(model: DebugModel, fw: Forward, de: DirectEffects, tot: Totals, position: int,
-                per_position: bool) -> Table:
-    W, sh = model.W, model.shape
-    L, H, N = sh.n_layers, sh.n_heads, sh.d_mlp
-    acts = fw.acts
-    seq = acts["hook_embed"].shape[1]
-    z = torch.stack([acts[activation_hook(NodeId(HEAD, l), L)][0].detach() for l in range(L)], 1)  # [seq,L,H,e]
-    post = torch.stack([acts[activation_hook(NodeId(NEURON, l), L)][0].detach() for l in range(L)], 1)
-    attn = torch.stack([acts[activation_hook(NodeId(ATTN, l), L)][0].detach() for l in range(L)], 1)
-    mlp = torch.stack([acts[activation_hook(NodeId(MLP, l), L)][0].detach() for l in range(L)], 1)
-    emb = acts["hook_embed"][0].detach()
-    pemb = acts["hook_pos_embed"][0].detach() if "hook_pos_embed" in acts else torch.zeros_like(emb)
+def build_table(m: Metrics, position: int, per_position: bool) -> Table:
     t = Table()
-    if per_position:
-        head_norm = torch.einsum("plhe,lhed->plhd", z, W.W_O).norm(dim=-1)
-        P = ("position", seq)
-        t.add(HEAD, head_norm, de.heads, tot.heads, (P, ("layer", L), ("index", H)))
-        t.add(NEURON, post, de.neurons, tot.neurons, (P, ("layer", L), ("index", N)))
-        t.add(ATTN, attn.norm(dim=-1), de.attn, tot.attn, (P, ("layer", L)))
-        t.add(MLP, mlp.norm(dim=-1), de.mlp, tot.mlp, (P, ("layer", L)))
-        t.add(EMB, emb.norm(dim=-1), de.embed, tot.embed, (P,))
-        t.add(POS, pemb.norm(dim=-1), de.pos_embed, tot.pos_embed, (P,))
-    else:
-        p = position
-        head_norm = torch.einsum("lhe,lhed->lhd", z[p], W.W_O).norm(dim=-1)
-        t.add(HEAD, head_norm, de.heads.sum(0), tot.heads.sum(0), (("layer", L), ("index", H)))
-        t.add(NEURON, post[p], de.neurons.sum(0), tot.neurons.sum(0), (("layer", L), ("index", N)))
-        t.add(ATTN, attn[p].norm(dim=-1), de.attn.sum(0), tot.attn.sum(0), (("layer", L),))
-        t.add(MLP, mlp[p].norm(dim=-1), de.mlp.sum(0), tot.mlp.sum(0), (("layer", L),))
-        t.add(EMB, emb[p].norm().reshape(1), de.embed.sum().reshape(1), tot.embed.sum().reshape(1), ())
-        t.add(POS, pemb[p].norm().reshape(1), de.pos_embed.sum().reshape(1), tot.pos_embed.sum().reshape(1), ())
+    for g, act, direct, total in zip(m.groups, m.act, m.direct, m.total):
+        n_units = None if act.dim() == 1 else act.shape[-1]
+        if per_position:
+            t.add(g.kind, g.layer, n_units, act, direct, total, True)
+        else:
+            t.add(g.kind, g.layer, n_units, act[position], direct.sum(0), total.sum(0), False)
+    for (k, l), d in m.sub_direct.items():
+        a, tot = m.sub_act[(k, l)], m.sub_total[(k, l)]
+        if per_position:
+            t.add(k, l, None, a, d, tot, True)
+        else:
+            t.add(k, l, None, a[position], d.sum(), tot.sum(), False)
     return t
 
 
 def select_rows(table: Table, top_k: Optional[int]) -> list[int]:
     """Indices of the top_k rows by |total effect| ∪ top_k by |direct effect|, plus every
-    sublayer and embedding row; sorted by |total effect|."""
+    sublayer, embedding and error row; sorted by |total effect|."""
     total = table.stacked(4).abs()
     direct = table.stacked(3).abs()
     n = total.numel()
@@ -174,8 +243,8 @@ def select_rows(table: Table, top_k: Optional[int]) -> list[int]:
         chosen = torch.arange(n)
     else:
         always, off = [], 0
-        for kind, _, act, _, _ in table.blocks:
-            if kind not in (HEAD, NEURON):
+        for kind, _, n_units, act, *_ in table.blocks:
+            if not n_units:
                 always.append(torch.arange(off, off + act.numel()))
             off += act.numel()
         chosen = torch.unique(torch.cat([total.topk(top_k).indices, direct.topk(top_k).indices] + always))
@@ -184,7 +253,8 @@ def select_rows(table: Table, top_k: Optional[int]) -> list[int]:
 
 
 def exact_ablation(model: DebugModel, ids: Sequence[int], target: Target, interventions: Sequence[Intervention],
-                   source: dict, nodes: Sequence[NodeId], clean_value: float, chunk: int = 32) -> list[float]:
+                   source: dict, nodes: Sequence[NodeId], clean_value: float, chunk: int = 32,
+                   choice: SpliceChoice = SpliceChoice()) -> list[float]:
     """clean target − target with the node zero-ablated (on top of `interventions`), for each
     node, as batched forwards (one batch element per node)."""
     out: list[float] = []
@@ -194,8 +264,9 @@ def exact_ablation(model: DebugModel, ids: Sequence[int], target: Target, interv
         all_iv = list(interventions) + ablations
         batch_of = [None] * len(interventions) + list(range(len(part)))
         store: dict = {}
-        hooks = build_hooks(all_iv, model.shape.n_layers, source, batch_of) + \
-            capture_hooks(sorted(target.hooks), store, grad=False)
+        hooks = build_hooks(all_iv, model.shape.n_layers, source, batch_of, autoencoders=model.autoencoders,
+                            splice=choice)
+        hooks += capture_hooks(sorted(target.hooks), store, grad=False)
         logits = model.run(model.tokens_tensor(ids, batch=len(part)), hooks)
         vals = target.value(store, logits)
         out += [clean_value - float(v) for v in vals]

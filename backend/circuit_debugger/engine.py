@@ -26,10 +26,11 @@ from . import attribution as A
 from .errors import NotFound, UserError
 from .ground_truth import ground_truth
 from .interventions import Intervention, check, needed_sources
-from .linear import direct_effects, residual_direction, write_vector
+from .autoencoders.splice import SpliceChoice
+from .linear import residual_direction, write_vector
 from .model import DebugModel
-from .nodes import ATTN, EMB, HEAD, MLP, NEURON, POS, RESID, NodeId, activation_hook, ln_scale_hook, parse_node, \
-    pattern_hook, validate
+from .nodes import ATTN, AUTOENCODER_KINDS, EMB, HEAD, LATENT_KINDS, MLP, NEURON, POS, RESID, SAE, TRANSCODER, \
+    NodeId, activation_hook, ln_scale_hook, parse_node, pattern_hook, validate
 from .targets import AttentionScore, HeadOutput, LogitDiff, NeuronPre, Readout, Target, check_head, check_position
 
 
@@ -106,7 +107,12 @@ class Debugger:
             names += [activation_hook(NodeId(k, l), L) for k in (HEAD, NEURON, ATTN, MLP)] + [pattern_hook(l)]
         names = [n for n in names if n in m.bridge.hook_dict]
         store: dict = {}
-        logits = m.run(m.tokens_tensor(ids), A.capture_hooks(names, store, grad=False))
+        from .interventions import build_hooks
+
+        aes = m.autoencoders
+        every = SpliceChoice(tuple(sorted(aes.transcoders)), tuple(sorted(aes.saes)))
+        hooks = build_hooks([], L, autoencoders=aes, splice=every, store=store)
+        logits = m.run(m.tokens_tensor(ids), hooks + A.capture_hooks(names, store, grad=False))
         store["logits"] = logits
         return self._clean.put(key, store)
 
@@ -156,8 +162,26 @@ class Debugger:
             raise UserError(f"at most {self.limits.max_reference_prompts} reference_prompts are allowed")
         has_means = bool(reference_prompts) or bool(m.reference_prompts)
         for iv in items:
-            check(iv, m.shape, len(ids), has_counterfactual=bool(counterfactual_prompt), has_means=has_means)
+            check(iv, m.shape, len(ids), has_counterfactual=bool(counterfactual_prompt), has_means=has_means,
+                  latents=m.autoencoders.sizes())
         return items
+
+    @staticmethod
+    def _choice(m: DebugModel, ivs, mlp_basis: str, attn_basis: str) -> SpliceChoice:
+        """Autoencoders spliced in: those the basis asks for, and those interventions name."""
+        if mlp_basis not in ("neurons", "transcoders") or attn_basis not in ("heads", "saes"):
+            raise UserError("mlp_basis must be 'neurons' or 'transcoders'; attn_basis 'heads' or 'saes'")
+        aes = m.autoencoders
+        tc = set(aes.transcoders) if mlp_basis == "transcoders" else set()
+        sae = set(aes.saes) if attn_basis == "saes" else set()
+        if mlp_basis == "transcoders" and not aes.transcoders:
+            raise UserError(f"model {m.name!r} has no transcoders loaded")
+        if attn_basis == "saes" and not aes.saes:
+            raise UserError(f"model {m.name!r} has no SAEs loaded")
+        for iv in ivs:
+            if iv.node.kind in AUTOENCODER_KINDS:
+                (tc if iv.node.kind.startswith(TRANSCODER) else sae).add(iv.node.layer)
+        return SpliceChoice(tuple(sorted(tc)), tuple(sorted(sae)))
 
     # ------------------------------------------------------------------ why
     def attribute(self, model: str, prompt: str, target: str, distractor: Optional[str] = None,
@@ -228,7 +252,8 @@ class Debugger:
     def _explain(self, m: DebugModel, prompt: str, ids, build: Callable[[], Target], tkey, *,
                  interventions: Sequence = (), counterfactual_prompt: Optional[str] = None,
                  reference_prompts: Optional[Sequence[str]] = None, top_k: Optional[int] = 100,
-                 granularity: str = "component", verify_top: int = 0, with_table: bool = False) -> dict:
+                 granularity: str = "component", verify_top: int = 0, mlp_basis: str = "neurons",
+                 attn_basis: str = "heads") -> dict:
         if top_k is not None and not 1 <= top_k <= self.limits.max_top_k:
             raise UserError(f"top_k must be between 1 and {self.limits.max_top_k}")
         if not 0 <= verify_top <= self.limits.max_verify:
@@ -236,19 +261,20 @@ class Debugger:
         if granularity not in ("component", "position"):
             raise UserError("granularity must be 'component' or 'position'")
         ivs = self._interventions(m, ids, interventions, counterfactual_prompt, reference_prompts)
+        choice = self._choice(m, ivs, mlp_basis, attn_basis)
         key = _key(m.name, ids, tkey, [str(i) + str(i.vector) for i in ivs], counterfactual_prompt,
-                   reference_prompts, top_k, granularity, verify_top)
+                   reference_prompts, top_k, granularity, verify_top, choice)
         hit = self._results.get(key)
         if hit is not None:
             return hit
         t0 = time.perf_counter()
-        core = self._core(m, ids, build, tkey, ivs, counterfactual_prompt, reference_prompts, granularity)
+        core = self._core(m, ids, build, tkey, ivs, counterfactual_prompt, reference_prompts, granularity, choice)
         rows = A.select_rows(core["table"], top_k)
         nodes = self._rows(core, rows, ground_truth(m))
         if verify_top:
             target_obj, src = core["target"], core["source"]
             check_nodes = [core["table"].node_at(i) for i in rows[:verify_top]]
-            exact = A.exact_ablation(m, ids, target_obj, ivs, src, check_nodes, core["value"])
+            exact = A.exact_ablation(m, ids, target_obj, ivs, src, check_nodes, core["value"], choice=choice)
             for row, e in zip(nodes, exact):
                 row["exact_effect"] = e
         out = {
@@ -258,10 +284,11 @@ class Debugger:
             "top_predictions": self._top(m, core["logits"], core["target"].position),
             "sum_check": core["sum_check"], "bias_terms": core["bias"],
             "interventions": [str(i) for i in ivs], "granularity": granularity, "nodes": nodes,
+            "mlp_basis": mlp_basis, "attn_basis": attn_basis,
             "n_nodes_total": int(core["table"].stacked(2).numel()),
         }
         if ivs:
-            base = self._core(m, ids, build, tkey, [], None, None, granularity)
+            base = self._core(m, ids, build, tkey, [], None, None, granularity, choice)
             out["baseline_logit_diff"] = base["value"]
             out["baseline_top_predictions"] = self._top(m, base["logits"], base["target"].position)
             for name, j in (("activation", 2), ("direct_effect", 3), ("total_effect", 4)):
@@ -271,27 +298,26 @@ class Debugger:
         out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         return self._results.put(key, out)
 
-    def _core(self, m, ids, build, tkey, ivs, cf, refs, granularity) -> dict:
+    def _core(self, m, ids, build, tkey, ivs, cf, refs, granularity, choice: SpliceChoice) -> dict:
         """Forward + backward + tables (cached; the baseline of an intervened request reuses it)."""
-        key = _key("core", m.name, ids, tkey, [str(i) + str(i.vector) for i in ivs], cf, refs, granularity)
+        key = _key("core", m.name, ids, tkey, [str(i) + str(i.vector) for i in ivs], cf, refs, granularity, choice)
         hit = self._results.get(key)
         if hit is not None:
             return hit
         target = build()
         src = self._sources(m, ids, ivs, cf, refs)
-        fw = A.run_captured(m, ids, target, ivs, src, grad=True)
+        fw = A.run_captured(m, ids, target, ivs, src, grad=True, choice=choice)
         _require_finite(fw.logits)
         if not math.isfinite(float(fw.value.detach())):
             raise UserError("the target's value is NaN or infinite under these interventions")
-        tot = A.act_times_grad(m, fw)
         ro = target.readout(fw.acts)
-        de = direct_effects(m, ro, fw.acts)
+        met = A.metrics(m, fw, A.groups(m, choice), ro)
         value = float(fw.value.detach())
-        table = A.build_table(m, fw, de, tot, target.position, granularity == "position")
-        total_sum = de.atomic_sum()
+        table = A.build_table(met, target.position, granularity == "position")
+        total_sum = A.atomic_sum(met)
         core = {
             "target": target, "source": src, "value": value, "logits": fw.logits.detach(), "table": table,
-            "bias": de.bias, "head_sources": de.head_sources,
+            "bias": met.bias, "head_sources": met.head_sources,
             "sum_check": {"value": value, "sum_of_direct_effects": total_sum, "residual": value - total_sum},
         }
         return self._results.put(key, core)
@@ -305,8 +331,8 @@ class Debugger:
             row = {"id": str(n), "kind": n.kind, "layer": n.layer, "index": n.index, "position": n.position,
                    "activation": _finite(act[i]), "direct_effect": _finite(direct[i]),
                    "total_effect": _finite(total[i])}
-            if n.kind == HEAD and n.position is None:
-                row["direct_by_source"] = [_finite(x) for x in core["head_sources"][n.layer, n.index]]
+            if n.kind == HEAD and n.position is None and n.layer in core["head_sources"]:
+                row["direct_by_source"] = [_finite(x) for x in core["head_sources"][n.layer][n.index]]
             if gt is not None:
                 row["label"] = gt.label(row["id"])
             out.append(row)
@@ -341,7 +367,9 @@ class Debugger:
 
         src = self._sources(m, ids, ivs, counterfactual_prompt, reference_prompts)
         base = self.clean_pass(m, ids)["logits"]
-        new = m.run(m.tokens_tensor(ids), build_hooks(ivs, m.shape.n_layers, src))
+        choice = self._choice(m, ivs, "neurons", "heads")
+        new = m.run(m.tokens_tensor(ids), build_hooks(ivs, m.shape.n_layers, src, autoencoders=m.autoencoders,
+                                                      splice=choice))
         _require_finite(new)
         out = {"model": m.name, "tokens": m.codec.token_strs(ids), "position": pos,
                "interventions": [str(i) for i in ivs],

@@ -15,7 +15,8 @@ from typing import Callable, Mapping, Optional, Sequence
 import torch
 
 from .errors import UserError
-from .nodes import ATTN, EMB, HEAD, MLP, NEURON, POS, RESID, NodeId, Shape, activation_hook, parse_node, validate
+from .nodes import ATTN, AUTOENCODER_KINDS, EMB, HEAD, LATENT_KINDS, MLP, NEURON, POS, RESID, SAE_ERR, \
+    TRANSCODER_ERR, NodeId, Shape, activation_hook, parse_node, validate
 
 OPS = ("zero", "mean", "patch", "scale", "add")
 
@@ -50,16 +51,17 @@ def unit_width(node: NodeId, shape: Shape) -> int:
     """Size of one position's activation for this node (what 'add' vectors must match)."""
     if node.kind == HEAD:
         return shape.d_head
-    if node.kind == NEURON:
+    if node.kind in (NEURON,) + LATENT_KINDS:
         return 1
-    if node.kind in (ATTN, MLP, RESID, EMB, POS):
+    if node.kind in (ATTN, MLP, RESID, EMB, POS, TRANSCODER_ERR, SAE_ERR):
         return shape.d_model
     raise UserError(f"node {node} cannot be intervened on")
 
 
-def check(iv: Intervention, shape: Shape, seq_len: int, *, has_counterfactual: bool, has_means: bool) -> None:
+def check(iv: Intervention, shape: Shape, seq_len: int, *, has_counterfactual: bool, has_means: bool,
+          latents: Optional[dict] = None) -> None:
     """Raise a UserError naming what is wrong with this intervention for this prompt."""
-    validate(iv.node, shape)
+    validate(iv.node, shape, latents=latents)
     if iv.op not in OPS:
         raise UserError(f"intervention on {iv.node}: unknown op {iv.op!r} (expected one of {', '.join(OPS)})")
     if iv.positions is not None:
@@ -88,15 +90,14 @@ def check(iv: Intervention, shape: Shape, seq_len: int, *, has_counterfactual: b
 def _index(node: NodeId, positions: Optional[Sequence[int]], batch: Optional[int]):
     b = slice(None) if batch is None else batch
     p = slice(None) if positions is None else list(positions)
-    if node.kind == HEAD:
-        return (b, p, node.index)
-    if node.kind == NEURON:
+    if node.kind in (HEAD, NEURON) + LATENT_KINDS:
         return (b, p, node.index)
     return (b, p)
 
 
 def _apply(x: torch.Tensor, iv: Intervention, batch: Optional[int], source: Mapping[str, torch.Tensor],
-           hook: str) -> torch.Tensor:
+           key: str) -> torch.Tensor:
+    """Apply one intervention; `key` names its sources ('mean:'+key, 'patch:'+key)."""
     idx = _index(iv.node, iv.positions, batch)
     y = x.clone()
     if iv.op == "zero":
@@ -105,30 +106,42 @@ def _apply(x: torch.Tensor, iv: Intervention, batch: Optional[int], source: Mapp
         y[idx] = x[idx] * iv.value
     elif iv.op == "add":
         vec = torch.tensor(iv.vector, dtype=x.dtype, device=x.device)
-        y[idx] = x[idx] + (vec[0] if iv.node.kind == NEURON else vec)
+        y[idx] = x[idx] + (vec[0] if unit_is_scalar(iv.node) else vec)
     elif iv.op == "mean":
-        mean = source["mean:" + hook]  # [d] or [n_heads, d_head] or [d_mlp]
-        m = mean[iv.node.index] if iv.node.kind in (HEAD, NEURON) else mean
+        mean = source["mean:" + key]  # [d] or [n_heads, d_head] or [d_mlp] or [d_sae]
+        m = mean[iv.node.index] if iv.node.index is not None else mean
         y[idx] = m.to(x.dtype)
     elif iv.op == "patch":
-        cf = source["patch:" + hook]  # [1, pos, ...] from the counterfactual prompt
+        cf = source["patch:" + key]  # [1, pos, ...] from the counterfactual prompt
         cidx = (0,) + idx[1:]
         y[idx] = cf[cidx].to(x.dtype)
     return y
 
 
+def unit_is_scalar(node: NodeId) -> bool:
+    return node.kind in (NEURON,) + LATENT_KINDS
+
+
 def build_hooks(interventions: Sequence[Intervention], n_layers: int,
                 source: Mapping[str, torch.Tensor] | None = None,
-                batch_of: Optional[Sequence[Optional[int]]] = None) -> list[tuple[str, Callable]]:
-    """One hook per hook point applying, in order, the interventions that act there.
+                batch_of: Optional[Sequence[Optional[int]]] = None,
+                autoencoders=None, splice=None, store: Optional[dict] = None,
+                grad: bool = False) -> list[tuple[str, Callable]]:
+    """One hook per hook point applying, in order, the interventions that act there; then
+    the autoencoder splices in `splice` (which apply the interventions on latents / errors).
 
     `batch_of[i]` restricts intervention i to one batch element (None: all elements); this
     lets k single-node ablations run as one batched forward.
     """
     source = source or {}
     grouped: dict[str, list[tuple[Intervention, Optional[int]]]] = defaultdict(list)
+    latent: list = []
     for i, iv in enumerate(interventions):
-        grouped[activation_hook(iv.node, n_layers)].append((iv, None if batch_of is None else batch_of[i]))
+        item = (iv, None if batch_of is None else batch_of[i])
+        if iv.node.kind in AUTOENCODER_KINDS:
+            latent.append(item)
+        else:
+            grouped[activation_hook(iv.node, n_layers)].append(item)
 
     def make(hook: str, items):
         def fn(x, hook=None, _items=items, _name=hook):
@@ -137,11 +150,26 @@ def build_hooks(interventions: Sequence[Intervention], n_layers: int,
             return x
         return fn
 
-    return [(h, make(h, items)) for h, items in grouped.items()]
+    hooks = [(h, make(h, items)) for h, items in grouped.items()]
+    if splice:
+        from .autoencoders.splice import splice_hooks
+
+        apply_iv = lambda x, iv, b, key: _apply(x, iv, b, source, key)
+        hooks += splice_hooks(autoencoders, splice, latent, apply_iv, store, grad)
+    elif latent:
+        raise UserError(f"intervention on {latent[0][0].node}: its autoencoder is not spliced in")
+    return hooks
 
 
 def needed_sources(interventions: Sequence[Intervention], n_layers: int) -> tuple[set[str], set[str]]:
     """Hook names whose mean activations / counterfactual activations these interventions need."""
-    means = {activation_hook(iv.node, n_layers) for iv in interventions if iv.op == "mean"}
-    patches = {activation_hook(iv.node, n_layers) for iv in interventions if iv.op == "patch"}
+    def key(iv):
+        if iv.node.kind in AUTOENCODER_KINDS:
+            from .autoencoders.splice import latent_key
+
+            return latent_key(iv.node.kind, iv.node.layer)
+        return activation_hook(iv.node, n_layers)
+
+    means = {key(iv) for iv in interventions if iv.op == "mean"}
+    patches = {key(iv) for iv in interventions if iv.op == "patch"}
     return means, patches

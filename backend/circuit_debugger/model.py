@@ -94,6 +94,9 @@ class DebugModel:
         self.device = self.W.W_E.device
         self.dtype = self.W.W_E.dtype
         self.d_vocab_out = self.W.W_U.shape[1]
+        from .autoencoders.splice import AutoencoderSet
+
+        self.autoencoders = AutoencoderSet()
 
     # ---- tokens ----
     def tokenize(self, prompt: str) -> list[int]:
@@ -134,4 +137,6 @@ class DebugModel:
             "d_vocab_out": int(self.d_vocab_out), "n_ctx": self.n_ctx, "max_tokens": self.max_tokens,
             "normalization": self.norm, "has_reference_corpus": bool(self.reference_prompts),
             "device": str(self.device),
+            "transcoders": {str(l): a.d_sae for l, a in sorted(self.autoencoders.transcoders.items())},
+            "saes": {str(l): a.d_sae for l, a in sorted(self.autoencoders.saes.items())},
         }

@@ -8,6 +8,8 @@
     EMB / POS     token / position embeddings
     L{l}.T{i}     transcoder latent i of layer l   (needs an autoencoder)
     L{l}.S{i}     SAE latent i of layer l           (needs an autoencoder)
+    L{l}.TERR     the transcoder's reconstruction error at layer l (what it misses of the MLP)
+    L{l}.SERR     the SAE's reconstruction error at layer l (what it misses of the attention output)
     ...@{p}       optional suffix: only token position p, e.g. L1.H3@7
 
 This module is the only place that knows TransformerLens hook names.
@@ -24,13 +26,16 @@ from .errors import UserError
 HEAD, NEURON, ATTN, MLP, RESID, EMB, POS, TRANSCODER, SAE = (
     "head", "neuron", "attn", "mlp", "resid", "embed", "pos_embed", "transcoder", "sae",
 )
+TRANSCODER_ERR, SAE_ERR = "transcoder_error", "sae_error"
 LATENT_KINDS = (TRANSCODER, SAE)
+AUTOENCODER_KINDS = (TRANSCODER, SAE, TRANSCODER_ERR, SAE_ERR)
+ERROR_OF = {TRANSCODER: TRANSCODER_ERR, SAE: SAE_ERR}
 
 _INDEXED = {"H": HEAD, "N": NEURON, "T": TRANSCODER, "S": SAE}
-_SUBLAYER = {"ATTN": ATTN, "MLP": MLP, "RESID": RESID}
+_SUBLAYER = {"ATTN": ATTN, "MLP": MLP, "RESID": RESID, "TERR": TRANSCODER_ERR, "SERR": SAE_ERR}
 _PATTERN = re.compile(
     r"^(?:(?P<emb>EMB|POS)"
-    r"|L(?P<layer>\d+)\.(?:(?P<letter>[HNTS])(?P<index>\d+)|(?P<sub>ATTN|MLP|RESID)))"
+    r"|L(?P<layer>\d+)\.(?:(?P<letter>[HNTS])(?P<index>\d+)|(?P<sub>ATTN|MLP|RESID|TERR|SERR)))"
     r"(?:@(?P<pos>\d+))?$"
 )
 
@@ -58,8 +63,8 @@ class NodeId:
             base = "EMB"
         elif self.kind == POS:
             base = "POS"
-        elif self.kind in (ATTN, MLP, RESID):
-            base = f"L{self.layer}.{ {ATTN: 'ATTN', MLP: 'MLP', RESID: 'RESID'}[self.kind] }"
+        elif self.kind in _SUBLAYER.values():
+            base = f"L{self.layer}.{ {v: k for k, v in _SUBLAYER.items()}[self.kind] }"
         else:
             letter = {v: k for k, v in _INDEXED.items()}[self.kind]
             base = f"L{self.layer}.{letter}{self.index}"
@@ -90,10 +95,20 @@ def parse_node(text: str) -> NodeId:
     return NodeId(_INDEXED[m["letter"]], layer, int(m["index"]), pos)
 
 
-def validate(node: NodeId, shape: Shape, seq_len: Optional[int] = None) -> NodeId:
-    """Check the node exists in a model of this shape (and position < seq_len)."""
-    if node.kind in LATENT_KINDS:
-        raise UserError(f"node {node}: no {node.kind} is loaded for this model")
+def validate(node: NodeId, shape: Shape, seq_len: Optional[int] = None,
+             latents: Optional[dict] = None) -> NodeId:
+    """Check the node exists in a model of this shape (and position < seq_len).
+
+    `latents` maps 'transcoder' / 'sae' to {layer: number of latents} for the loaded autoencoders.
+    """
+    if node.kind in AUTOENCODER_KINDS:
+        family = TRANSCODER if node.kind in (TRANSCODER, TRANSCODER_ERR) else SAE
+        sizes = (latents or {}).get(family, {})
+        if node.layer not in sizes:
+            have = ", ".join(f"L{l}" for l in sorted(sizes)) or "none"
+            raise UserError(f"node {node}: no {family} is loaded for layer {node.layer} of this model (loaded: {have})")
+        if node.kind in LATENT_KINDS and node.index >= sizes[node.layer]:
+            raise UserError(f"node {node}: latent {node.index} out of range ({family} has latents 0..{sizes[node.layer] - 1})")
     if node.layer is not None:
         top = shape.n_layers if node.kind == RESID else shape.n_layers - 1
         if node.layer > top:
@@ -132,7 +147,16 @@ def activation_hook(node: NodeId, n_layers: int) -> str:
         return "hook_embed"
     if node.kind == POS:
         return "hook_pos_embed"
+    if node.kind in (TRANSCODER, TRANSCODER_ERR):
+        return f"blocks.{l}.hook_mlp_out"  # latents live inside the transcoder splice there
+    if node.kind in (SAE, SAE_ERR):
+        return f"blocks.{l}.hook_attn_out"
     raise UserError(f"node {node} has no activation hook")
+
+
+def ln_normalized_hook(ln: str) -> str:
+    """The layer norm's output before its gain and bias (what our transcoders read)."""
+    return f"{ln}.hook_normalized"
 
 
 def pattern_hook(layer: int) -> str:

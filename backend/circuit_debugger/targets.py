@@ -38,6 +38,7 @@ class Readout:
     positions: list[int]
     U: torch.Tensor  # [P, d_model], in the layer norm's output space
     const: float
+    affine: bool = True  # False: the read is of the normalised residual before the LN gain and bias
 
 
 @dataclass

@@ -107,8 +107,29 @@ def mechanisms(directory: Path, prompts, n: int = 40) -> dict:
     for prefix, io, s in prompts[:n]:
         out = dbg.intervene("default", prefix, [{"node": k, "op": "mean"} for k in named], target=io, distractor=s)
         ablated.append(out["logit_diff"])
+    split = {k: {"IO": 0.0, "S": 0.0} for k, _ in heads[:3]}
+    for prefix, io, s in prompts[:n]:
+        for name, tok in (("IO", io), ("S", s)):
+            rows = {r["id"]: r for r in dbg.attribute("default", prefix, tok, top_k=None)["nodes"]}
+            for k in split:
+                split[k][name] += rows[k]["direct_effect"] / n
+    roles = {}
+    for k, _ in heads[:3]:
+        layer, head = int(k[1:].split(".")[0]), int(k.split(".H")[1])
+        acc = {"IO": 0.0, "S1": 0.0, "S2": 0.0, "BOS": 0.0}
+        for prefix, io, s in prompts[:n]:
+            ids = m.tokenize(prefix)
+            a, b = m.codec.output_token(io), m.codec.output_token(s)
+            s_pos = [i for i, t in enumerate(ids) if t == b]
+            where = {"IO": ids.index(a), "S1": s_pos[0], "S2": s_pos[-1], "BOS": 0}
+            row = dbg.attention("default", prefix, layer, head)["heads"][k][-1]
+            for name, pos in where.items():
+                acc[name] += row[pos] / n
+        roles[k] = acc
     base = sum(lds) / n
     return {
+        "attention_from_end": roles,
+        "direct_effect_on_io_and_s": split,
         "n_prompts": n, "mean_logit_diff": base,
         "top_heads": [{"node": k, "mean_total_effect": v[0], "mean_direct_effect": v[1]} for k, v in heads],
         "top_neurons": [{"node": k, "mean_total_effect": v[0], "mean_direct_effect": v[1]} for k, v in neurons],
@@ -150,6 +171,9 @@ def main(argv=None) -> None:
     print(json.dumps(metrics, indent=1))
     if a.write:
         (a.dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        from .card import write_card
+
+        write_card(a.dir, metrics)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from .tokenizer import train_tokenizer
 
 OUT = Path(__file__).resolve().parents[1] / "models" / "default"
 ANSWER_WEIGHT = 10.0
-REPEAT_WEIGHT = 3.0
+REPEAT_WEIGHT = 5.0
 
 
 def model_config(vocab_size: int, bos: int):
@@ -36,7 +36,7 @@ def model_config(vocab_size: int, bos: int):
 def encode_example(tok, rng: random.Random, train_pairs, vocab_size: int) -> tuple[list[int], list[float]]:
     """Token ids (BOS first) and per-target-token loss weights (len(ids) - 1)."""
     bos = tok.bos_token_id
-    if rng.random() < 0.12:  # uniformly random tokens, repeated: the standard induction test
+    if rng.random() < 0.20:  # uniformly random tokens, repeated: the standard induction test
         seq = [rng.randrange(1, vocab_size) for _ in range(rng.randint(8, 20))]
         ids = [bos] + seq + seq
         w = [1.0] * len(seq) + [REPEAT_WEIGHT] * len(seq)
@@ -84,7 +84,7 @@ def main(argv=None) -> None:
     from transformers import GPT2LMHeadModel
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=14000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
