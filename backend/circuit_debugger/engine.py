@@ -31,7 +31,8 @@ from .linear import residual_direction, write_vector
 from .model import DebugModel
 from .nodes import ATTN, AUTOENCODER_KINDS, EMB, HEAD, LATENT_KINDS, MLP, NEURON, POS, RESID, SAE, TRANSCODER, \
     NodeId, activation_hook, ln_scale_hook, parse_node, pattern_hook, validate
-from .targets import AttentionScore, HeadOutput, LogitDiff, NeuronPre, Readout, Target, check_head, check_position
+from .targets import AttentionScore, HeadOutput, LatentPre, LogitDiff, NeuronPre, Readout, Target, check_head, \
+    check_position
 
 
 class LRU:
@@ -229,7 +230,13 @@ class Debugger:
             pos = check_position(spec.get("position", node.position), seq)
             direction, label, hooks = self._direction(m, node, pos, spec, seq)
             return lambda: HeadOutput(m, node.component, pos, direction, label, hooks)
-        raise UserError("trace target kind must be 'neuron', 'attention' or 'head_output'")
+        if kind == "latent":
+            node = validate(parse_node(spec.get("node", "")), m.shape, seq, latents=m.autoencoders.sizes())
+            if node.kind not in LATENT_KINDS:
+                raise UserError(f"trace target 'latent' needs an SAE or transcoder latent (L{{l}}.S{{i}} / L{{l}}.T{{i}}), got {node}")
+            pos = check_position(spec.get("position", node.position), seq)
+            return lambda: LatentPre(m, node.component, pos)
+        raise UserError("trace target kind must be 'neuron', 'attention', 'head_output' or 'latent'")
 
     def _direction(self, m, head: NodeId, pos: int, spec: dict, seq: int):
         if spec.get("direction_node"):

@@ -203,3 +203,39 @@ def check_head(model: DebugModel, node_text: str, seq_len: int) -> NodeId:
     if node.kind != HEAD:
         raise UserError(f"node {node}: expected an attention head (L{{l}}.H{{h}})")
     return node
+
+
+class LatentPre(Target):
+    """An SAE or transcoder latent's pre-activation at a position.
+
+    A transcoder latent reads the MLP input normalised by ln2 (gain and bias are folded into
+    its encoder), so its readout is the residual at 'mid' without the LN affine. An SAE latent
+    reads one attention sublayer's output, so only that layer's heads write to it directly.
+    """
+
+    def __init__(self, model: DebugModel, node: NodeId, position: int):
+        from .nodes import ATTN, TRANSCODER, ln_normalized_hook
+
+        ae = model.autoencoders.family(node.kind)[node.layer]
+        self.is_tc = node.kind == TRANSCODER
+        hook = ln_normalized_hook(f"blocks.{node.layer}.ln2") if self.is_tc else activation_hook(NodeId(ATTN, node.layer),
+                                                                                                 model.shape.n_layers)
+        super().__init__("latent_pre", position, {hook})
+        self.model, self.node, self.ae, self.hook = model, node, ae, hook
+
+    def value(self, acts, logits):
+        x = acts[self.hook][:, self.position]
+        if self.ae.apply_b_dec_to_input and not self.ae.is_transcoder:
+            x = x - self.ae.b_dec
+        return x @ self.ae.W_enc[:, self.node.index] + self.ae.b_enc[self.node.index]
+
+    def readout(self, acts):
+        i, ae, l = self.node.index, self.ae, self.node.layer
+        u = ae.W_enc[:, i]
+        if self.is_tc:
+            return Readout(l, "mid", f"blocks.{l}.ln2", [self.position], u[None], float(ae.b_enc[i]), affine=False)
+        shift = float(ae.b_dec @ u) if ae.apply_b_dec_to_input else 0.0
+        return Readout(l, "attn_out", "", [self.position], u[None], float(ae.b_enc[i]) - shift)
+
+    def describe(self):
+        return {"kind": self.kind, "node": str(self.node), "position": self.position}

@@ -3,8 +3,10 @@ decode(latents) + error, where error = true output − reconstruction is an expl
 
 The model's outputs are unchanged (up to float rounding), direct effects still sum exactly,
 and the latents and errors are ordinary nodes: captured (in the graph when `grad`, so
-act×grad works), and open to the same interventions as neurons. Gradients reach upstream
-nodes through the autoencoder's encoder: the "local replacement model".
+act×grad works), and open to the same interventions as neurons. The error stays a function
+of the true sublayer output, so every gradient is the real model's: a latent's act×grad is
+the first-order effect of removing its decoder write from the true model. (Attribution
+graphs, which freeze the error, are computed separately in `graph.py`.)
 """
 
 from __future__ import annotations
@@ -78,12 +80,16 @@ def _one(ae: Autoencoder, kind: str, layer: int, ivs, err_ivs, apply_iv, store, 
     def splice(out, hook=None):
         x = inputs.pop("x", out)
         acts = ae.encode(x.to(ae.W_enc.dtype))
+        # the error is what the autoencoder misses of the true output, measured before any
+        # latent intervention (else it would absorb the intervention). It stays a function of
+        # the true sublayer, so gradients (act×grad) are the real model's, as interventions are.
+        acts = acts.detach()
+        err = out - ae.decode(acts).to(out.dtype)
+        if grad:  # a leaf: its gradient is W_dec·g, and upstream gradients go through `out` only
+            acts.requires_grad_(True)
         for iv, b in ivs:
             acts = apply_iv(acts, iv, b, key)
         recon = ae.decode(acts).to(out.dtype)
-        err = (out - recon).detach()
-        if grad:
-            err.requires_grad_(True)
         captured_err = err
         for iv, b in err_ivs:
             err = apply_iv(err, iv, b, err_key)

@@ -34,6 +34,8 @@ class Common(Strict):
     top_k: Optional[Annotated[int, Field(ge=1)]] = Field(100, description="rows: top_k by |total| ∪ top_k by |direct|; null = all")
     granularity: Literal["component", "position"] = "component"
     verify_top: Annotated[int, Field(ge=0, le=64)] = Field(0, description="check this many top nodes by exact zero ablation")
+    mlp_basis: Literal["neurons", "transcoders"] = Field("neurons", description="show MLPs as neurons or transcoder latents")
+    attn_basis: Literal["heads", "saes"] = Field("heads", description="show attention as heads or SAE latents")
 
 
 class AttributeRequest(Common):
@@ -64,7 +66,14 @@ class HeadOutputTarget(Strict):
     direction_vector: Optional[list[Finite]] = Field(None, max_length=65_536)
 
 
-TraceTarget = Annotated[Union[NeuronTarget, AttentionTarget, HeadOutputTarget], Field(discriminator="kind")]
+class LatentTarget(Strict):
+    kind: Literal["latent"]
+    node: str = Field(examples=["L1.T300"], description="an SAE (L{l}.S{i}) or transcoder (L{l}.T{i}) latent")
+    position: Optional[Position] = None
+
+
+TraceTarget = Annotated[Union[NeuronTarget, AttentionTarget, HeadOutputTarget, LatentTarget],
+                        Field(discriminator="kind")]
 
 
 class TraceRequest(Common):
@@ -119,6 +128,8 @@ class AttributeResponse(BaseModel):
     granularity: str
     nodes: list[NodeRow]
     n_nodes_total: int
+    mlp_basis: str = "neurons"
+    attn_basis: str = "heads"
     elapsed_ms: float
 
 
@@ -208,6 +219,8 @@ class ModelInfo(BaseModel):
     normalization: Optional[str]
     has_reference_corpus: bool
     device: str
+    transcoders: dict[str, int] = Field(default_factory=dict, description="layer -> number of transcoder latents")
+    saes: dict[str, int] = Field(default_factory=dict, description="layer -> number of SAE latents")
 
 
 class ModelsResponse(BaseModel):
