@@ -118,6 +118,22 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
                              counterfactual_prompt=req.counterfactual_prompt,
                              reference_prompts=req.reference_prompts, top=req.top)
 
+    @app.post("/api/graph", response_model=S.GraphResponse, responses=errors)
+    def graph(req: S.GraphRequest):
+        """Attribution graph through the transcoders: latents, embeddings, errors, target; pruned."""
+        return dbg.graph(req.model, req.prompt, req.target, req.distractor, req.position, req.node_threshold,
+                         req.edge_threshold, req.max_latents)
+
+    @app.post("/api/latent/inputs", responses=errors)
+    def latent_inputs(req: S.LatentInputsRequest) -> dict:
+        """What feeds a transcoder latent on this prompt (contributions sum to its pre-activation)."""
+        return dbg.latent_inputs(req.model, req.prompt, req.node, req.k)
+
+    @app.post("/api/latent/weights", responses=errors)
+    def latent_weights(req: S.LatentWeightsRequest) -> dict:
+        """A transcoder latent's connections by weights alone: upstream, de-embedding, downstream."""
+        return dbg.latent_weights(req.model, req.node, req.k)
+
     @app.post("/api/outputs", response_model=S.OutputsResponse, responses=errors)
     def outputs(req: S.OutputsRequest):
         """The model's output at every position (testbeds: the program's output, decoded)."""

@@ -262,3 +262,69 @@ class GroundTruthResponse(BaseModel):
     nodes: dict[str, dict]
     unused_heads: dict[str, list[int]]
     node_labels: dict[str, Optional[str]]
+
+
+class GraphRequest(Strict):
+    model: str = "default"
+    prompt: Text
+    target: str = Field(min_length=1, max_length=200)
+    distractor: Optional[str] = Field(None, max_length=200)
+    position: Optional[Position] = None
+    node_threshold: float = Field(0.8, gt=0, le=1, allow_inf_nan=False)
+    edge_threshold: float = Field(0.98, gt=0, le=1, allow_inf_nan=False)
+    max_latents: Annotated[int, Field(ge=1, le=5000)] = 500
+
+
+class GraphNode(BaseModel):
+    id: str
+    kind: str
+    layer: Optional[int] = None
+    position: Optional[int] = None
+    index: Optional[int] = None
+    token: Optional[str] = None
+    activation: float
+    influence: float
+    input: Optional[float] = Field(None, description="latents: pre-activation; target: its value")
+    bias: Optional[float] = Field(None, description="the constant part of the input (biases)")
+
+
+class GraphEdge(BaseModel):
+    source: str
+    target: str
+    weight: float
+
+
+class HeadContribution(BaseModel):
+    target: str
+    head: str
+    position: int
+    contribution: float
+
+
+class GraphResponse(BaseModel):
+    model: str
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    attention: list[HeadContribution]
+    target: dict
+    tokens: list[str]
+    completeness: float
+    replacement_score: float
+    node_threshold: float
+    edge_threshold: float
+    n_active_latents: int
+    n_latents_kept: int
+    elapsed_ms: float
+
+
+class LatentInputsRequest(Strict):
+    model: str = "default"
+    prompt: Text
+    node: str = Field(examples=["L1.T5@7"])
+    k: Annotated[int, Field(ge=1, le=1000)] = 20
+
+
+class LatentWeightsRequest(Strict):
+    model: str = "default"
+    node: str = Field(examples=["L1.T5"])
+    k: Annotated[int, Field(ge=1, le=200)] = 10
