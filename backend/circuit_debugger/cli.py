@@ -17,6 +17,10 @@ def main(argv=None) -> None:
     s = sub.add_parser("serve", help="run the HTTP server")
     s.add_argument("--model", action="append", default=None,
                    help="a checkpoint directory or hub name (repeatable); 'default' is always loaded")
+    s.add_argument("--autoencoders", action="append", default=[], metavar="MODEL=DIR",
+                   help="load every SAE/transcoder folder (SAELens layout) under DIR onto MODEL (repeatable)")
+    s.add_argument("--explanations", action="append", default=[], metavar="MODEL=FILE",
+                   help="the explanations database (SQLite) of MODEL (default model: explanations/default.sqlite)")
     s.add_argument("--host", default=os.environ.get("CD_HOST", "127.0.0.1"))
     s.add_argument("--port", type=int, default=int(os.environ.get("CD_PORT", "8000")))
     s.add_argument("--cors-origin", action="append", default=None,
@@ -32,8 +36,20 @@ def main(argv=None) -> None:
     from .server.app import Settings, create_app
 
     models = ["default"] + (a.model or _env_list("CD_MODELS"))
-    settings = Settings(models=models, cors_origins=a.cors_origin or _env_list("CD_CORS_ORIGINS") or ["*"],
-                        max_tokens=a.max_tokens, device=a.device or default_device())
+    autoencoders: dict[str, list[str]] = {}
+    for item in a.autoencoders + _env_list("CD_AUTOENCODERS"):
+        model, sep, directory = item.partition("=")
+        if not sep:
+            ap.error(f"--autoencoders expects MODEL=DIR, got {item!r}")
+        autoencoders.setdefault(model, []).append(directory)
+    explanations = {}
+    for item in a.explanations:
+        model, sep, path = item.partition("=")
+        if not sep:
+            ap.error(f"--explanations expects MODEL=FILE, got {item!r}")
+        explanations[model] = path
+    settings = Settings(models=models, explanations=explanations, cors_origins=a.cors_origin or _env_list("CD_CORS_ORIGINS") or ["*"],
+                        max_tokens=a.max_tokens, device=a.device or default_device(), autoencoders=autoencoders)
     uvicorn.run(create_app(settings), host=a.host, port=a.port)
 
 

@@ -154,7 +154,13 @@ def load_model(spec: str, name: Optional[str] = None, device: Optional[str] = No
                 f"{DEFAULT_MODEL_DIR}: the default model is not built (run `python -m "
                 "circuit_debugger.default_model.train`)"
             )
-        return load_hf_dir(DEFAULT_MODEL_DIR, name or "default", device, dtype)
+        m = load_hf_dir(DEFAULT_MODEL_DIR, name or "default", device, dtype)
+        from .autoencoders import REPO_AUTOENCODERS, load_onto
+
+        shipped = Path(os.environ.get("CD_DEFAULT_AUTOENCODERS", REPO_AUTOENCODERS / "default"))
+        if shipped.is_dir():
+            m.load_errors.update(load_onto(m, shipped))
+        return m
     if spec.startswith("tracr/"):
         name_part = spec.split("/", 1)[1]
         if name_part not in testbed_names():

@@ -97,6 +97,7 @@ class DebugModel:
         from .autoencoders.splice import AutoencoderSet
 
         self.autoencoders = AutoencoderSet()
+        self.load_errors: dict[str, str] = {}  # parts (e.g. autoencoder folders) that failed to load
 
     # ---- tokens ----
     def tokenize(self, prompt: str) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from fastapi import FastAPI, Request
@@ -22,6 +23,8 @@ log = logging.getLogger("circuit_debugger.server")
 @dataclass
 class Settings:
     models: list[str] = field(default_factory=lambda: ["default"])  # 'default', directories or hub names
+    autoencoders: dict[str, list[str]] = field(default_factory=dict)  # model name -> autoencoder directories
+    explanations: dict[str, str] = field(default_factory=dict)  # model name -> explanations SQLite file
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
     max_tokens: Optional[int] = 256
     max_top_k: int = 5000
@@ -44,8 +47,31 @@ def load_debugger(settings: Settings) -> tuple[Debugger, dict[str, str]]:
             continue
         if settings.max_tokens:
             m.max_tokens = min(m.max_tokens, settings.max_tokens)
+        from ..autoencoders import load_onto
+
+        for directory in settings.autoencoders.get(m.name, []):
+            m.load_errors.update(load_onto(m, directory))
+        for part, why in m.load_errors.items():
+            failed[f"{m.name}: {part}"] = why
+            log.error("%s: %s not loaded: %s", m.name, part, why)
         dbg.add_model(m)
+        _attach_explanations(dbg, m.name, settings.explanations.get(m.name), failed)
     return dbg, failed
+
+
+def _attach_explanations(dbg, name: str, path: Optional[str], failed: dict) -> None:
+    from ..explanations.build import REPO_EXPLANATIONS
+
+    if path is None and name == "default":
+        path = str(REPO_EXPLANATIONS / "default.sqlite")
+        if not Path(path).exists():
+            return
+    if path is None:
+        return
+    try:
+        dbg.attach_explanations(name, path)
+    except Exception as e:  # a missing or malformed database must not stop the server
+        failed[f"{name}: explanations"] = f"{path}: {e}"
 
 
 def _interventions(items: list[S.InterventionIn]) -> list[dict]:
@@ -133,6 +159,16 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
     def latent_weights(req: S.LatentWeightsRequest) -> dict:
         """A transcoder latent's connections by weights alone: upstream, de-embedding, downstream."""
         return dbg.latent_weights(req.model, req.node, req.k)
+
+    @app.get("/api/explanations/{model:path}/node/{node}", responses=errors)
+    def node_explanation(model: str, node: str, offset: int = 0, limit: int = 10) -> dict:
+        """A node's top-activating and sampled examples (paginated), statistics and explanations."""
+        return dbg.node_explanation(model, node, offset, limit)
+
+    @app.post("/api/explain", responses=errors)
+    def explain(req: S.ExplainRequest) -> dict:
+        """Explain a node now (offline, or with the configured LLM) and store the explanation."""
+        return dbg.explain(req.model, req.node, req.explainer)
 
     @app.post("/api/outputs", response_model=S.OutputsResponse, responses=errors)
     def outputs(req: S.OutputsRequest):

@@ -328,3 +328,9 @@ class LatentWeightsRequest(Strict):
     model: str = "default"
     node: str = Field(examples=["L1.T5"])
     k: Annotated[int, Field(ge=1, le=200)] = 10
+
+
+class ExplainRequest(Strict):
+    model: str = "default"
+    node: str = Field(examples=["L1.N5"])
+    explainer: Literal["offline", "llm"] = "offline"
