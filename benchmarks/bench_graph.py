@@ -9,15 +9,16 @@ Goal: ratio ≤ 20 and under one second on a CPU here.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_engine import timed  # noqa: E402  (the same median-of-repeats timer)
 
 
 def main() -> None:
@@ -55,15 +56,7 @@ def main() -> None:
             dbg._results = LRU(8)
             return dbg.graph("default", prompt, t, d)
 
-        ts = {}
-        for name, fn in (("bare", bare), ("graph", graph)):
-            fn()
-            runs = []
-            for _ in range(a.repeats):
-                s = time.perf_counter()
-                fn()
-                runs.append(time.perf_counter() - s)
-            ts[name] = statistics.median(runs)
+        ts = {"bare": timed(bare, a.repeats), "graph": timed(graph, a.repeats)}
         g = graph()
         print(f"{len(ids)} | {ts['bare'] * 1e3:.1f} | {ts['graph'] * 1e3:.1f} | {ts['graph'] / ts['bare']:.1f} | "
               f"{g['n_active_latents']} | {g['n_latents_kept']} | {g['completeness']:.3f} | {g['replacement_score']:.3f}")

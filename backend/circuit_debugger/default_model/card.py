@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 EVAL = "python -m circuit_debugger.default_model.evaluate --write   (run in backend/)"
-TRAIN = "python -m circuit_debugger.default_model.train --steps 10000   (run in backend/)"
+TRAIN = ("for s in 14000 18000 24000; do python -m circuit_debugger.default_model.train --steps $s; done   "
+         "(run in backend/; each run resumes the previous one from .cache/default-train, with its cosine schedule recomputed for the new total)")
 
 
 def _ok(value: float, bar: float, higher: bool = True) -> str:
@@ -65,9 +66,10 @@ on a generated corpus: IOI (ABBA and BABA orders, 75 intro × action templates, 
 15 places and objects), greater-than ("The war lasted from the year 1732 to the year 17"),
 induction (repeated uniformly random tokens and repeated word sequences) and template-built
 English filler. No downloaded data. Loss on answer tokens is weighted ×10 and on repeated
-halves ×3 (without it IOI and induction did not emerge in a CPU budget).
+halves ×5 (without it IOI and induction did not emerge in a CPU budget); 20% of sequences are
+repeated uniformly random tokens.
 
-Reproduce: `{TRAIN}` (about 13 minutes on one CPU thread, resumable), then `{EVAL}`,
+Reproduce: `{TRAIN}` (about 32 minutes on one CPU thread in all), then `{EVAL}`,
 which measures everything below and rewrites this file and `metrics.json`.
 
 ## Quality bars
