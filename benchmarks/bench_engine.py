@@ -44,6 +44,25 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((ra * rb).sum() / (ra.norm() * rb.norm()))
 
 
+WORDS = ("When Mary and John went to the store , John gave a drink to Mary . The war lasted from the year "
+         "1732 to the year 1750 . The cat sat on the mat and the dog sat on the rug . After Tom and Anna met at "
+         "the school , Tom handed a book to Anna .").split()
+
+
+def prompt_of_length(m, n: int) -> str:
+    """A text of exactly n tokens (BOS included): words while they fit, then single-token filler."""
+    text = ""
+    for w in WORDS * 10:
+        nxt = (text + " " + w) if text else w
+        if len(m.codec.encode_prompt(nxt)) > n:
+            break
+        text = nxt
+    while len(m.codec.encode_prompt(text)) < n:
+        text += " the" if len(m.codec.encode_prompt(text + " the")) == len(m.codec.encode_prompt(text)) + 1 else "."
+    assert len(m.codec.encode_prompt(text)) == n, (n, len(m.codec.encode_prompt(text)))
+    return text
+
+
 def gpt2_small_dir(tmp: Path) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -74,17 +93,10 @@ def bench(name: str, directory: Path, lengths, repeats: int, patch_repeats: int)
     rows = []
     g = torch.Generator().manual_seed(1)
     for n in lengths:
-        body_ids = torch.randint(1, min(m.W.W_E.shape[0], 300), (n - 1,), generator=g).tolist()
-        prompt = m.codec.tokenizer.decode(body_ids)
+        prompt = prompt_of_length(m, n)
         ids = m.tokenize(prompt)
-        while len(ids) != n:  # decode/encode may merge pieces; trim or pad to exactly n tokens
-            prompt = m.codec.tokenizer.decode(ids[1:n] if len(ids) > n else ids[1:] + body_ids[: n - len(ids)])
-            ids = m.tokenize(prompt)
         toks = torch.tensor([ids])
-        a, b = 5, 7
-        target, distractor = m.codec.output_str(a), m.codec.output_str(b)
-        if m.codec.output_token(target) != a or m.codec.output_token(distractor) != b:
-            target, distractor = m.codec.output_str(ids[2]), m.codec.output_str(ids[3])
+        target, distractor = " Mary", " John"
         ta, tb = m.codec.output_token(target), m.codec.output_token(distractor)
 
         def hf_fwd():

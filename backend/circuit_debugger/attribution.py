@@ -69,7 +69,7 @@ def capture_names(model: DebugModel, target: Target) -> list[str]:
     names += sorted(target.hooks)
     seen, out = set(), []
     for n in names:
-        if n not in seen and n in model.bridge.hook_dict:
+        if n not in seen and n in model.hook_points:
             seen.add(n)
             out.append(n)
     return out

@@ -108,7 +108,7 @@ class Debugger:
         names = ["hook_embed", "hook_pos_embed"] + [activation_hook(NodeId(RESID, l), L) for l in range(L + 1)]
         for l in range(L):
             names += [activation_hook(NodeId(k, l), L) for k in (HEAD, NEURON, ATTN, MLP)] + [pattern_hook(l)]
-        names = [n for n in names if n in m.bridge.hook_dict]
+        names = [n for n in names if n in m.hook_points]
         store: dict = {}
         from .interventions import build_hooks
 

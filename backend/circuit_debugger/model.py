@@ -17,6 +17,7 @@ from .errors import UserError
 from .nodes import Shape, ln_params
 
 Hook = tuple[str, Callable]
+_OUR_LEVEL = 7_919  # the hook level our temporary hooks carry, so that only they are removed
 
 
 @dataclass
@@ -82,6 +83,8 @@ class DebugModel:
         self.n_ctx = cfg.n_ctx
         self.max_tokens = min(max_tokens or cfg.n_ctx, cfg.n_ctx)
         self.lock = threading.RLock()
+        # `bridge.hook_dict` rebuilds its alias map on every access; resolve names once
+        self.hook_points = dict(bridge.hook_dict)
         for p in bridge.parameters():
             p.requires_grad_(False)
         self.W = Weights.from_bridge(bridge)
@@ -117,13 +120,19 @@ class DebugModel:
     # ---- forward passes ----
     @contextmanager
     def hooked(self, hooks: Sequence[Hook]) -> Iterator[None]:
-        """Hold the model and attach hooks; they are removed even if the pass fails."""
+        """Hold the model and attach hooks (in order, to the resolved hook points, at a level
+        of our own); they are removed even if the pass fails."""
         with self.lock:
+            touched = []
             try:
-                with self.bridge.hooks(fwd_hooks=list(hooks)):
-                    yield
+                for name, fn in hooks:
+                    hp = self.hook_points[name]
+                    hp.add_hook(fn, dir="fwd", level=_OUR_LEVEL)
+                    touched.append(hp)
+                yield
             finally:
-                self.bridge.reset_hooks()
+                for hp in touched:
+                    hp.remove_hooks("fwd", level=_OUR_LEVEL)
 
     def run(self, tokens: torch.Tensor, hooks: Sequence[Hook] = (), grad: bool = False) -> torch.Tensor:
         """Logits [batch, pos, vocab] for `tokens` with `hooks` attached."""

@@ -59,7 +59,7 @@ def capture(model, ids: Sequence[int]) -> Frozen:
     names += [ln_scale_hook(ln) for ln in model.W.ln]
     store: dict = {}
     hooks = build_hooks([], L, autoencoders=model.autoencoders, splice=SpliceChoice(tuple(range(L)), ()), store=store)
-    hooks += capture_hooks([n for n in names if n in model.bridge.hook_dict], store, grad=False)
+    hooks += capture_hooks([n for n in names if n in model.hook_points], store, grad=False)
     logits = model.run(model.tokens_tensor(ids), hooks)
     seq = len(ids)
     one = torch.ones(seq, 1, dtype=model.dtype)
