@@ -91,7 +91,7 @@ def bench(name: str, directory: Path, lengths, repeats: int, patch_repeats: int)
     dbg = Debugger([m])
     client = TestClient(create_app(Settings(models=[]), debugger=dbg))
     rows = []
-    g = torch.Generator().manual_seed(1)
+    torch.Generator().manual_seed(1)
     for n in lengths:
         prompt = prompt_of_length(m, n)
         ids = m.tokenize(prompt)

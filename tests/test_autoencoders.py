@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from circuit_debugger.autoencoders import AutoencoderLoadError, load, load_onto, place
-from circuit_debugger.autoencoders.format import Autoencoder, save
+from circuit_debugger.autoencoders.format import save
 from circuit_debugger.engine import Debugger
 from circuit_debugger.loading import load_model
 

@@ -12,47 +12,28 @@ are cached, so repeating a request or toggling interventions recomputes only wha
 
 from __future__ import annotations
 
-import json
 import math
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from . import attribution as A
+from .cache import LRU, request_key
 from .errors import NotFound, UserError
+from .engine_explaining import ExplainingMixin
+from .engine_inspection import InspectionMixin
+from .engine_tracing import TracingMixin
 from .ground_truth import ground_truth
 from .interventions import Intervention, check, needed_sources
 from .autoencoders.splice import SpliceChoice
-from .linear import residual_direction, write_vector
+from .linear import residual_direction
 from .model import DebugModel
-from .nodes import ATTN, AUTOENCODER_KINDS, EMB, HEAD, LATENT_KINDS, MLP, NEURON, POS, RESID, SAE, TRANSCODER, \
+from .nodes import ATTN, AUTOENCODER_KINDS, HEAD, LATENT_KINDS, MLP, NEURON, RESID, TRANSCODER, \
     NodeId, activation_hook, ln_scale_hook, parse_node, pattern_hook, validate
 from .targets import AttentionScore, HeadOutput, LatentPre, LogitDiff, NeuronPre, Readout, Target, check_head, \
     check_position
-
-
-class LRU:
-    def __init__(self, size: int):
-        self.size, self.data, self.lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key):
-        with self.lock:
-            if key in self.data:
-                self.data.move_to_end(key)
-                return self.data[key]
-        return None
-
-    def put(self, key, value):
-        with self.lock:
-            self.data[key] = value
-            self.data.move_to_end(key)
-            while len(self.data) > self.size:
-                self.data.popitem(last=False)
-        return value
 
 
 @dataclass
@@ -73,11 +54,7 @@ def _require_finite(logits: torch.Tensor) -> None:
         raise UserError("the interventions drove the model's outputs to NaN or infinity; use smaller values")
 
 
-def _key(*parts) -> str:
-    return json.dumps(parts, sort_keys=True, default=str)
-
-
-class Debugger:
+class Debugger(InspectionMixin, TracingMixin, ExplainingMixin):
     def __init__(self, models: Sequence[DebugModel] = (), *, cache_size: int = 64, limits: Limits | None = None):
         self.models: dict[str, DebugModel] = {}
         self.limits = limits or Limits()
@@ -206,7 +183,7 @@ class Debugger:
         m = self.model(model)
         ids = m.tokenize(prompt)
         build = self._trace_target(m, ids, dict(target))
-        return self._explain(m, prompt, ids, build, ("trace", _key(target)), **options)
+        return self._explain(m, prompt, ids, build, ("trace", request_key(target)), **options)
 
     def _trace_target(self, m: DebugModel, ids, spec: dict) -> Callable[[], Target]:
         kind = spec.get("kind")
@@ -271,7 +248,7 @@ class Debugger:
             raise UserError("granularity must be 'component' or 'position'")
         ivs = self._interventions(m, ids, interventions, counterfactual_prompt, reference_prompts)
         choice = self._choice(m, ivs, mlp_basis, attn_basis)
-        key = _key(m.name, ids, tkey, [str(i) + str(i.vector) for i in ivs], counterfactual_prompt,
+        key = request_key(m.name, ids, tkey, [str(i) + str(i.vector) for i in ivs], counterfactual_prompt,
                    reference_prompts, top_k, granularity, verify_top, choice)
         hit = self._results.get(key)
         if hit is not None:
@@ -309,7 +286,7 @@ class Debugger:
 
     def _core(self, m, ids, build, tkey, ivs, cf, refs, granularity, choice: SpliceChoice) -> dict:
         """Forward + backward + tables (cached; the baseline of an intervened request reuses it)."""
-        key = _key("core", m.name, ids, tkey, [str(i) + str(i.vector) for i in ivs], cf, refs, granularity, choice)
+        key = request_key("core", m.name, ids, tkey, [str(i) + str(i.vector) for i in ivs], cf, refs, granularity, choice)
         hit = self._results.get(key)
         if hit is not None:
             return hit
@@ -367,7 +344,7 @@ class Debugger:
         if not 1 <= top <= 100:
             raise UserError("top must be between 1 and 100")
         ivs = self._interventions(m, ids, interventions, counterfactual_prompt, reference_prompts)
-        key = _key("intervene", m.name, ids, pos, target, distractor, [str(i) + str(i.vector) for i in ivs],
+        key = request_key("intervene", m.name, ids, pos, target, distractor, [str(i) + str(i.vector) for i in ivs],
                    counterfactual_prompt, reference_prompts, top)
         hit = self._results.get(key)
         if hit is not None:
@@ -391,174 +368,3 @@ class Debugger:
             out["baseline_logit_diff"] = float(lt.value({}, base)[0])
             out["change"] = out["logit_diff"] - out["baseline_logit_diff"]
         return self._results.put(key, out)
-
-    # ------------------------------------------------------------------ transcoder tracing
-    def graph(self, model: str, prompt: str, target: str, distractor: Optional[str] = None,
-              position: Optional[int] = None, node_threshold: float = 0.8, edge_threshold: float = 0.98,
-              max_latents: int = 500) -> dict:
-        """An attribution graph through the transcoders for "why A and not B" (see autoencoders/attribution_graph.py)."""
-        from .autoencoders.attribution_graph import build
-
-        m = self.model(model)
-        ids = m.tokenize(prompt)
-        pos = check_position(position, len(ids))
-        t = m.codec.output_token(target, "target")
-        d = None if distractor in (None, "") else m.codec.output_token(distractor, "distractor")
-        if not (0 < node_threshold <= 1 and 0 < edge_threshold <= 1):
-            raise UserError("node_threshold and edge_threshold must be in (0, 1]")
-        key = _key("graph", m.name, ids, pos, t, d, node_threshold, edge_threshold, max_latents)
-        hit = self._results.get(key)
-        if hit is not None:
-            return hit
-        with m.lock:  # the frozen model's backward passes are ours alone, but keep one graph per model at a time
-            out = build(m, ids, t, d, pos, node_threshold=node_threshold, edge_threshold=edge_threshold,
-                        max_latents=max_latents)
-        return self._results.put(key, {"model": m.name, **out})
-
-    def latent_inputs(self, model: str, prompt: str, node: str, k: int = 20) -> dict:
-        """Input-dependent connections into a transcoder latent at a position; they sum to its pre-activation."""
-        from .autoencoders.attribution_graph import contributions
-
-        m = self.model(model)
-        ids = m.tokenize(prompt)
-        n = validate(parse_node(node), m.shape, len(ids), latents=m.autoencoders.sizes())
-        if n.kind != TRANSCODER:
-            raise UserError(f"node {n}: input connections are computed for transcoder latents (L{{l}}.T{{i}})")
-        pos = check_position(n.position, len(ids))
-        with m.lock:
-            return {"model": m.name, **contributions(m, ids, n.layer, n.index, pos, k)}
-
-    def latent_weights(self, model: str, node: str, k: int = 10) -> dict:
-        """Input-invariant connections of a transcoder latent (weights only)."""
-        from .autoencoders.connections import weights_only
-
-        m = self.model(model)
-        n = validate(parse_node(node), m.shape, latents=m.autoencoders.sizes())
-        if n.kind != TRANSCODER:
-            raise UserError(f"node {n}: weight-based connections are computed for transcoder latents (L{{l}}.T{{i}})")
-        return {"model": m.name, **weights_only(m, n.layer, n.index, k)}
-
-    # ------------------------------------------------------------------ explanations
-    def attach_explanations(self, model: str, path) -> None:
-        from .explanations.store import Store
-
-        self.explanations[model] = Store(path, self.model(model).codec)
-
-    def _store(self, model: str):
-        self.model(model)
-        if model not in self.explanations:
-            raise NotFound(f"model {model!r} has no explanations database (build one with "
-                           "`python -m circuit_debugger.explanations.build`)")
-        return self.explanations[model]
-
-    def node_explanation(self, model: str, node: str, offset: int = 0, limit: int = 10) -> dict:
-        """A node's mined statistics, examples (paginated), head pairs and explanations."""
-        m = self.model(model)
-        n = validate(parse_node(node), m.shape, latents=m.autoencoders.sizes())
-        if n.position is not None or n.kind not in (HEAD, NEURON) + LATENT_KINDS:
-            raise UserError(f"node {n}: explanations exist for heads, neurons and latents (no position)")
-        if not (0 <= offset <= 10_000 and 0 <= limit <= 100):
-            raise UserError("offset must be 0..10000 and limit 0..100")
-        out = self._store(model).node(str(n), offset, limit)
-        if out is None:
-            raise NotFound(f"node {n} is not in the explanations database of {model!r}")
-        return {"model": model, **out}
-
-    def explain(self, model: str, node: str, explainer: str = "offline") -> dict:
-        """Explain a node now (offline from its mined examples, or with the configured LLM) and store it."""
-        from .explanations import explain as E
-
-        m = self.model(model)
-        store = self._store(model)
-        info = self.node_explanation(model, node, limit=0)
-        examples = store.top_examples(info["id"])
-        if explainer == "offline":
-            if model not in self._held:
-                from .explanations.activations import node_index
-                from .explanations.build import corpus
-
-                rows = corpus(m, 4000, seed=778)
-                with m.lock:
-                    self._held[model] = (E.held_out(m, rows, rows != m.codec.bos_id), node_index(m))
-            held, index = self._held[model]
-            col = index.ids.index(info["id"])
-            result = E.offline(info, examples, m.codec, {"tokens": held["tokens"], "prev": held["prev"],
-                                                          "acts": held["acts"][:, col]})
-        elif explainer == "llm":
-            windows = [(t, a) for t, a, _ in store.top_examples(info["id"], "random")]
-            result = E.llm(info, examples, m.codec, windows)
-        else:
-            raise UserError("explainer must be 'offline' or 'llm'")
-        store.put_explanation(info["id"], result)
-        return {"model": model, "node": info["id"], **result}
-
-    # ------------------------------------------------------------------ inspect
-    def outputs(self, model: str, prompt: str) -> dict:
-        """What the model outputs at every position: the top token (numerical testbeds: the value)."""
-        m = self.model(model)
-        ids = m.tokenize(prompt)
-        logits = self.clean_pass(m, ids)["logits"][0]
-        if m.d_vocab_out == 1:
-            outs = [{"token": m.codec.output_str(0), "value": float(v)} for v in logits[:, 0]]
-        else:
-            probs = logits.softmax(-1)
-            top = probs.argmax(-1)
-            outs = [{"token": m.codec.output_str(int(t)), "value": float(probs[i, t])} for i, t in enumerate(top)]
-        return {"model": m.name, "tokens": m.codec.token_strs(ids), "outputs": outs,
-                "numerical": m.d_vocab_out == 1}
-
-    def ground_truth(self, model: str) -> dict:
-        """A testbed's RASP ops, the nodes implementing each, and a label per node."""
-        m = self.model(model)
-        gt = ground_truth(m)
-        if gt is None:
-            raise NotFound(f"model {model!r} has no ground truth (only tracr testbeds do)")
-        return {**gt.data, "node_labels": {n: gt.label(n) for n in sorted(gt.labels)}}
-
-    def tokenize(self, model: str, text: str) -> dict:
-        m = self.model(model)
-        ids = m.tokenize(text)
-        return {"model": m.name, "token_ids": ids, "tokens": m.codec.token_strs(ids)}
-
-    def attention(self, model: str, prompt: str, layer: int, head: Optional[int] = None) -> dict:
-        m = self.model(model)
-        ids = m.tokenize(prompt)
-        if not 0 <= layer < m.shape.n_layers:
-            raise UserError(f"layer {layer} out of range (model has layers 0..{m.shape.n_layers - 1})")
-        if head is not None and not 0 <= head < m.shape.n_heads:
-            raise UserError(f"head {head} out of range (layer has heads 0..{m.shape.n_heads - 1})")
-        pat = self.clean_pass(m, ids)[pattern_hook(layer)][0]
-        heads = range(m.shape.n_heads) if head is None else [head]
-        return {"model": m.name, "tokens": m.codec.token_strs(ids), "layer": layer,
-                "heads": {f"L{layer}.H{h}": pat[h].tolist() for h in heads}}
-
-    def logit_lens(self, model: str, node: str, prompt: Optional[str] = None, position: Optional[int] = None,
-                   k: int = 10) -> dict:
-        """Tokens a node's write promotes and suppresses through the unembedding (final LN gain
-        applied, its scale left out: it does not change the ranking)."""
-        m = self.model(model)
-        if not 1 <= k <= 200:
-            raise UserError("k must be between 1 and 200")
-        n = parse_node(node)
-        if n.kind == RESID:
-            raise UserError("logit lens of L{l}.RESID is not a node write; use a head, neuron, sublayer or embedding")
-        if n.kind == NEURON and prompt is None:
-            validate(n, m.shape)
-            vec, where = m.W.W_out[n.layer, n.index], "weights (W_out row)"
-        else:
-            if prompt is None:
-                raise UserError(f"logit lens of {n} needs a prompt (its write depends on the input)")
-            ids = m.tokenize(prompt)
-            validate(n, m.shape, len(ids))
-            pos = check_position(position if n.position is None else n.position, len(ids))
-            vec = write_vector(m, n.component, self.clean_pass(m, ids), pos)
-            where = f"write at position {pos}"
-        if "ln_final" in m.W.ln:
-            vec = vec - vec.mean() if m.norm == "LN" else vec
-            vec = vec * m.W.ln["ln_final"][0]
-        logits = vec @ m.W.W_U
-        top, bot = logits.topk(k), (-logits).topk(k)
-        fmt = lambda vals, idx, sign: [{"token": m.codec.output_str(int(i)), "id": int(i), "value": sign * float(v)}
-                                       for v, i in zip(vals, idx)]
-        return {"model": m.name, "node": str(n), "source": where, "promoted": fmt(top.values, top.indices, 1),
-                "suppressed": fmt(bot.values, bot.indices, -1)}

@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..errors import UserError
-from ..nodes import ATTN, HEAD, NodeId, activation_hook, ln_normalized_hook, ln_scale_hook, pattern_hook
+from ..nodes import ln_scale_hook, pattern_hook
 
 
 @dataclass

@@ -12,11 +12,10 @@ graphs, which freeze the error, are computed separately in `graph.py`.)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-import torch
 
-from ..nodes import ERROR_OF, SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, NodeId, ln_normalized_hook
+from ..nodes import ERROR_OF, SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, ln_normalized_hook
 from .format import Autoencoder
 
 

@@ -62,7 +62,7 @@ def from_sparsify(folder: Path, hf, layer: int, transcoder: bool, k: int, name: 
 
 
 def train_topk(hf, ids: torch.Tensor, kind: str, layers: list[int], k: int, latents: int, seed: int, work: Path,
-               out: Path, bos: int) -> None:
+               out: Path, bos: int, auxk_alpha: float = 0.0) -> None:
     from datasets import Dataset
     from sparsify import SaeConfig, Trainer, TrainConfig, TranscoderConfig
 
@@ -71,7 +71,7 @@ def train_topk(hf, ids: torch.Tensor, kind: str, layers: list[int], k: int, late
     coder = (TranscoderConfig if transcoder else SaeConfig)(num_latents=latents, k=k)
     run = work / kind
     cfg = TrainConfig(coder, batch_size=16, hookpoints=points, log_to_wandb=False, save_dir=str(work), run_name=kind,
-                      init_seeds=[seed], save_every=200, exclude_tokens=[bos])
+                      init_seeds=[seed], save_every=200, exclude_tokens=[bos], auxk_alpha=auxk_alpha)
     ds = Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
     torch.manual_seed(seed)
     trainer = Trainer(cfg, ds, hf)
@@ -142,6 +142,7 @@ def main(argv=None) -> None:
     ap.add_argument("--k-sae", type=int, default=32)
     ap.add_argument("--latents", type=int, default=1024)
     ap.add_argument("--l1", type=float, default=1e-3)
+    ap.add_argument("--auxk-alpha", type=float, default=0.0, help="sparsify's AuxK loss weight (revives dead latents)")
     ap.add_argument("--tokens", type=int, default=2_000_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -164,7 +165,7 @@ def main(argv=None) -> None:
             for p in hf.parameters():
                 p.requires_grad_(False)
             k = a.k_transcoder if kind == "transcoder" else a.k_sae
-            train_topk(hf, ids, kind, layers, k, a.latents, a.seed, a.work, a.out, model.codec.bos_id)
+            train_topk(hf, ids, kind, layers, k, a.latents, a.seed, a.work, a.out, model.codec.bos_id, a.auxk_alpha)
         else:
             train_relu(model, ids, kind, layers, a.latents, a.l1, a.seed, a.work, a.out)
     (a.out / "training.json").write_text(json.dumps(vars(a), default=str, indent=1))

@@ -13,7 +13,6 @@ weight and by write norm. Progress bar; checkpoints (safetensors, no pickle) let
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
