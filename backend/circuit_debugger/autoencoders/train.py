@@ -16,6 +16,7 @@ import argparse
 import json
 import random
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -62,7 +63,8 @@ def from_sparsify(folder: Path, hf, layer: int, transcoder: bool, k: int, name: 
 
 
 def train_topk(hf, ids: torch.Tensor, kind: str, layers: list[int], k: int, latents: int, seed: int, work: Path,
-               out: Path, bos: int, auxk_alpha: float = 0.0) -> None:
+               out: Path, bos: int, auxk_alpha: float = 0.0, optimizer: str = "signum",
+               lr: Optional[float] = None) -> None:
     from datasets import Dataset
     from sparsify import SaeConfig, Trainer, TrainConfig, TranscoderConfig
 
@@ -71,7 +73,8 @@ def train_topk(hf, ids: torch.Tensor, kind: str, layers: list[int], k: int, late
     coder = (TranscoderConfig if transcoder else SaeConfig)(num_latents=latents, k=k)
     run = work / kind
     cfg = TrainConfig(coder, batch_size=16, hookpoints=points, log_to_wandb=False, save_dir=str(work), run_name=kind,
-                      init_seeds=[seed], save_every=200, exclude_tokens=[bos], auxk_alpha=auxk_alpha)
+                      init_seeds=[seed], save_every=200, exclude_tokens=[bos], auxk_alpha=auxk_alpha,
+                      optimizer=optimizer, lr=lr, lr_warmup_steps=100)
     ds = Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
     torch.manual_seed(seed)
     trainer = Trainer(cfg, ds, hf)
@@ -92,6 +95,7 @@ def train_relu(model, ids: torch.Tensor, kind: str, layers: list[int], latents: 
     from ..attribution import capture_hooks
 
     d = model.shape.d_model
+    work.mkdir(parents=True, exist_ok=True)
     for l in layers:
         name = f"{'tc' if kind == 'transcoder' else 'sae'}{l}"
         x_hook = f"blocks.{l}.ln2.hook_normalized" if kind == "transcoder" else f"blocks.{l}.hook_attn_out"
@@ -142,6 +146,8 @@ def main(argv=None) -> None:
     ap.add_argument("--k-sae", type=int, default=32)
     ap.add_argument("--latents", type=int, default=1024)
     ap.add_argument("--l1", type=float, default=1e-3)
+    ap.add_argument("--optimizer", default="signum", choices=["signum", "adam", "muon"], help="sparsify's optimizer")
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: sparsify's choice by width)")
     ap.add_argument("--auxk-alpha", type=float, default=0.0, help="sparsify's AuxK loss weight (revives dead latents)")
     ap.add_argument("--tokens", type=int, default=2_000_000)
     ap.add_argument("--seed", type=int, default=0)
@@ -165,7 +171,8 @@ def main(argv=None) -> None:
             for p in hf.parameters():
                 p.requires_grad_(False)
             k = a.k_transcoder if kind == "transcoder" else a.k_sae
-            train_topk(hf, ids, kind, layers, k, a.latents, a.seed, a.work, a.out, model.codec.bos_id, a.auxk_alpha)
+            train_topk(hf, ids, kind, layers, k, a.latents, a.seed, a.work, a.out, model.codec.bos_id, a.auxk_alpha,
+                       a.optimizer, a.lr)
         else:
             train_relu(model, ids, kind, layers, a.latents, a.l1, a.seed, a.work, a.out)
     (a.out / "training.json").write_text(json.dumps(vars(a), default=str, indent=1))
