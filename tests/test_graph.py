@@ -171,3 +171,24 @@ def test_graph_routes(dbg_tc, dbg):
     c2 = TestClient(create_app(Settings(models=[]), debugger=dbg))
     none = c2.post("/api/graph", json={"model": "tiny", "prompt": PROMPT, "target": " Mary"})
     assert none.status_code == 422 and "transcoder on every layer" in none.json()["detail"]
+
+
+def test_hand_propagated_edges_equal_autograd(model_tc):
+    """The fast backward walk (used by graphs) equals autograd through the frozen model."""
+    from circuit_debugger.autoencoders.graph import (edges_into, edges_linear, forward_leaves, logit_direction,
+                                                     make_leaves, sources)
+
+    f = capture(model_tc, model_tc.tokenize(PROMPT))
+    srcs = sources(f)
+    leaves = make_leaves(f)
+    L, H, seq = 2, model_tc.shape.n_heads, len(f.ids)
+    gates = torch.ones(L, H, seq, requires_grad=True)
+    pres, final = forward_leaves(f, leaves, gates)
+    u, b = logit_direction(model_tc, model_tc.codec.output_token(" Mary"), model_tc.codec.output_token(" John"))
+    picks = [(1, 9, int(i)) for i in (f.acts[1][9] > 0).nonzero().flatten()[:5]] + \
+            [(0, 4, int(i)) for i in (f.acts[0][4] > 0).nonzero().flatten()[:3]]
+    reads = torch.stack([pres[l][p, i] for l, p, i in picks] + [final[seq - 1] @ u + b])
+    want, extra = edges_into(f, srcs, reads, leaves, {"gates": gates})
+    got, heads = edges_linear(f, picks + [("target", seq - 1, u)])
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(heads, extra["gates"], atol=1e-5)

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .graph import Frozen, Node, capture, edges_into, forward_leaves, logit_direction, make_leaves, sources
+from .graph import Frozen, Node, capture, edges_linear, forward_leaves, logit_direction, make_leaves, sources
 
 
 def influence(A: torch.Tensor) -> torch.Tensor:
@@ -40,16 +40,13 @@ def build(model, ids: Sequence[int], target: int, distractor: Optional[int], pos
     t0 = time.perf_counter()
     f: Frozen = capture(model, ids)
     srcs = sources(f)
-    leaves = make_leaves(f)
-    L, H, seq = model.shape.n_layers, model.shape.n_heads, len(ids)
-    gates = torch.ones(L, H, seq, dtype=model.dtype, requires_grad=True)
-    pres, final = forward_leaves(f, leaves, gates)
+    with torch.no_grad():
+        pres, final = forward_leaves(f, make_leaves(f))
     u, b = logit_direction(model, target, distractor)
     latents = [s for s in srcs if s.kind == "transcoder"]
-    reads = torch.stack([pres[s.layer][s.position, s.index] for s in latents] + [final[position] @ u + b])
-    E, extra = edges_into(f, srcs, reads, leaves, {"gates": gates})  # [n_latents + 1, n_srcs]
-    head_grads = extra["gates"]  # [reads, L, H, seq]: each head's output contribution to each read
-    values = reads.detach()
+    values = torch.stack([pres[s.layer][s.position, s.index] for s in latents] + [final[position] @ u + b]).detach()
+    # [n_latents + 1, n_srcs] edges and [reads, L, H, seq] each head's output contribution to each read
+    E, head_grads = edges_linear(f, [(s.layer, s.position, s.index) for s in latents] + [("target", position, u)])
     bias = values - E.sum(1)
 
     # the full adjacency over srcs + target (rows = destinations)
@@ -144,14 +141,12 @@ def contributions(model, ids: Sequence[int], layer: int, index: int, position: i
     input came through. Contributions + bias = the pre-activation."""
     f = capture(model, ids)
     srcs = sources(f)
-    leaves = make_leaves(f)
     L, H, seq = model.shape.n_layers, model.shape.n_heads, len(ids)
-    gates = torch.ones(L, H, seq, dtype=model.dtype, requires_grad=True)
-    pres, _ = forward_leaves(f, leaves, gates)
-    read = pres[layer][position, index].reshape(1)
-    E, extra = edges_into(f, srcs, read, leaves, {"gates": gates})
-    E, head = E[0], extra["gates"][0]
-    value = float(read.detach())
+    with torch.no_grad():
+        pres, _ = forward_leaves(f, make_leaves(f))
+    value = float(pres[layer][position, index])
+    E, head = edges_linear(f, [(layer, position, index)])
+    E, head = E[0], head[0]
     rows = sorted(({"source": s.id, "kind": s.kind, "contribution": float(e), "activation": s.activation}
                    for s, e in zip(srcs, E) if float(e) != 0.0), key=lambda r: -abs(r["contribution"]))
     heads = sorted(({"head": f"L{l}.H{h}", "position": q, "contribution": float(head[l, h, q])}

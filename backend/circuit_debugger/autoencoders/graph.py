@@ -173,3 +173,71 @@ def forward_leaves(f: Frozen, leaves: dict, gates=None):
     L = len(f.acts)
     return run(f, leaves["emb"], leaves["pos"], [leaves[f"acts{l}"] for l in range(L)],
                [leaves[f"errs{l}"] for l in range(L)], gates)
+
+
+def _ln_back(model, name, G, s):
+    """Transpose of the frozen LN's Jacobian: P(w ⊙ g)/s (P: centring, symmetric)."""
+    if name in model.W.ln:
+        G = G * model.W.ln[name][0]
+    return _centre(model, G) / s
+
+
+def head_outputs(f: Frozen, emb, pos, acts, errs) -> list:
+    """Each head's output [head, seq, d] per layer in the frozen model (for head contributions)."""
+    m, W = f.model, f.model.W
+    r, out = emb + pos, []
+    for l in range(m.shape.n_layers):
+        ae = m.autoencoders.transcoders[l]
+        x = _ln(m, f"blocks.{l}.ln1", r, f.s1[l])
+        v = torch.einsum("kd,hde->hke", x, W.W_V[l]) + W.b_V[l][:, None]
+        o = torch.einsum("hqe,hed->hqd", torch.einsum("hqk,hke->hqe", f.patterns[l], v), W.W_O[l])
+        out.append(o)
+        r = r + o.sum(0) + W.b_O[l] + acts[l] @ ae.W_dec + ae.b_dec + errs[l]
+    return out
+
+
+def edges_linear(f: Frozen, reads: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same edges as `edges_into`, by propagating each read's direction backward by hand.
+
+    `reads`: (layer, position, latent index) for latent pre-activations, or ('target', position,
+    u) for a logit read. Latents are fixed in the frozen model, so each MLP block passes the
+    residual gradient through unchanged, and each attention layer is the linear map
+    g_k += P(w1 ⊙ Σ_h Σ_q A[h,q,k] (g_q W_O[h]ᵀ) W_V[h]ᵀ)/s1_k. Returns ([n_reads, n_srcs] in `sources`
+    order, [n_reads, layer, head, seq] head-output contributions)."""
+    m, W = f.model, f.model.W
+    L, H, seq, d = m.shape.n_layers, m.shape.n_heads, len(f.ids), m.shape.d_model
+    R = len(reads)
+    G = torch.zeros(R, seq, d, dtype=f.emb.dtype)  # gradient at the current point, all reads
+    start = []
+    for r, (layer, p, x) in enumerate(reads):
+        if layer == "target":  # read through the final LN, at the final residual
+            G[r, p] = _ln_back(m, "ln_final", x[None], f.sf[p])[0]
+            start.append(L)
+        else:  # a latent's read starts when the walk reaches its layer
+            start.append(layer)
+    start_t = torch.tensor(start)
+    heads = head_outputs(f, f.emb, f.pos, f.acts, f.errs)
+    post = [None] * L  # G at the residual after layer l's MLP (reads of its latents and error)
+    head_c = torch.zeros(R, L, H, seq, dtype=f.emb.dtype)
+    for l in range(L - 1, -1, -1):
+        post[l] = G.clone()  # MLP l passes the gradient through (its latents are held fixed)
+        mine = (start_t == l).nonzero().flatten()
+        if len(mine):  # reads of layer l's latents start here: the normalised MLP input
+            ps = torch.tensor([reads[r][1] for r in mine.tolist()])  # (centred and scaled by ln2,
+            idx = torch.tensor([reads[r][2] for r in mine.tolist()])  # no gain or bias)
+            G[mine, ps] = _centre(m, m.autoencoders.transcoders[l].W_enc[:, idx].T) / f.s2[l][ps]
+        head_c[:, l] = torch.einsum("Rqd,hqd->Rhq", G, heads[l])
+        # back through attention l: g_k += P(w1 ⊙ Σ_h Σ_q A[h,q,k] (g_q W_O[h]ᵀ) W_V[h]ᵀ) / s1_k
+        t = torch.einsum("Rqd,hed->Rhqe", G, W.W_O[l])
+        t = torch.einsum("hqk,Rhqe->Rhke", f.patterns[l], t)
+        back = torch.einsum("Rhke,hde->Rkd", t, W.W_V[l])
+        G = G + _ln_back(m, f"blocks.{l}.ln1", back, f.s1[l])
+    emb_pos = torch.stack([(G * f.emb).sum(-1), (G * f.pos).sum(-1)], 2).reshape(R, -1)
+    cols = [emb_pos]
+    for l in range(L):
+        ae = m.autoencoders.transcoders[l]
+        for p in range(seq):  # row-major over (position, latent), as `sources` lists them
+            i = (f.acts[l][p] > 0).nonzero().flatten()
+            cols.append(post[l][:, p] @ (ae.W_dec[i] * f.acts[l][p, i][:, None]).T)
+        cols.append((post[l] * f.errs[l]).sum(-1))
+    return torch.cat(cols, 1), head_c
