@@ -21,11 +21,11 @@ from .autoencoders.splice import SpliceChoice, latent_key
 from .interventions import Intervention, build_hooks
 from .linear import layers_before, ln_bias_term, residual_direction
 from .model import DebugModel
-from .nodes import ATTN, EMB, HEAD, MLP, NEURON, POS, SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, NodeId, \
+from .nodes import EMBED_HOOK, POS_EMBED_HOOK, ATTN, EMB, HEAD, MLP, NEURON, POS, SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, NodeId, \
     activation_hook, ln_scale_hook, pattern_hook, value_hook
 from .targets import Readout, Target
 
-LEAVES = ("hook_embed", "hook_pos_embed")
+LEAVES = (EMBED_HOOK, POS_EMBED_HOOK)
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Group:
 
 def groups(model: DebugModel, choice: SpliceChoice) -> list[Group]:
     W, L = model.W, model.shape.n_layers
-    out = [Group(EMB, None, "hook_embed"), Group(POS, None, "hook_pos_embed")]
+    out = [Group(EMB, None, EMBED_HOOK), Group(POS, None, POS_EMBED_HOOK)]
     aes = model.autoencoders
     for l in range(L):
         if l in choice.saes:
@@ -132,7 +132,7 @@ def _unit_act(g: Group, a: torch.Tensor) -> torch.Tensor:
 def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Metrics:
     """Direct effects through the readout (LN scale frozen) and act×grad for every unit."""
     acts = fw.acts
-    seq = acts["hook_embed"].shape[1]
+    seq = acts[EMBED_HOOK].shape[1]
     L = model.shape.n_layers
     P = ro.positions
     G = residual_direction(model, ro, acts)  # [P, d]

@@ -30,7 +30,7 @@ from .interventions import Intervention, check, needed_sources
 from .autoencoders.splice import SpliceChoice
 from .linear import residual_direction
 from .model import DebugModel
-from .nodes import ATTN, AUTOENCODER_KINDS, HEAD, LATENT_KINDS, MLP, NEURON, RESID, TRANSCODER, \
+from .nodes import EMBED_HOOK, POS_EMBED_HOOK, ATTN, AUTOENCODER_KINDS, HEAD, LATENT_KINDS, MLP, NEURON, RESID, TRANSCODER, \
     NodeId, activation_hook, ln_scale_hook, parse_node, pattern_hook, validate
 from .targets import AttentionScore, HeadOutput, LatentPre, LogitDiff, NeuronPre, Readout, Target, check_head, \
     check_position
@@ -82,7 +82,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin):
         if hit is not None:
             return hit
         L = m.shape.n_layers
-        names = ["hook_embed", "hook_pos_embed"] + [activation_hook(NodeId(RESID, l), L) for l in range(L + 1)]
+        names = [EMBED_HOOK, POS_EMBED_HOOK] + [activation_hook(NodeId(RESID, l), L) for l in range(L + 1)]
         for l in range(L):
             names += [activation_hook(NodeId(k, l), L) for k in (HEAD, NEURON, ATTN, MLP)] + [pattern_hook(l)]
         names = [n for n in names if n in m.hook_points]

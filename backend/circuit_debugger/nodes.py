@@ -124,6 +124,8 @@ def validate(node: NodeId, shape: Shape, seq_len: Optional[int] = None,
 
 # ---- the mapping to TransformerLens hook names (nowhere else) ----
 
+EMBED_HOOK, POS_EMBED_HOOK = "hook_embed", "hook_pos_embed"
+
 def activation_hook(node: NodeId, n_layers: int) -> str:
     """Hook whose tensor holds this node's activation (and where interventions act).
 
@@ -144,9 +146,9 @@ def activation_hook(node: NodeId, n_layers: int) -> str:
     if node.kind == RESID:
         return f"blocks.{l}.hook_resid_pre" if l < n_layers else f"blocks.{n_layers - 1}.hook_resid_post"
     if node.kind == EMB:
-        return "hook_embed"
+        return EMBED_HOOK
     if node.kind == POS:
-        return "hook_pos_embed"
+        return POS_EMBED_HOOK
     if node.kind in (TRANSCODER, TRANSCODER_ERR):
         return f"blocks.{l}.hook_mlp_out"  # latents live inside the transcoder splice there
     if node.kind in (SAE, SAE_ERR):

@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..errors import UserError
-from ..nodes import ln_scale_hook, pattern_hook
+from ..nodes import EMBED_HOOK, POS_EMBED_HOOK, ln_scale_hook, pattern_hook
 
 
 @dataclass
@@ -55,7 +55,7 @@ def capture(model, ids: Sequence[int]) -> Frozen:
     if missing:
         raise UserError(f"attribution graphs need a transcoder on every layer; model {model.name!r} has none for "
                         f"layers {missing}")
-    names = ["hook_embed", "hook_pos_embed"] + [pattern_hook(l) for l in range(L)]
+    names = [EMBED_HOOK, POS_EMBED_HOOK] + [pattern_hook(l) for l in range(L)]
     names += [ln_scale_hook(ln) for ln in model.W.ln]
     store: dict = {}
     hooks = build_hooks([], L, autoencoders=model.autoencoders, splice=SpliceChoice(tuple(range(L)), ()), store=store)
@@ -64,8 +64,8 @@ def capture(model, ids: Sequence[int]) -> Frozen:
     seq = len(ids)
     one = torch.ones(seq, 1, dtype=model.dtype)
     scale = lambda ln: store[ln_scale_hook(ln)][0].detach() if ln in model.W.ln else one
-    return Frozen(model, list(ids), store["hook_embed"][0].detach(),
-                  store["hook_pos_embed"][0].detach() if "hook_pos_embed" in store else torch.zeros_like(store["hook_embed"][0]),
+    return Frozen(model, list(ids), store[EMBED_HOOK][0].detach(),
+                  store[POS_EMBED_HOOK][0].detach() if POS_EMBED_HOOK in store else torch.zeros_like(store[EMBED_HOOK][0]),
                   [scale(f"blocks.{l}.ln1") for l in range(L)], [scale(f"blocks.{l}.ln2") for l in range(L)],
                   scale("ln_final"), [store[pattern_hook(l)][0].detach() for l in range(L)],
                   [store[f"tc:{l}"][0].detach() for l in range(L)], [store[f"tcerr:{l}"][0].detach() for l in range(L)],

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 
-from ..nodes import ERROR_OF, SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, ln_normalized_hook
+from ..nodes import ATTN, ERROR_OF, MLP, SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, NodeId, activation_hook, \
+    ln_normalized_hook
 from .format import Autoencoder
 
 
@@ -70,7 +71,7 @@ def splice_hooks(aes: AutoencoderSet, choice: SpliceChoice, latent_ivs: Sequence
 def _one(ae: Autoencoder, kind: str, layer: int, ivs, err_ivs, apply_iv, store, grad):
     key, err_key = latent_key(kind, layer), latent_key(ERROR_OF[kind], layer)
     inputs: dict = {}
-    out_hook = f"blocks.{layer}.hook_mlp_out" if kind == TRANSCODER else f"blocks.{layer}.hook_attn_out"
+    out_hook = activation_hook(NodeId(MLP if kind == TRANSCODER else ATTN, layer), layer + 1)
 
     def read_input(x, hook=None):
         inputs["x"] = x
