@@ -56,55 +56,55 @@ class Miner:
         }
         self.batches = 0
 
-    def _keep(self, val, idx, win, cand_val, base_idx, acts_pad, T):
-        """Merge kept (val, idx, win) with this batch's candidates [N, BT]; keep the best."""
-        N, K = val.shape
-        allv = torch.cat([val, cand_val], 1)
-        top = allv.topk(K, dim=1)
+    def _merge(self, prefix: str, keys: torch.Tensor, base: int, acts: torch.Tensor, valid: torch.Tensor,
+               values=None) -> None:
+        """Merge this batch's candidates (ranking keys [N, BT]) into the kept lists, for the
+        nodes with a candidate beating their worst kept key only: once the lists fill up few
+        nodes qualify, which keeps mining cheap."""
+        s, c = self.s, self.cfg
+        kept = s["rnd_key"] if prefix == "rnd" else s["top_val"]
+        K = kept.shape[1]
+        rows = (keys > kept[:, -1:]).any(1).nonzero().flatten()
+        if len(rows) == 0:
+            return
+        T = acts.shape[1]
+        top = torch.cat([kept[rows], keys[rows]], 1).topk(K, dim=1)
         pos = top.indices
         from_batch = pos >= K
         j = (pos - K).clamp(min=0)
-        b, t = j // T, j % T
-        n = torch.arange(N)[:, None].expand(N, K)
-        new_win = torch.stack([acts_pad[b, t + w, n] for w in range(self.cfg.width)], -1)
         old = pos.clamp(max=K - 1)
-        win = torch.where(from_batch[..., None], new_win, win.gather(1, old[..., None].expand(-1, -1, win.shape[2])))
-        idx = torch.where(from_batch, base_idx + j, idx.gather(1, old))
-        return top.values, idx, win
+        b, t = j // T, j % T
+        pad = torch.nn.functional.pad(torch.where(valid[..., None], acts[..., rows], torch.zeros(())),
+                                      (0, 0, c.before, c.after))  # [B, T + before + after, rows]
+        n = torch.arange(len(rows))[:, None].expand(-1, K)
+        new_win = torch.stack([pad[b, t + w, n] for w in range(c.width)], -1)
+        win = s[prefix + "_win"][rows]
+        s[prefix + "_win"][rows] = torch.where(from_batch[..., None], new_win,
+                                               win.gather(1, old[..., None].expand(-1, -1, c.width)))
+        s[prefix + "_idx"][rows] = torch.where(from_batch, base + j, s[prefix + "_idx"][rows].gather(1, old))
+        if prefix == "rnd":
+            s["rnd_val"][rows] = torch.where(from_batch, values[rows].gather(1, j), s["rnd_val"][rows].gather(1, old))
+            s["rnd_key"][rows] = top.values
+        else:
+            s["top_val"][rows] = top.values
 
     def update(self, acts: torch.Tensor, valid: torch.Tensor, patterns: list, vnorms: list, row_offset: int):
         """acts [B, T, N] for rows row_offset.., valid [B, T] marks real tokens."""
         s, c = self.s, self.cfg
         B, T, N = acts.shape
         base = row_offset * T
-        a = acts.reshape(B * T, N).T  # [N, BT]
+        a = acts.reshape(B * T, N).T.contiguous()  # [N, BT]
         v = valid.reshape(-1)
         masked = torch.where(v[None], a, torch.full_like(a, float("-inf")))
-        acts_pad = torch.nn.functional.pad(torch.where(valid[..., None], acts, torch.zeros_like(acts)),
-                                           (0, 0, c.before, c.after))
-        s["top_val"], s["top_idx"], s["top_win"] = self._keep(s["top_val"], s["top_idx"], s["top_win"], masked, base,
-                                                               acts_pad, T)
+        self._merge("top", masked, base, acts, valid)
         g = torch.Generator().manual_seed(c.seed * 1_000_003 + row_offset)
-        keys = torch.where((masked > 0), torch.rand(a.shape, generator=g), torch.full_like(a, float("-inf")))
-        allk = torch.cat([s["rnd_key"], keys], 1)
-        top = allk.topk(c.r, dim=1)
-        pos = top.indices
-        from_batch = pos >= c.r
-        j = (pos - c.r).clamp(min=0)
-        old = pos.clamp(max=c.r - 1)
-        n = torch.arange(N)[:, None].expand(N, c.r)
-        bb, tt = j // T, j % T
-        new_win = torch.stack([acts_pad[bb, tt + w, n] for w in range(c.width)], -1)
-        s["rnd_win"] = torch.where(from_batch[..., None], new_win,
-                                   s["rnd_win"].gather(1, old[..., None].expand(-1, -1, c.width)))
-        s["rnd_val"] = torch.where(from_batch, a.gather(1, j), s["rnd_val"].gather(1, old))
-        s["rnd_idx"] = torch.where(from_batch, base + j, s["rnd_idx"].gather(1, old))
-        s["rnd_key"] = top.values
+        keys = torch.where(masked > 0, torch.rand(a.shape, generator=g), torch.full_like(a, float("-inf")))
+        self._merge("rnd", keys, base, acts, valid, values=a)
         av = torch.where(v[None], a, torch.zeros_like(a))
         s["active"] += ((a > 0) & v[None]).sum(1)
         s["sum"] += av.sum(1)
         s["max"] = torch.maximum(s["max"], masked.max(1).values)
-        bins = torch.bucketize(a.contiguous(), EDGES)
+        bins = torch.bucketize(a, EDGES)
         s["hist"] += torch.zeros_like(s["hist"]).scatter_add_(1, bins, v[None].expand(N, -1).float())
         s["n_tokens"] += v.sum()
         # heads: (query, key) pairs by weight and by write norm; BOS keys and padding excluded
