@@ -2,5 +2,5 @@
 # A larger fuzz run of every route (schemathesis, loopback only, bounded): 500 cases per route.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+./scripts/setup.sh
 CD_FUZZ_EXAMPLES=${CD_FUZZ_EXAMPLES:-500} .venv/bin/python -m pytest tests/test_fuzz.py -q "$@"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (if needed) and start the debugger on the embedded default model.
-#   bash scripts/serve.sh [--model DIR_OR_HUB_NAME ...] [--host 0.0.0.0] [--port 8000]
+#   ./scripts/serve.sh [--model DIR_OR_HUB_NAME ...] [--host 0.0.0.0] [--port 8000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+./scripts/setup.sh
 exec .venv/bin/circuit-debugger serve "$@"

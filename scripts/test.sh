@@ -2,5 +2,5 @@
 # Set up (if needed) and run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+./scripts/setup.sh
 .venv/bin/python -m pytest tests -q "$@"
