@@ -70,6 +70,12 @@ def offline(node: dict, examples: list, codec, held: dict) -> dict:
         return {"explainer": "offline", "text": f"never active on the mined corpus (density {node['density']:.2%})",
                 "score": None, "score_kind": "auc", "details": {"triggers": [], "context": None}}
     text = f"fires on {name(trig)}" + (f" after {name([ctx])}" if ctx is not None else "")
+    pairs = [p for p in node.get("head_pairs", []) if p["criterion"] == "write_norm"][:5]
+    if pairs:  # a head: say where its strongest writes read from
+        queries = Counter(p["query"] for p in pairs).most_common(2)
+        keys = Counter(p["key"] for p in pairs).most_common(3)
+        text = (f"strongest writes attend from {', '.join(repr(q) for q, _ in queries)} to "
+                f"{', '.join(repr(k) for k, _ in keys)}; writes most at {name(trig)}")
     text += f" (density {node['density']:.1%}, max {node['max']:.2f})"
     if node.get("logit_lens"):
         text += "; promotes " + ", ".join(repr(x["token"]) for x in node["logit_lens"][:3])
