@@ -189,6 +189,9 @@ def test_hand_propagated_edges_equal_autograd(model_tc):
             [(0, 4, int(i)) for i in (f.acts[0][4] > 0).nonzero().flatten()[:3]]
     reads = torch.stack([pres[l][p, i] for l, p, i in picks] + [final[seq - 1] @ u + b])
     want, extra = edges_into(f, srcs, reads, leaves, {"gates": gates})
-    got, heads = edges_linear(f, picks + [("target", seq - 1, u)])
+    outs: list = []
+    with torch.no_grad():
+        forward_leaves(f, make_leaves(f), heads=outs)
+    got, heads = edges_linear(f, picks + [("target", seq - 1, u)], outs)
     assert torch.allclose(got, want, atol=1e-5)
     assert torch.allclose(heads, extra["gates"], atol=1e-5)

@@ -26,11 +26,11 @@ from .engine_explaining import ExplainingMixin
 from .engine_inspection import InspectionMixin
 from .engine_tracing import TracingMixin
 from .ground_truth import ground_truth
-from .interventions import Intervention, check, needed_sources
+from .interventions import Intervention, build_hooks, check, needed_sources
 from .autoencoders.splice import SpliceChoice
 from .linear import residual_direction
 from .model import DebugModel
-from .nodes import EMBED_HOOK, POS_EMBED_HOOK, ATTN, AUTOENCODER_KINDS, HEAD, LATENT_KINDS, MLP, NEURON, RESID, TRANSCODER, \
+from .nodes import EMBED_HOOK, POS_EMBED_HOOK, ATTN, AUTOENCODER_KINDS, HEAD, LATENT_KINDS, MLP, NEURON, RESID, TRANSCODER, TRANSCODER_ERR, \
     NodeId, activation_hook, ln_scale_hook, parse_node, pattern_hook, validate
 from .targets import AttentionScore, HeadOutput, LatentPre, LogitDiff, NeuronPre, Readout, Target, check_head, \
     check_position
@@ -87,8 +87,6 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin):
             names += [activation_hook(NodeId(k, l), L) for k in (HEAD, NEURON, ATTN, MLP)] + [pattern_hook(l)]
         names = [n for n in names if n in m.hook_points]
         store: dict = {}
-        from .interventions import build_hooks
-
         aes = m.autoencoders
         every = SpliceChoice(tuple(sorted(aes.transcoders)), tuple(sorted(aes.saes)))
         hooks = build_hooks([], L, autoencoders=aes, splice=every, store=store)
@@ -160,7 +158,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin):
             raise UserError(f"model {m.name!r} has no SAEs loaded")
         for iv in ivs:
             if iv.node.kind in AUTOENCODER_KINDS:
-                (tc if iv.node.kind.startswith(TRANSCODER) else sae).add(iv.node.layer)
+                (tc if iv.node.kind in (TRANSCODER, TRANSCODER_ERR) else sae).add(iv.node.layer)
         return SpliceChoice(tuple(sorted(tc)), tuple(sorted(sae)))
 
     # ------------------------------------------------------------------ why
@@ -349,8 +347,6 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin):
         hit = self._results.get(key)
         if hit is not None:
             return hit
-        from .interventions import build_hooks
-
         src = self._sources(m, ids, ivs, counterfactual_prompt, reference_prompts)
         base = self.clean_pass(m, ids)["logits"]
         choice = self._choice(m, ivs, "neurons", "heads")

@@ -17,7 +17,7 @@ import torch
 
 from .errors import UserError
 from .model import DebugModel
-from .nodes import HEAD, NEURON, NodeId, key_hook, pre_hook, query_hook, scores_hook, validate, activation_hook, \
+from .nodes import HEAD, NodeId, key_hook, pre_hook, query_hook, scores_hook, validate, activation_hook, \
     pattern_hook
 
 Acts = Mapping[str, torch.Tensor]
@@ -175,16 +175,6 @@ class HeadOutput(Target):
 
     def describe(self):
         return {"kind": self.kind, "node": str(self.node), "position": self.position, "direction": self.label}
-
-
-def input_direction(model: DebugModel, node: NodeId, position: int, acts: Acts) -> torch.Tensor:
-    """The residual-space direction a neuron reads at `position` (its LN2 scale frozen)."""
-    if node.kind != NEURON:
-        raise UserError(f"direction node {node}: only MLP neurons (L{{l}}.N{{i}}) have a single input direction")
-    from .linear import residual_direction
-
-    ro = Readout(node.layer, "mid", f"blocks.{node.layer}.ln2", [position], model.W.W_in[node.layer][:, node.index][None], 0.0)
-    return residual_direction(model, ro, acts)[0]
 
 
 def check_position(position: Optional[int], seq_len: int, what: str = "position") -> int:

@@ -40,13 +40,15 @@ def build(model, ids: Sequence[int], target: int, distractor: Optional[int], pos
     t0 = time.perf_counter()
     f: Frozen = capture(model, ids)
     srcs = sources(f)
+    heads: list = []
     with torch.no_grad():
-        pres, final = forward_leaves(f, make_leaves(f))
+        pres, final = forward_leaves(f, make_leaves(f), heads=heads)
     u, b = logit_direction(model, target, distractor)
     latents = [s for s in srcs if s.kind == "transcoder"]
     values = torch.stack([pres[s.layer][s.position, s.index] for s in latents] + [final[position] @ u + b]).detach()
     # [n_latents + 1, n_srcs] edges and [reads, L, H, seq] each head's output contribution to each read
-    E, head_grads = edges_linear(f, [(s.layer, s.position, s.index) for s in latents] + [("target", position, u)])
+    E, head_grads = edges_linear(f, [(s.layer, s.position, s.index) for s in latents] + [("target", position, u)],
+                                 heads)
     bias = values - E.sum(1)
 
     # the full adjacency over srcs + target (rows = destinations)
@@ -142,10 +144,11 @@ def contributions(model, ids: Sequence[int], layer: int, index: int, position: i
     f = capture(model, ids)
     srcs = sources(f)
     L, H, seq = model.shape.n_layers, model.shape.n_heads, len(ids)
+    heads: list = []
     with torch.no_grad():
-        pres, _ = forward_leaves(f, make_leaves(f))
+        pres, _ = forward_leaves(f, make_leaves(f), heads=heads)
     value = float(pres[layer][position, index])
-    E, head = edges_linear(f, [(layer, position, index)])
+    E, head = edges_linear(f, [(layer, position, index)], heads)
     E, head = E[0], head[0]
     rows = sorted(({"source": s.id, "kind": s.kind, "contribution": float(e), "activation": s.activation}
                    for s, e in zip(srcs, E) if float(e) != 0.0), key=lambda r: -abs(r["contribution"]))

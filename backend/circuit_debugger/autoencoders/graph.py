@@ -84,10 +84,11 @@ def _ln(model, name, x, s, affine=True):
     return y
 
 
-def run(f: Frozen, emb, pos, acts: Sequence, errs: Sequence, gates=None):
+def run(f: Frozen, emb, pos, acts: Sequence, errs: Sequence, gates=None, heads: Optional[list] = None):
     """The frozen model: latent pre-activations per layer [seq, d_sae] and the final
     normalised residual [seq, d] (dot with an unembedding direction for a logit read).
-    `gates` [layer, head, seq] (optional) multiply each head's output (for head contributions)."""
+    `gates` [layer, head, seq] (optional) multiply each head's output (for head contributions);
+    `heads`, if a list, receives each layer's head outputs [head, seq, d]."""
     m, W = f.model, f.model.W
     r = emb + pos
     pres = []
@@ -98,7 +99,10 @@ def run(f: Frozen, emb, pos, acts: Sequence, errs: Sequence, gates=None):
         z = torch.einsum("hqk,hke->hqe", f.patterns[l], v)
         if gates is not None:
             z = z * gates[l][:, :, None]
-        r = r + torch.einsum("hqe,hed->qd", z, W.W_O[l]) + W.b_O[l]
+        o = torch.einsum("hqe,hed->hqd", z, W.W_O[l])
+        if heads is not None:
+            heads.append(o)
+        r = r + o.sum(0) + W.b_O[l]
         pres.append(_ln(m, f"blocks.{l}.ln2", r, f.s2[l], affine=False) @ ae.W_enc + ae.b_enc)
         r = r + acts[l] @ ae.W_dec + ae.b_dec + errs[l]
     return pres, _ln(m, "ln_final", r, f.sf)
@@ -169,10 +173,10 @@ def make_leaves(f: Frozen) -> dict:
     return leaves
 
 
-def forward_leaves(f: Frozen, leaves: dict, gates=None):
+def forward_leaves(f: Frozen, leaves: dict, gates=None, heads: Optional[list] = None):
     L = len(f.acts)
     return run(f, leaves["emb"], leaves["pos"], [leaves[f"acts{l}"] for l in range(L)],
-               [leaves[f"errs{l}"] for l in range(L)], gates)
+               [leaves[f"errs{l}"] for l in range(L)], gates, heads)
 
 
 def _ln_back(model, name, G, s):
@@ -182,25 +186,11 @@ def _ln_back(model, name, G, s):
     return _centre(model, G) / s
 
 
-def head_outputs(f: Frozen, emb, pos, acts, errs) -> list:
-    """Each head's output [head, seq, d] per layer in the frozen model (for head contributions)."""
-    m, W = f.model, f.model.W
-    r, out = emb + pos, []
-    for l in range(m.shape.n_layers):
-        ae = m.autoencoders.transcoders[l]
-        x = _ln(m, f"blocks.{l}.ln1", r, f.s1[l])
-        v = torch.einsum("kd,hde->hke", x, W.W_V[l]) + W.b_V[l][:, None]
-        o = torch.einsum("hqe,hed->hqd", torch.einsum("hqk,hke->hqe", f.patterns[l], v), W.W_O[l])
-        out.append(o)
-        r = r + o.sum(0) + W.b_O[l] + acts[l] @ ae.W_dec + ae.b_dec + errs[l]
-    return out
-
-
-def edges_linear(f: Frozen, reads: list) -> tuple[torch.Tensor, torch.Tensor]:
+def edges_linear(f: Frozen, reads: list, heads: list) -> tuple[torch.Tensor, torch.Tensor]:
     """The same edges as `edges_into`, by propagating each read's direction backward by hand.
 
     `reads`: (layer, position, latent index) for latent pre-activations, or ('target', position,
-    u) for a logit read. Latents are fixed in the frozen model, so each MLP block passes the
+    u) for a logit read; `heads`: each layer's head outputs from `run`. Latents are fixed in the frozen model, so each MLP block passes the
     residual gradient through unchanged, and each attention layer is the linear map
     g_k += P(w1 ⊙ Σ_h Σ_q A[h,q,k] (g_q W_O[h]ᵀ) W_V[h]ᵀ)/s1_k. Returns ([n_reads, n_srcs] in `sources`
     order, [n_reads, layer, head, seq] head-output contributions)."""
@@ -216,7 +206,6 @@ def edges_linear(f: Frozen, reads: list) -> tuple[torch.Tensor, torch.Tensor]:
         else:  # a latent's read starts when the walk reaches its layer
             start.append(layer)
     start_t = torch.tensor(start)
-    heads = head_outputs(f, f.emb, f.pos, f.acts, f.errs)
     post = [None] * L  # G at the residual after layer l's MLP (reads of its latents and error)
     head_c = torch.zeros(R, L, H, seq, dtype=f.emb.dtype)
     for l in range(L - 1, -1, -1):

@@ -44,8 +44,6 @@ def _r(x: float) -> float:
 
 def write(path: Path, model, index, miner, rows: torch.Tensor, lens: dict, meta: dict) -> None:
     """Write the miner's state for every node (replacing the file)."""
-    from .activations import NodeIndex  # noqa: F401  (documents the expected type)
-
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         path.unlink()
