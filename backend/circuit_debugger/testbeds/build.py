@@ -195,11 +195,12 @@ def _jsonable(v):
 def build(spec, out_dir: Path, n_examples: int = 24) -> dict:
     import torch
     from safetensors.torch import save_file
+    from tracr.compiler import nodes
     from tracr.rasp import rasp
 
     program, graph, sink, craft_model, assembled = compile_program(spec)
     cfg, sd, out_basis = to_tl(assembled, sink, spec)
-    categorical = rasp.is_categorical(sink[__import__("tracr.compiler.nodes", fromlist=["EXPR"]).EXPR])
+    categorical = rasp.is_categorical(sink[nodes.EXPR])
     enc = assembled.input_encoder.encoding_map
     input_tokens = [None] * len(enc)
     for tok, i in enc.items():
@@ -213,7 +214,8 @@ def build(spec, out_dir: Path, n_examples: int = 24) -> dict:
         want = rasp.evaluate(program, xs)
         got = assembled.apply([BOS] + xs)
         for w, g in zip(want, got.decoded[1:]):
-            if w is not None and (abs(float(w) - float(g)) > 1e-3 if isinstance(w, float) else w != g):
+            numeric = isinstance(w, float) or isinstance(g, float)  # RASP may report a numerical 0 as False
+            if w is not None and (abs(float(w) - float(g)) > 1e-3 if numeric else w != g):
                 raise AssertionError(f"tracr's model gives {g!r} where rasp.evaluate gives {w!r} on {xs}")
         examples.append({"input": [str(x) for x in xs], "output": [_jsonable(v) for v in want]})
     gt = ground_truth(program, graph, sink, craft_model, assembled, sd, spec)
@@ -227,7 +229,17 @@ def build(spec, out_dir: Path, n_examples: int = 24) -> dict:
             "d_mlp": cfg["d_mlp"], "output": vocab["output_kind"]}
 
 
+def _build_named(name: str, out: str) -> dict:
+    """Build one program by name (run in a fresh interpreter, see `main`)."""
+    from .programs import all_specs
+
+    spec = next(s for s in all_specs() if s.name == name)
+    return build(spec, Path(out) / name)
+
+
 def main(argv=None) -> None:
+    import multiprocessing
+
     from tqdm import tqdm
 
     from .programs import all_specs
@@ -236,13 +248,18 @@ def main(argv=None) -> None:
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args(argv)
-    specs = [s for s in all_specs() if not a.only or s.name in a.only]
+    names = [s.name for s in all_specs() if not a.only or s.name in a.only]
     built, failed = [], {}
-    for spec in tqdm(specs, desc="compile testbeds"):
-        try:
-            built.append(build(spec, a.out / spec.name))
-        except Exception as e:  # report and go on: one program must not stop the rest
-            failed[spec.name] = f"{type(e).__name__}: {e}"
+    # One fresh interpreter per program: RASP objects shared between tracr's library calls keep
+    # the ids they got in earlier builds, so building in one process would make op labels depend
+    # on which programs came before.
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        for name in tqdm(names, desc="compile testbeds"):
+            try:
+                built.append(pool.apply(_build_named, (name, str(a.out))))
+            except Exception as e:  # report and go on: one program must not stop the rest
+                failed[name] = f"{type(e).__name__}: {e}"
     for b in built:
         print(b)
     for k, v in failed.items():
