@@ -30,9 +30,22 @@ METHODS = ("total", "direct", "exact")
 
 
 def score(effects: dict, truth: set) -> tuple[float, float]:
-    ranked = sorted(effects, key=lambda u: -abs(effects[u]))
-    k = len(truth)
-    return float(ranked[0] in truth), len(set(ranked[:k]) & truth) / k
+    """(top-1, top-k recall) with k = |truth|, as expectations under uniform random tie-breaking:
+    units whose |effect| ties at the cut share the remaining places, so no ordering of the table
+    can change a score."""
+    mags = {u: abs(e) for u, e in effects.items()}
+    tol = lambda v: 1e-6 * max(1.0, v)
+    order = sorted(mags.values(), reverse=True)
+
+    def expected_hits(k: int) -> float:
+        cut = order[k - 1]
+        above = [u for u, v in mags.items() if v > cut + tol(cut)]
+        at = [u for u, v in mags.items() if abs(v - cut) <= tol(cut)]
+        hits = sum(u in truth for u in above)
+        return hits + (k - len(above)) * sum(u in truth for u in at) / len(at)
+
+    k = min(len(truth), len(order))
+    return expected_hits(1), expected_hits(k) / len(truth)
 
 
 def grade_testbed(name: str, max_examples: int) -> dict:
