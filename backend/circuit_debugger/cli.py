@@ -26,6 +26,10 @@ def main(argv=None) -> None:
     s.add_argument("--cors-origin", action="append", default=None,
                    help="allowed browser origin (repeatable; default '*')")
     s.add_argument("--max-tokens", type=int, default=int(os.environ.get("CD_MAX_TOKENS", "256")))
+    s.add_argument("--share-db", default=os.environ.get("CD_SHARE_DB") or None,
+                   help="SQLite file of shared investigations (default: $XDG_DATA_HOME/circuit-debugger/investigations.sqlite)")
+    s.add_argument("--frontend-dir", default=os.environ.get("CD_FRONTEND_DIR") or None,
+                   help="the built web UI (default: the repository's frontend/dist)")
     s.add_argument("--device", default=os.environ.get("CD_DEVICE") or None, help="cpu or cuda (default: cuda if available)")
     a = ap.parse_args(argv)
 
@@ -34,6 +38,7 @@ def main(argv=None) -> None:
 
     from .loading import default_device
     from .server.app import Settings, create_app
+    from .shares import default_share_db
 
     models = ["default"] + (a.model or _env_list("CD_MODELS"))
     autoencoders: dict[str, list[str]] = {}
@@ -49,7 +54,8 @@ def main(argv=None) -> None:
             ap.error(f"--explanations expects MODEL=FILE, got {item!r}")
         explanations[model] = path
     settings = Settings(models=models, explanations=explanations, cors_origins=a.cors_origin or _env_list("CD_CORS_ORIGINS") or ["*"],
-                        max_tokens=a.max_tokens, device=a.device or default_device(), autoencoders=autoencoders)
+                        max_tokens=a.max_tokens, device=a.device or default_device(), autoencoders=autoencoders,
+                        share_db=a.share_db or default_share_db(), frontend_dir=a.frontend_dir)
     uvicorn.run(create_app(settings), host=a.host, port=a.port)
 
 

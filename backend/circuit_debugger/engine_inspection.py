@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
+
 from .errors import NotFound, UserError
 from .ground_truth import ground_truth
 from .linear import write_vector
@@ -35,8 +37,13 @@ class InspectionMixin:
             raise NotFound(f"model {model!r} has no ground truth (only tracr testbeds do)")
         return {**gt.data, "node_labels": {n: gt.label(n) for n in sorted(gt.labels)}}
 
-    def tokenize(self, model: str, text: str) -> dict:
+    def tokenize(self, model: str, text: str, kind: str = "prompt") -> dict:
+        """`prompt`: as the model reads it (BOS first where the model uses one). `output`: as
+        a target or distractor, which must be one output token (else the 422 says why)."""
         m = self.model(model)
+        if kind == "output":
+            i = m.codec.output_token(text)
+            return {"model": m.name, "token_ids": [i], "tokens": [m.codec.output_str(i)]}
         ids = m.tokenize(text)
         return {"model": m.name, "token_ids": ids, "tokens": m.codec.token_strs(ids)}
 
@@ -82,3 +89,20 @@ class InspectionMixin:
                                        for v, i in zip(vals, idx)]
         return {"model": m.name, "node": str(n), "source": where, "promoted": fmt(top.values, top.indices, 1),
                 "suppressed": fmt(bot.values, bot.indices, -1)}
+
+    def activations(self, model: str, prompt: str, node: str) -> dict:
+        """One node's activation at every token of the prompt (the columns the miner uses, so
+        values match the explanation's examples)."""
+        from .explanations.activations import batch_activations, node_index
+
+        m = self.model(model)
+        n = validate(parse_node(node), m.shape, latents=m.autoencoders.sizes())
+        if n.position is not None:
+            raise UserError(f"node {n}: give the node without a position; every position is returned")
+        index = node_index(m)
+        if str(n) not in index.ids:
+            raise UserError(f"node {n}: per-token activations exist for heads, neurons and latents")
+        ids = m.tokenize(prompt)
+        acts, _, _ = batch_activations(m, torch.tensor([ids]))
+        values = acts[0, :, index.ids.index(str(n))].tolist()
+        return {"model": m.name, "node": str(n), "tokens": m.codec.token_strs(ids), "values": values}

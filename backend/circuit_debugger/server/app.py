@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from ..engine import Debugger, Limits
 from ..errors import UserError
+from ..shares import ShareStore
 from . import schemas as S
 
 log = logging.getLogger("circuit_debugger.server")
@@ -30,6 +31,9 @@ class Settings:
     max_top_k: int = 5000
     cache_size: int = 64
     device: Optional[str] = None
+    share_db: str = ":memory:"  # the investigations database (SQLite); ':memory:' keeps shares for this process only
+    frontend_dir: Optional[str] = None  # the built UI; default: the repository's frontend/dist
+    serve_frontend: bool = True
 
 
 def load_debugger(settings: Settings) -> tuple[Debugger, dict[str, str]]:
@@ -89,6 +93,8 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
                   description="Why did the model say A and not B? Attribute, intervene, trace upstream.")
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     app.state.debugger = dbg
+    shares = ShareStore(settings.share_db)
+    app.state.shares = shares
 
     @app.exception_handler(UserError)
     async def user_error(_: Request, e: UserError):
@@ -160,8 +166,8 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
         """A transcoder latent's connections by weights alone: upstream, de-embedding, downstream."""
         return dbg.latent_weights(req.model, req.node, req.k)
 
-    @app.get("/api/explanations/{model:path}/node/{node}", responses=errors)
-    def node_explanation(model: str, node: str, offset: int = 0, limit: int = 10) -> dict:
+    @app.get("/api/explanations/{model:path}/node/{node}", response_model=S.NodeExplanationResponse, responses=errors)
+    def node_explanation(model: str, node: str, offset: int = 0, limit: int = 10):
         """A node's top-activating and sampled examples (paginated), statistics and explanations."""
         return dbg.node_explanation(model, node, offset, limit)
 
@@ -182,7 +188,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
 
     @app.post("/api/tokenize", response_model=S.TokenizeResponse, responses=errors)
     def tokenize(req: S.TokenizeRequest):
-        return dbg.tokenize(req.model, req.text)
+        return dbg.tokenize(req.model, req.text, req.kind)
 
     @app.post("/api/attention", response_model=S.AttentionResponse, responses=errors)
     def attention(req: S.AttentionRequest):
@@ -192,4 +198,24 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
     def logit_lens(req: S.LogitLensRequest):
         return dbg.logit_lens(req.model, req.node, req.prompt, req.position, req.k)
 
+    @app.post("/api/activations", response_model=S.ActivationsResponse, responses=errors)
+    def activations(req: S.ActivationsRequest):
+        """One node's activation at every token of the prompt."""
+        return dbg.activations(req.model, req.prompt, req.node)
+
+    @app.post("/api/shares", response_model=S.ShareResponse, status_code=201, responses=errors)
+    def create_share(req: S.ShareCreate):
+        """Store an investigation under a new unguessable id (stored ones never change)."""
+        return shares.create(req.state.model_dump(mode="json"))
+
+    @app.get("/api/shares/{share_id}", response_model=S.ShareResponse, responses=errors)
+    def get_share(share_id: str):
+        if not (1 <= len(share_id) <= 64 and share_id.replace("-", "").replace("_", "").isalnum()):
+            raise UserError("a share id is 1-64 letters, digits, '-' or '_'", 404)
+        return shares.get(share_id)
+
+    if settings.serve_frontend:
+        from .static import mount_frontend
+
+        mount_frontend(app, settings.frontend_dir)
     return app

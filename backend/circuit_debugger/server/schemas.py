@@ -160,6 +160,7 @@ class InterveneResponse(BaseModel):
 class TokenizeRequest(Strict):
     model: str = "default"
     text: Text
+    kind: Literal["prompt", "output"] = Field("prompt", description="'output': check the text is one target token")
 
 
 class TokenizeResponse(BaseModel):
@@ -334,3 +335,104 @@ class ExplainRequest(Strict):
     model: str = "default"
     node: str = Field(examples=["L1.N5"])
     explainer: Literal["offline", "llm"] = "offline"
+
+
+class ExampleItem(BaseModel):
+    rank: int
+    activation: float
+    center: int = Field(description="index of the token the example is centred on")
+    tokens: list[Optional[str]] = Field(description="null = padding before the start of the text")
+    acts: list[Optional[float]]
+
+
+class ExamplePage(BaseModel):
+    total: int
+    offset: int
+    items: list[ExampleItem]
+
+
+class HeadPair(BaseModel):
+    criterion: str
+    rank: int
+    query: Optional[str]
+    key: Optional[str]
+    value: float
+
+
+class ExplanationItem(BaseModel):
+    explainer: str
+    text: str
+    score: Optional[float] = None
+    score_kind: Optional[str] = None
+    details: Optional[dict] = None
+    created: Optional[float] = None
+
+
+class StoredLensToken(BaseModel):
+    token: Optional[str]
+    value: float
+
+
+class NodeExplanationResponse(BaseModel):
+    model: str
+    id: str
+    kind: str
+    layer: int
+    index: int
+    n_tokens: int
+    density: float
+    mean: float
+    max: float
+    histogram: dict
+    logit_lens: Optional[list[StoredLensToken]] = None
+    de_embedding: Optional[list[StoredLensToken]] = None
+    examples: dict[str, ExamplePage] = Field(description="'top', 'quantile' and 'random' samples")
+    head_pairs: list[HeadPair]
+    explanations: list[ExplanationItem]
+
+
+class ActivationsRequest(Strict):
+    model: str = "default"
+    prompt: Text
+    node: str = Field(description="a head, neuron or latent without position", examples=["L0.N5"])
+
+
+class ActivationsResponse(BaseModel):
+    model: str
+    node: str
+    tokens: list[str]
+    values: list[float] = Field(description="per token: neurons post-activation, latents their activation, "
+                                            "heads the norm of their write")
+
+
+class InvestigationState(BaseModel):
+    """Everything a view shows, so a link reproduces it. `v` is the format version: a newer
+    front end still reads every older version (it migrates them)."""
+    model_config = ConfigDict(extra="forbid")
+    v: Literal[1] = 1
+    model: Annotated[str, Field(max_length=500)] = "default"
+    prompt: Annotated[str, Field(max_length=20_000)] = ""
+    target: Annotated[str, Field(max_length=200)] = ""
+    distractor: Annotated[str, Field(max_length=200)] = ""
+    interventions: list[InterventionIn] = Field(default_factory=list, max_length=64)
+    counterfactual_prompt: Annotated[str, Field(max_length=20_000)] = ""
+    compare_prompt: Annotated[str, Field(max_length=20_000)] = Field("", description="the second prompt of the compare view")
+    node: Optional[Annotated[str, Field(max_length=100)]] = Field(None, description="the selected node")
+    view: Literal["table", "graph", "compare"] = "table"
+    traces: list[TraceTarget] = Field(default_factory=list, max_length=16, description="trace breadcrumb, outermost first")
+    mlp_basis: Literal["neurons", "transcoders"] = "neurons"
+    attn_basis: Literal["heads", "saes"] = "heads"
+    granularity: Literal["component", "position"] = "component"
+    top_k: Annotated[int, Field(ge=0, le=100_000)] = Field(100, description="table rows per metric; 0 = every node")
+    kind_filter: Annotated[str, Field(max_length=40)] = ""
+    search: Annotated[str, Field(max_length=200)] = ""
+
+
+class ShareCreate(Strict):
+    state: InvestigationState
+
+
+class ShareResponse(BaseModel):
+    id: str = Field(description="unguessable; the short link is /s/{id}")
+    created: float
+    state: Optional[InvestigationState] = None

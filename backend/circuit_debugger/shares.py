@@ -1,0 +1,71 @@
+"""Stored investigations: immutable, under unguessable short ids, in SQLite.
+
+A share is written once (INSERT, never UPDATE) and committed with `synchronous=FULL` before
+its id is returned, so an id a client has received survives a crash of the server.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from .errors import NotFound, UserError
+
+MAX_STATE_BYTES = 256 * 1024
+ID_BYTES = 12  # 96 random bits -> 16 url-safe characters
+
+
+class ShareStore:
+    def __init__(self, path: str | Path = ":memory:"):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS investigations (id TEXT PRIMARY KEY, created REAL NOT NULL, "
+                         "version INTEGER NOT NULL, state TEXT NOT NULL) WITHOUT ROWID")
+
+    def create(self, state: dict) -> dict:
+        text = json.dumps(state, sort_keys=True, separators=(",", ":"))
+        if len(text.encode()) > MAX_STATE_BYTES:
+            raise UserError(f"investigation too large ({len(text.encode())} bytes; at most {MAX_STATE_BYTES})", 413)
+        created = time.time()
+        with self._lock:
+            for _ in range(8):
+                sid = secrets.token_urlsafe(ID_BYTES)
+                try:
+                    self._db.execute("INSERT INTO investigations VALUES (?, ?, ?, ?)",
+                                     (sid, created, int(state.get("v", 1)), text))
+                    return {"id": sid, "created": created}
+                except sqlite3.IntegrityError:  # an id collision: draw again, never overwrite
+                    continue
+        raise RuntimeError("could not draw a fresh share id")
+
+    def get(self, sid: str) -> dict:
+        with self._lock:
+            row = self._db.execute("SELECT created, state FROM investigations WHERE id = ?", (sid,)).fetchone()
+        if row is None:
+            raise NotFound(f"no shared investigation with id {sid!r}")
+        return {"id": sid, "created": row[0], "state": json.loads(row[1])}
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM investigations").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def default_share_db() -> str:
+    import os
+
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "circuit-debugger" / "investigations.sqlite")

@@ -1,0 +1,117 @@
+import { expect, test } from "@playwright/test";
+import { writeFileSync } from "node:fs";
+import { IOI, firstRowId, open, shot, shown } from "./helpers";
+
+test("IOI: run, read the top head, ablate it, and see the logit difference fall by what the API reports", async ({ page, request }) => {
+  const t0 = Date.now();
+  await open(page, IOI);
+  await expect(page.getByTestId("logit-diff")).toBeVisible();
+  const firstRenderMs = Date.now() - t0;
+  await expect(page.getByTestId("predictions")).toContainText("Mary");
+  const before = await shown(page, "logit-diff");
+
+  await page.getByTestId("kind-filter").selectOption("head");
+  // sort heads by |direct effect|, largest first (two clicks: ascending, then descending)
+  const header = page.locator('[data-testid="node-table"] .ag-header-cell[col-id="direct_effect"]');
+  await header.click();
+  await header.click();
+  const top = await firstRowId(page);
+  expect(top).toMatch(/^L\d+\.H\d+$/);
+  await page.locator(`[data-testid="node-table"] .ag-row [col-id="id"]`, { hasText: top }).first().click();
+  await expect(page.getByTestId("node-detail")).toContainText(top);
+  await expect(page.getByTestId("attention-heatmap")).toBeVisible();
+  await shot(page, "01-ioi-top-head");
+
+  await page.getByTestId("ablate-zero").click();
+  await expect(page.getByTestId("baseline-logit-diff")).toBeVisible();
+  const after = await shown(page, "logit-diff");
+  const change = await shown(page, "logit-diff-change");
+  expect(await shown(page, "baseline-logit-diff")).toBeCloseTo(before, 3);
+
+  const api = await request.post("/api/intervene", { data: {
+    prompt: IOI.p, target: IOI.a, distractor: IOI.b, interventions: [{ node: top, op: "zero" }] } });
+  expect(api.ok()).toBeTruthy();
+  const r = await api.json();
+  expect(after).toBeCloseTo(r.logit_diff, 3);
+  expect(change).toBeCloseTo(r.change, 3);
+  expect(r.change).toBeLessThan(-1); // the top head by direct effect carries the answer: ablating it hurts
+  await expect(page.getByTestId("interventions")).toContainText(`zero ${top}`);
+  await shot(page, "02-ioi-ablated");
+
+  // toggling the intervention off restores the clean numbers
+  await page.getByTestId("iv-toggle-0").uncheck();
+  await expect(page.getByTestId("baseline-logit-diff")).toHaveCount(0);
+  expect(await shown(page, "logit-diff")).toBeCloseTo(before, 3);
+  writeFileSync("e2e-artifacts/timings.json", JSON.stringify({ first_meaningful_render_ms: firstRenderMs }));
+});
+
+test("a share link reopened in a new browser context shows identical numbers", async ({ page, browser }) => {
+  await open(page, { ...IOI, iv: JSON.stringify([{ node: "L1.H3", op: "mean", enabled: true }]), node: "L1.H3" });
+  await expect(page.getByTestId("baseline-logit-diff")).toBeVisible();
+  await expect(page.getByTestId("detail-total")).not.toHaveText("–");
+  const ids = ["logit-diff", "baseline-logit-diff", "logit-diff-change", "detail-activation", "detail-direct", "detail-total"];
+  const numbers = await Promise.all(ids.map((id) => page.getByTestId(id).textContent()));
+  await page.getByTestId("share").click();
+  const link = await page.getByTestId("share-link").inputValue();
+  expect(link).toMatch(/\/s\/[A-Za-z0-9_-]{16}$/);
+
+  const fresh = await browser.newContext();
+  const other = await fresh.newPage();
+  await other.goto(link);
+  await expect(other.getByTestId("baseline-logit-diff")).toBeVisible();
+  await expect(other.getByTestId("detail-total")).not.toHaveText("–");
+  expect(await Promise.all(ids.map((id) => other.getByTestId(id).textContent()))).toEqual(numbers);
+  await expect(other.getByTestId("interventions")).toContainText("mean L1.H3");
+  await shot(other, "03-share-reopened");
+
+  // sharing again makes a new id; the old one still opens unchanged
+  await page.getByTestId("share").click();
+  await expect(page.getByTestId("share-link")).not.toHaveValue(link);
+  await fresh.close();
+});
+
+test("an invalid target token shows its error inline and cannot run", async ({ page }) => {
+  await open(page, IOI);
+  await expect(page.getByTestId("logit-diff")).toBeVisible();
+  await page.getByTestId("target").fill(" Maryzzqx");
+  await expect(page.getByTestId("target-error")).toContainText("one token");
+  await expect(page.getByTestId("run")).toBeDisabled();
+  await shot(page, "04-invalid-target");
+  await page.getByTestId("target").fill(" Mary");
+  await expect(page.getByTestId("target-error")).toHaveCount(0);
+});
+
+test("the attribution graph opens and its nodes open the detail panel", async ({ page }) => {
+  await open(page, { ...IOI, view: "graph" });
+  await expect(page.getByTestId("graph-stats")).toBeVisible({ timeout: 30_000 });
+  const nodes = page.locator(".react-flow__node");
+  expect(await nodes.count()).toBeGreaterThan(10);
+  const latent = page.locator(".react-flow__node.transcoder").first();
+  const id = (await latent.textContent())!.trim();
+  await latent.click();
+  await expect(page.getByTestId("node-detail")).toContainText(id);
+  await shot(page, "05-graph");
+});
+
+test("trace upstream from a head and come back by the breadcrumb", async ({ page }) => {
+  await open(page, { ...IOI, node: "L1.H3" });
+  await expect(page.getByTestId("logit-diff")).toBeVisible();
+  const question = await shown(page, "logit-diff");
+  await page.getByLabel("key position").selectOption("10");
+  await page.getByTestId("trace").click();
+  await expect(page.getByTestId("breadcrumb")).toContainText("why L1.H3 attends");
+  await expect(page.getByTestId("logit-diff")).not.toHaveText(question.toFixed(3));
+  await shot(page, "06-trace");
+  await page.getByTestId("breadcrumb").getByText("question").click();
+  await expect(page.getByTestId("breadcrumb")).toHaveCount(0);
+  expect(await shown(page, "logit-diff")).toBeCloseTo(question, 3);
+});
+
+test("a prompt containing HTML and script is shown as text, never run", async ({ page }) => {
+  const hostile = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> Mary`;
+  await open(page, { p: hostile, a: " Mary" });
+  await expect(page.getByTestId("prompt-tokens")).toContainText("<img");
+  await expect(page.getByTestId("logit-diff")).toBeVisible();
+  expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+  expect(await page.locator("img[src=x], body script:not([type=module])").count()).toBe(0);
+});

@@ -1,0 +1,38 @@
+import { describe, expect, it } from "vitest";
+import { decode, defaults, encode } from "./url";
+
+describe("URL state", () => {
+  it("round-trips every field", () => {
+    const s = {
+      ...defaults(), model: "tracr/sort", prompt: "When Mary & John <b>went</b>? 100% = yes", target: " Mary", distractor: " John",
+      interventions: [{ node: "L1.H3", op: "mean" as const, enabled: false }, { node: "L0.N5@3", op: "scale" as const, value: 0.5, enabled: true }],
+      counterfactual_prompt: "x", compare_prompt: "y", node: "L1.H3", view: "compare" as const,
+      traces: [{ kind: "attention" as const, node: "L1.H3", key: 4, query: null, through: "key" as const }],
+      mlp_basis: "transcoders" as const, attn_basis: "saes" as const, granularity: "position" as const, top_k: 0,
+      kind_filter: "head", search: "L1",
+    };
+    expect(decode(encode(s))).toEqual(s);
+  });
+
+  it("keeps the defaults out of the URL", () => {
+    expect(encode(defaults())).toBe("v=1");
+  });
+
+  it("still reads a v1 link written by an earlier build", () => {
+    const old = "v=1&p=When+Mary+and+John+went&a=+Mary&b=+John&iv=%5B%7B%22node%22%3A%22L1.H3%22%2C%22op%22%3A%22zero%22%7D%5D&node=L1.H3&view=graph";
+    const s = decode(old);
+    expect(s.prompt).toBe("When Mary and John went");
+    expect(s.target).toBe(" Mary");
+    expect(s.interventions).toEqual([{ node: "L1.H3", op: "zero" }]);
+    expect(s.view).toBe("graph");
+  });
+
+  it("falls back to defaults on bad fields and unknown versions", () => {
+    const s = decode("v=1&iv=%7Bnot-json&view=nope&k=-3&tr=%5B1%2C2%5D");
+    expect(s.interventions).toEqual([]);
+    expect(s.traces).toEqual([]);
+    expect(s.view).toBe("table");
+    expect(s.top_k).toBe(100);
+    expect(decode("v=99&p=hello")).toEqual(defaults());
+  });
+});

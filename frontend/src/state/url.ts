@@ -1,0 +1,69 @@
+// The URL encodes the whole investigation. Format `v=1`: one query parameter per field, lists
+// as JSON. Decoding never throws: unknown versions and bad fields fall back to defaults, and
+// every older version is migrated to the current one.
+import type { InvestigationState } from "../api/client";
+
+export const VERSION = 1;
+
+export function defaults(): InvestigationState {
+  return {
+    v: 1, model: "default", prompt: "", target: "", distractor: "", interventions: [],
+    counterfactual_prompt: "", compare_prompt: "", node: null, view: "table", traces: [],
+    mlp_basis: "neurons", attn_basis: "heads", granularity: "component", top_k: 100, kind_filter: "", search: "",
+  };
+}
+
+const TEXT = ["model", "prompt", "target", "distractor", "counterfactual_prompt", "compare_prompt", "kind_filter", "search"] as const;
+const SHORT: Record<string, string> = { prompt: "p", target: "a", distractor: "b", counterfactual_prompt: "cf", compare_prompt: "cmp", kind_filter: "kind", search: "q", model: "model" };
+
+export function encode(s: InvestigationState): string {
+  const d = defaults();
+  const q = new URLSearchParams();
+  q.set("v", String(VERSION));
+  for (const k of TEXT) if (s[k] !== d[k]) q.set(SHORT[k], s[k] as string);
+  if (s.interventions.length) q.set("iv", JSON.stringify(s.interventions));
+  if (s.traces.length) q.set("tr", JSON.stringify(s.traces));
+  if (s.node) q.set("node", s.node);
+  if (s.view !== d.view) q.set("view", s.view);
+  if (s.mlp_basis !== d.mlp_basis) q.set("mlp", s.mlp_basis);
+  if (s.attn_basis !== d.attn_basis) q.set("attn", s.attn_basis);
+  if (s.granularity !== d.granularity) q.set("gran", s.granularity);
+  if (s.top_k !== d.top_k) q.set("k", String(s.top_k));
+  return q.toString();
+}
+
+function json<T>(text: string | null, fallback: T, ok: (x: unknown) => boolean): T {
+  if (!text) return fallback;
+  try {
+    const x = JSON.parse(text);
+    return ok(x) ? (x as T) : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+const oneOf = <T extends string>(x: string | null, allowed: readonly T[], fallback: T): T =>
+  x !== null && (allowed as readonly string[]).includes(x) ? (x as T) : fallback;
+
+/** Decode any version of the URL format into the current state. */
+export function decode(search: string): InvestigationState {
+  const q = new URLSearchParams(search);
+  const version = Number(q.get("v") ?? VERSION);
+  const s = defaults();
+  if (!Number.isInteger(version) || version < 1 || version > VERSION) return s;
+  for (const k of TEXT) {
+    const x = q.get(SHORT[k]);
+    if (x !== null) (s as Record<string, unknown>)[k] = x;
+  }
+  const isList = (x: unknown) => Array.isArray(x) && x.every((i) => typeof i === "object" && i !== null);
+  s.interventions = json(q.get("iv"), [], isList);
+  s.traces = json(q.get("tr"), [], isList);
+  s.node = q.get("node") || null;
+  s.view = oneOf(q.get("view"), ["table", "graph", "compare"] as const, "table");
+  s.mlp_basis = oneOf(q.get("mlp"), ["neurons", "transcoders"] as const, "neurons");
+  s.attn_basis = oneOf(q.get("attn"), ["heads", "saes"] as const, "heads");
+  s.granularity = oneOf(q.get("gran"), ["component", "position"] as const, "component");
+  const k = Number(q.get("k") ?? s.top_k);
+  s.top_k = Number.isInteger(k) && k >= 0 && k <= 100000 ? k : 100;
+  return s;
+}
