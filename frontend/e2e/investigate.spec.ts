@@ -41,7 +41,7 @@ test("IOI: run, read the top head, ablate it, and see the logit difference fall 
   // toggling the intervention off restores the clean numbers
   await page.getByTestId("iv-toggle-0").uncheck();
   await expect(page.getByTestId("baseline-logit-diff")).toHaveCount(0);
-  expect(await shown(page, "logit-diff")).toBeCloseTo(before, 3);
+  await expect(page.getByTestId("logit-diff")).toHaveText(before.toFixed(3));
   writeFileSync("e2e-artifacts/timings.json", JSON.stringify({ first_meaningful_render_ms: firstRenderMs }));
 });
 
@@ -104,7 +104,7 @@ test("trace upstream from a head and come back by the breadcrumb", async ({ page
   await shot(page, "06-trace");
   await page.getByTestId("breadcrumb").getByText("question").click();
   await expect(page.getByTestId("breadcrumb")).toHaveCount(0);
-  expect(await shown(page, "logit-diff")).toBeCloseTo(question, 3);
+  await expect(page.getByTestId("logit-diff")).toHaveText(question.toFixed(3));
 });
 
 test("a prompt containing HTML and script is shown as text, never run", async ({ page }) => {
@@ -114,4 +114,29 @@ test("a prompt containing HTML and script is shown as text, never run", async ({
   await expect(page.getByTestId("logit-diff")).toBeVisible();
   expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
   expect(await page.locator("img[src=x], body script:not([type=module])").count()).toBe(0);
+});
+
+test("compare a clean and a corrupted prompt side by side", async ({ page }) => {
+  const corrupted = "When Mary and John went to the store, Mary gave a drink to";
+  await open(page, { ...IOI, view: "compare", cmp: corrupted });
+  await expect(page.getByTestId("compare-right")).not.toHaveText("–");
+  await expect(page.getByTestId("compare-left")).not.toHaveText("–");
+  const left = await shown(page, "compare-left"), right = await shown(page, "compare-right");
+  expect(left).toBeGreaterThan(0);
+  expect(right).toBeLessThan(left); // the corrupted prompt no longer points at Mary
+  await expect(page.locator('[data-testid="compare-view"] .ag-row').first()).toBeVisible();
+  await shot(page, "07-compare");
+});
+
+test("patch a head from a counterfactual prompt: the UI shows the API's numbers", async ({ page, request }) => {
+  const cf = "When Mary and John went to the store, Mary gave a drink to";
+  await open(page, { ...IOI, node: "L1.H3" });
+  await expect(page.getByTestId("logit-diff")).toBeVisible();
+  await page.getByTestId("patch").click();
+  await page.getByTestId("counterfactual").fill(cf);
+  await expect(page.getByTestId("baseline-logit-diff")).toBeVisible();
+  const r = await (await request.post("/api/intervene", { data: {
+    prompt: IOI.p, target: IOI.a, distractor: IOI.b, counterfactual_prompt: cf, interventions: [{ node: "L1.H3", op: "patch" }] } })).json();
+  await expect(page.getByTestId("logit-diff")).toHaveText(r.logit_diff.toFixed(3));
+  await shot(page, "08-patch");
 });

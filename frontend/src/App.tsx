@@ -57,7 +57,7 @@ export function App() {
         busy={result.loading} onCancel={result.cancel}
         onRun={(d) => update({ ...d, traces: [], node: null })} />
       <main className={s.node ? "with-detail" : ""}>
-        <div className="primary-pane">
+        <div className={"primary-pane" + (result.loading ? " stale" : "")} aria-busy={result.loading}>
           <Suspense fallback={<p className="muted">loading view…</p>}>
           {s.view === "compare" ? (
             <CompareView q={{ model: s.model, target: s.target, distractor: s.distractor, mlp_basis: s.mlp_basis, attn_basis: s.attn_basis }}

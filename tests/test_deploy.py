@@ -1,0 +1,79 @@
+"""The deployment files, checked statically (no Docker engine here): the compose services,
+ports and volumes, that every variable they set is one the server reads and the README
+documents, and that the Dockerfiles install what scripts/setup.sh installs."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+CODE = "".join(p.read_text() for p in (ROOT / "backend" / "circuit_debugger").rglob("*.py"))
+
+
+def dockerfile(name: str) -> str:
+    return (ROOT / "docker" / name).read_text()
+
+
+def split(volume: str) -> tuple[str, str]:
+    """'HOST:CONTAINER[:ro]' -> (HOST, CONTAINER); HOST may itself hold ':' (${VAR:-default})."""
+    volume = re.sub(r":(ro|rw)$", "", volume)
+    host, container = volume.rsplit(":", 1)
+    return host, container
+
+
+def test_compose_services_ports_volumes():
+    c = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert set(c["services"]) == {"backend", "frontend"}
+    be, fe = c["services"]["backend"], c["services"]["frontend"]
+    assert be["build"]["dockerfile"] == "docker/backend.Dockerfile" and fe["build"]["dockerfile"] == "docker/frontend.Dockerfile"
+    assert be["build"]["context"] == fe["build"]["context"] == "."
+    assert "8000" in be["expose"] and any(p.endswith(":80") for p in fe["ports"])
+    assert fe["depends_on"] == ["backend"]
+    mounts = {split(v)[1]: v for v in be["volumes"]}
+    assert {"/app/autoencoders", "/app/explanations", "/data", "/models"} <= set(mounts)
+    assert mounts["/data"].startswith("investigations:") and "investigations" in c["volumes"]
+    assert be["environment"]["CD_SHARE_DB"].startswith("/data/")  # shares live on the volume
+    for host in (split(v)[0] for v in be["volumes"]):
+        if host.startswith("./"):
+            assert (ROOT / host[2:]).is_dir() or host == "./models", host
+
+
+def test_every_variable_is_read_by_the_server_and_documented():
+    c = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    env = c["services"]["backend"]["environment"]
+    for name in env:
+        assert f'"{name}"' in CODE, f"{name} is set by compose but the server never reads it"
+        assert name in README, f"{name} is not documented in the README"
+    for name in re.findall(r"\$\{(CD_[A-Z_]+)", (ROOT / "docker-compose.yml").read_text()):
+        assert name in README, f"{name} (compose) is not documented in the README"
+
+
+def test_dockerfiles_install_what_setup_installs():
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    torch_pin = re.search(r'"(torch==[\d.]+)"', setup).group(1)
+    be = dockerfile("backend.Dockerfile")
+    assert f'"{torch_pin}"' in be, "the image must pin the same torch as setup.sh"
+    assert be.index(torch_pin) < be.index('-e "backend"'), "torch first, as setup.sh does"
+    assert '-e "backend[test]"' in setup
+    for src in re.findall(r"^COPY (\S+)/ ", be, re.M):
+        assert (ROOT / src).is_dir(), src
+    fe = dockerfile("frontend.Dockerfile")
+    assert "npm ci" in fe and "npm run build" in fe and "npm ci" in setup and "npm run --silent build" in setup
+    assert "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1" in fe and "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1" in setup
+    assert re.search(r"FROM node:(\d+)", fe).group(1) == "20"
+
+
+def test_nginx_proxies_the_api_and_serves_the_app():
+    conf = (ROOT / "docker" / "nginx.conf").read_text()
+    assert re.search(r"location /api/ \{\s*proxy_pass http://backend:8000;", conf)
+    assert "try_files $uri /index.html;" in conf  # /s/<id> short links open the app
+    assert "docker/nginx.conf" in dockerfile("frontend.Dockerfile")
+
+
+def test_gpu_override_selects_cuda():
+    g = yaml.safe_load((ROOT / "docker-compose.gpu.yml").read_text())
+    be = g["services"]["backend"]
+    assert be["environment"]["CD_DEVICE"] == "cuda"
+    assert be["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
