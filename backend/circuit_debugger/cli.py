@@ -26,6 +26,13 @@ def main(argv=None) -> None:
     s.add_argument("--cors-origin", action="append", default=None,
                    help="allowed browser origin (repeatable; default '*')")
     s.add_argument("--max-tokens", type=int, default=int(os.environ.get("CD_MAX_TOKENS", "256")))
+    for flag, default, what in [("max-top-k", 5000, "rows per metric a request may ask for"),
+                                ("max-graph-latents", 5000, "latents an attribution graph may keep"),
+                                ("max-reference-prompts", 256, "prompts in a request's mean-ablation reference set"),
+                                ("max-pending", 64, "API requests in flight before the server answers 503"),
+                                ("cache-size", 512, "whole results kept in memory (LRU)")]:
+        env = "CD_" + flag.upper().replace("-", "_")
+        s.add_argument(f"--{flag}", type=int, default=int(os.environ.get(env) or default), help=f"{what} (env {env})")
     s.add_argument("--share-db", default=os.environ.get("CD_SHARE_DB") or None,
                    help="SQLite file of shared investigations (default: $XDG_DATA_HOME/circuit-debugger/investigations.sqlite)")
     s.add_argument("--frontend-dir", default=os.environ.get("CD_FRONTEND_DIR") or None,
@@ -55,7 +62,10 @@ def main(argv=None) -> None:
         explanations[model] = path
     settings = Settings(models=models, explanations=explanations, cors_origins=a.cors_origin or _env_list("CD_CORS_ORIGINS") or ["*"],
                         max_tokens=a.max_tokens, device=a.device or default_device(), autoencoders=autoencoders,
-                        share_db=a.share_db or default_share_db(), frontend_dir=a.frontend_dir)
+                        share_db=a.share_db or default_share_db(), frontend_dir=a.frontend_dir,
+                        max_top_k=a.max_top_k, max_graph_latents=a.max_graph_latents,
+                        max_reference_prompts=a.max_reference_prompts, max_pending=a.max_pending,
+                        cache_size=a.cache_size)
     uvicorn.run(create_app(settings), host=a.host, port=a.port)
 
 

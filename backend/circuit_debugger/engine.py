@@ -42,6 +42,7 @@ class Limits:
     max_verify: int = 64
     max_interventions: int = 64
     max_reference_prompts: int = 256
+    max_graph_latents: int = 5000
 
 
 def _finite(x) -> Optional[float]:
@@ -55,10 +56,12 @@ def _require_finite(logits: torch.Tensor) -> None:
 
 
 class Debugger(InspectionMixin, TracingMixin, ExplainingMixin):
-    def __init__(self, models: Sequence[DebugModel] = (), *, cache_size: int = 64, limits: Limits | None = None):
+    def __init__(self, models: Sequence[DebugModel] = (), *, cache_size: int = 512, limits: Limits | None = None):
         self.models: dict[str, DebugModel] = {}
         self.limits = limits or Limits()
-        self._clean = LRU(max(4, cache_size // 4))
+        # clean passes and cores hold activations and full tables (large for big models): fewer of them
+        self._clean = LRU(max(4, min(32, cache_size // 4)))
+        self._cores = LRU(max(4, min(64, cache_size // 4)))
         self._means = LRU(16)
         self._results = LRU(cache_size)
         self.explanations: dict = {}  # model name -> explanations.store.Store
@@ -285,7 +288,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin):
     def _core(self, m, ids, build, tkey, ivs, cf, refs, granularity, choice: SpliceChoice) -> dict:
         """Forward + backward + tables (cached; the baseline of an intervened request reuses it)."""
         key = request_key("core", m.name, ids, tkey, [str(i) + str(i.vector) for i in ivs], cf, refs, granularity, choice)
-        hit = self._results.get(key)
+        hit = self._cores.get(key)
         if hit is not None:
             return hit
         target = build()
@@ -304,7 +307,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin):
             "bias": met.bias, "head_sources": met.head_sources,
             "sum_check": {"value": value, "sum_of_direct_effects": total_sum, "residual": value - total_sum},
         }
-        return self._results.put(key, core)
+        return self._cores.put(key, core)
 
     def _rows(self, core, rows: list[int], gt=None) -> list[dict]:
         t = core["table"]

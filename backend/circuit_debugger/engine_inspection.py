@@ -6,6 +6,7 @@ from typing import Optional
 
 import torch
 
+from .cache import request_key
 from .errors import NotFound, UserError
 from .ground_truth import ground_truth
 from .linear import write_vector
@@ -103,6 +104,9 @@ class InspectionMixin:
         if str(n) not in index.ids:
             raise UserError(f"node {n}: per-token activations exist for heads, neurons and latents")
         ids = m.tokenize(prompt)
-        acts, _, _ = batch_activations(m, torch.tensor([ids]))
-        values = acts[0, :, index.ids.index(str(n))].tolist()
+        key = request_key("activations", m.name, ids)
+        acts = self._clean.get(key)
+        if acts is None:  # every node's activations for this prompt: the next node asked for is free
+            acts = self._clean.put(key, batch_activations(m, torch.tensor([ids]))[0][0])
+        values = acts[:, index.ids.index(str(n))].tolist()
         return {"model": m.name, "node": str(n), "tokens": m.codec.token_strs(ids), "values": values}

@@ -25,6 +25,8 @@ class TracingMixin:
         d = None if distractor in (None, "") else m.codec.output_token(distractor, "distractor")
         if not (0 < node_threshold <= 1 and 0 < edge_threshold <= 1):
             raise UserError("node_threshold and edge_threshold must be in (0, 1]")
+        if not 1 <= max_latents <= self.limits.max_graph_latents:
+            raise UserError(f"max_latents must be between 1 and {self.limits.max_graph_latents}")
         key = request_key("graph", m.name, ids, pos, t, d, node_threshold, edge_threshold, max_latents)
         hit = self._results.get(key)
         if hit is not None:

@@ -43,7 +43,7 @@ class ShareStore:
                 try:
                     self._db.execute("INSERT INTO investigations VALUES (?, ?, ?, ?)",
                                      (sid, created, int(state.get("v", 1)), text))
-                    return {"id": sid, "created": created}
+                    return {"id": sid, "created": created, "state": json.loads(text)}
                 except sqlite3.IntegrityError:  # an id collision: draw again, never overwrite
                     continue
         raise RuntimeError("could not draw a fresh share id")

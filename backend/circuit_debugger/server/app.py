@@ -13,10 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+import torch
+
 from ..engine import Debugger, Limits
 from ..errors import UserError
 from ..shares import ShareStore
 from . import schemas as S
+from .capacity import Capacity
 
 log = logging.getLogger("circuit_debugger.server")
 
@@ -29,18 +32,26 @@ class Settings:
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
     max_tokens: Optional[int] = 256
     max_top_k: int = 5000
-    cache_size: int = 64
+    max_graph_latents: int = 5000
+    max_reference_prompts: int = 256
+    max_pending: int = 64  # API requests in flight beyond which the server answers 503 at once
+    cache_size: int = 512  # whole results kept (LRU); clean passes and cores: a quarter, at most 32 / 64
     device: Optional[str] = None
     share_db: str = ":memory:"  # the investigations database (SQLite); ':memory:' keeps shares for this process only
     frontend_dir: Optional[str] = None  # the built UI; default: the repository's frontend/dist
     serve_frontend: bool = True
 
 
+def limits_of(settings: Settings) -> Limits:
+    return Limits(max_top_k=settings.max_top_k, max_graph_latents=settings.max_graph_latents,
+                  max_reference_prompts=settings.max_reference_prompts)
+
+
 def load_debugger(settings: Settings) -> tuple[Debugger, dict[str, str]]:
     """Load every configured model; one that fails is reported, the rest still load."""
     from ..loading import ModelLoadError, load_model
 
-    dbg = Debugger(cache_size=settings.cache_size, limits=Limits(max_top_k=settings.max_top_k))
+    dbg = Debugger(cache_size=settings.cache_size, limits=limits_of(settings))
     failed: dict[str, str] = {}
     for spec in dict.fromkeys(settings.models):
         try:
@@ -91,6 +102,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
     dbg = debugger
     app = FastAPI(title="Circuit Debugger", version="0.1.0",
                   description="Why did the model say A and not B? Attribute, intervene, trace upstream.")
+    app.add_middleware(Capacity, max_pending=settings.max_pending)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     app.state.debugger = dbg
     shares = ShareStore(settings.share_db)
@@ -107,6 +119,15 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
             where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
             parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+
+    @app.exception_handler(MemoryError)
+    @app.exception_handler(torch.OutOfMemoryError)
+    async def out_of_memory(_: Request, e: Exception):
+        log.error("request ran out of memory: %s", e)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return JSONResponse({"detail": "out of memory for this request: use a shorter prompt, fewer rows or a smaller "
+                                       "graph"}, status_code=503)
 
     @app.exception_handler(Exception)
     async def internal(_: Request, e: Exception):

@@ -1,0 +1,243 @@
+"""Circuits over a prompt set: faithfulness, completeness and minimality (Wang et al., 2022,
+"Interpretability in the Wild", section 4), with every ablation batched.
+
+A circuit is a set of heads and MLP neurons (`L1.H3`, `L0.N17`), each optionally restricted to
+a template slot (`L1.H3@S2`: kept only at S2's position). The universe is every head (and,
+when the circuit has neurons, every neuron); F(S) is the mean logit difference over the set
+when every universe component outside S is ablated: replaced by its mean over the reference
+distribution at the same position (the rows' counterfactuals when they all have one, else the
+prompts themselves), or by a resampled reference row's activation.
+
+Many subsets are evaluated in one forward: the prompts are repeated once per subset and each
+copy gets its own keep-mask, so a greedy search step is one batched pass.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+
+from .attribution import capture_hooks
+from .errors import UserError
+from .model import DebugModel
+from .nodes import HEAD, NEURON, NodeId, activation_hook, parse_node
+from .promptsets import PromptSet
+
+MAX_BATCH = 4096  # sequences per forward
+
+
+@dataclass(frozen=True)
+class Component:
+    kind: str  # HEAD or NEURON
+    layer: int
+    index: int
+    slot: Optional[str]  # kept only at this slot's position (None: at every position)
+
+    def __str__(self) -> str:
+        base = f"L{self.layer}.{'H' if self.kind == HEAD else 'N'}{self.index}"
+        return base + (f"@{self.slot}" if self.slot else "")
+
+
+def parse_circuit(m: DebugModel, nodes: Sequence[str], slots: Sequence[str]) -> list:
+    out = []
+    for text in nodes:
+        base, _, slot = str(text).partition("@")
+        n = parse_node(base)
+        if n.kind not in (HEAD, NEURON) or n.position is not None:
+            raise UserError(f"circuit node {text!r}: circuits are made of heads (L1.H3) and neurons (L0.N17), "
+                            "optionally @SLOT")
+        limit = m.shape.n_heads if n.kind == HEAD else m.shape.d_mlp
+        if not (0 <= n.layer < m.shape.n_layers and 0 <= n.index < limit):
+            raise UserError(f"circuit node {text!r} is out of range for this model")
+        if slot and slot not in slots:
+            raise UserError(f"circuit node {text!r}: slot {slot!r} is not in the prompt set (slots: {', '.join(slots)})")
+        out.append(Component(n.kind, n.layer, n.index, slot or None))
+    if len(set(out)) != len(out):
+        raise UserError("the circuit lists a node twice")
+    return out
+
+
+class Evaluator:
+    """F(config) for many configs at once. A config is (mode, frozenset of circuit indices):
+    mode 'circuit' keeps exactly those components (the rest of the universe ablated), mode
+    'model' ablates exactly those (everything else kept)."""
+
+    def __init__(self, m: DebugModel, ps: PromptSet, circuit: list, ablation: str = "mean", seed: int = 0):
+        if ablation not in ("mean", "resample"):
+            raise UserError("ablation must be 'mean' or 'resample'")
+        self.m, self.circuit, self.forwards, self.configs = m, circuit, 0, 0
+        self.kinds = {c.kind for c in circuit} | {HEAD}
+        L = m.shape.n_layers
+        self.hooks = {(k, l): activation_hook(NodeId(k, l), L) for k in self.kinds for l in range(L)}
+        use_cf = all(r.counterfactual for r in ps.rows)
+        self.reference = "counterfactuals" if use_cf else "prompts"
+        groups: dict = {}
+        for r in ps.rows:
+            ids = m.tokenize(r.prompt)
+            ref = m.tokenize(r.counterfactual) if use_cf else ids
+            if len(ref) != len(ids):
+                raise UserError(f"counterfactual of {r.prompt!r} has {len(ref)} tokens, the prompt {len(ids)}")
+            t = m.codec.output_token(r.target, "target")
+            d = None if not r.distractor else m.codec.output_token(r.distractor, "distractor")
+            groups.setdefault(len(ids), []).append((ids, ref, t, d, r.slots))
+        rng = torch.Generator().manual_seed(seed)
+        self.groups = []
+        for T, items in sorted(groups.items()):
+            ids = torch.tensor([x[0] for x in items], device=m.device)
+            refs = torch.tensor([x[1] for x in items], device=m.device)
+            store: dict = {}
+            m.run(refs, capture_hooks(list(self.hooks.values()), store, grad=False))
+            if ablation == "mean":
+                values = {h: store[h].mean(0, keepdim=True).expand_as(store[h]) for h in self.hooks.values()}
+            else:  # each row gets another reference row's activations
+                perm = torch.randperm(len(items), generator=rng) if len(items) > 1 else torch.zeros(1, dtype=torch.long)
+                values = {h: store[h][perm.to(m.device)] for h in self.hooks.values()}
+            self.groups.append({
+                "ids": ids, "values": values, "t": torch.tensor([x[2] for x in items], device=m.device),
+                "d": torch.tensor([-1 if x[3] is None else x[3] for x in items], device=m.device),
+                "slots": [x[4] for x in items], "n": len(items), "T": T,
+            })
+        self.n_rows = len(ps.rows)
+        self.memo: dict = {}
+
+    # -------------------------------------------------------------- masks
+    def _units(self, kind: str) -> int:
+        return self.m.shape.n_heads if kind == HEAD else self.m.shape.d_mlp
+
+    def _mask(self, g: dict, mode: str, members: frozenset) -> dict:
+        """keep[(kind, layer)]: bool [n, T, units] for one config on one length group."""
+        n, T = g["n"], g["T"]
+        keep = {key: torch.full((n, T, self._units(key[0])), mode == "model", dtype=torch.bool, device=self.m.device)
+                for key in self.hooks}
+        for i in members:
+            c = self.circuit[i]
+            k = keep[(c.kind, c.layer)]
+            if c.slot is None:
+                k[:, :, c.index] = mode == "circuit"
+            else:
+                rows = torch.arange(n, device=self.m.device)
+                pos = torch.tensor([s[c.slot] for s in g["slots"]], device=self.m.device)
+                k[rows, pos, c.index] = mode == "circuit"
+        return keep
+
+    def _metric(self, g: dict, logits: torch.Tensor, copies: int) -> torch.Tensor:
+        """Mean logit difference per config: [copies]."""
+        last = logits[:, -1]  # END is the last position of every prompt
+        t, d = g["t"].repeat(copies), g["d"].repeat(copies)
+        rows = torch.arange(last.shape[0], device=last.device)
+        other = torch.where(d >= 0, last[rows, d.clamp(min=0)], last.mean(-1))
+        return (last[rows, t] - other).view(copies, g["n"]).mean(1)
+
+    def evaluate(self, configs: Sequence) -> list:
+        """F for each (mode, frozenset) config; memoised."""
+        todo = list(dict.fromkeys(c for c in configs if c not in self.memo))
+        if todo:
+            totals = torch.zeros(len(todo), dtype=torch.float64)
+            for g in self.groups:
+                per = max(1, MAX_BATCH // g["n"])
+                for start in range(0, len(todo), per):
+                    chunk = todo[start:start + per]
+                    masks = [self._mask(g, mode, members) for mode, members in chunk]
+                    keep = {key: torch.cat([mk[key] for mk in masks]) for key in self.hooks}
+                    hooks = [(name, self._hook(keep[key], g["values"][name], len(chunk)))
+                             for key, name in self.hooks.items()]
+                    with torch.no_grad():
+                        logits = self.m.run(g["ids"].repeat(len(chunk), 1), hooks)
+                    self.forwards += 1
+                    totals[start:start + len(chunk)] += self._metric(g, logits, len(chunk)).double().cpu() * g["n"]
+            for c, v in zip(todo, (totals / self.n_rows).tolist()):
+                self.memo[c] = v
+            self.configs += len(todo)
+        return [self.memo[c] for c in configs]
+
+    @staticmethod
+    def _hook(keep: torch.Tensor, value: torch.Tensor, copies: int):
+        def fn(x, hook=None):
+            v = value.repeat(copies, *([1] * (value.dim() - 1))).to(x.dtype)
+            k = keep if x.dim() == 3 else keep[..., None]  # neurons [b,t,n]; heads [b,t,h,e]
+            return torch.where(k, x, v)
+        return fn
+
+
+def evaluate_circuit(m: DebugModel, ps: PromptSet, nodes: Sequence[str], *, ablation: str = "mean",
+                     n_random: int = 20, greedy_steps: int = 3, seed: int = 0) -> dict:
+    """Faithfulness, completeness (worst K over singles, random subsets and a greedy search)
+    and minimality (per node, the best K found) of `nodes` on `ps`."""
+    t0 = time.perf_counter()
+    circuit = parse_circuit(m, nodes, ps.slot_names)
+    if not circuit:
+        raise UserError("the circuit is empty: select at least one head or neuron")
+    with m.lock:  # many hooked passes: one evaluation at a time per model
+        ev = Evaluator(m, ps, circuit, ablation, seed)
+        out = _criteria(ev, circuit, n_random, greedy_steps, random.Random(seed))
+    out.update({"n_prompts": len(ps.rows), "ablation": ablation, "reference": ev.reference,
+                "universe": sorted(ev.kinds), "nodes": [str(c) for c in circuit],
+                "cost": {"forwards": ev.forwards, "configs": ev.configs, "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}})
+    return out
+
+
+def _criteria(ev: Evaluator, circuit: list, n_random: int, greedy_steps: int, rng: random.Random) -> dict:
+    n = len(circuit)
+    full = frozenset(range(n))
+    C = lambda keep: ("circuit", frozenset(keep))  # noqa: E731
+    M = lambda removed: ("model", frozenset(removed))  # noqa: E731
+    f_model, f_circuit, f_empty = ev.evaluate([M(()), C(full), C(())])
+    scale = abs(f_model) or 1.0
+
+    # completeness: |F(C \ K) - F(M \ K)|
+    def incompleteness(Ks):
+        vals = ev.evaluate([C(full - K) for K in Ks] + [M(K) for K in Ks])
+        return [abs(a - b) for a, b in zip(vals[:len(Ks)], vals[len(Ks):])]
+
+    candidates = [frozenset([i]) for i in range(n)]
+    candidates += [K for K in (frozenset(i for i in range(n) if rng.random() < 0.5) for _ in range(n_random)) if K]
+    scores = incompleteness(candidates)
+    K, best_k, best = frozenset(), None, -1.0
+    for s, cand in zip(scores, candidates):
+        if s > best:
+            best, best_k = s, cand
+    greedy = []
+    for _ in range(min(greedy_steps, n)):
+        options = [K | {i} for i in range(n) if i not in K]
+        vals = incompleteness(options)
+        j = max(range(len(options)), key=vals.__getitem__)
+        K = options[j]
+        greedy.append({"K": [str(circuit[i]) for i in sorted(K)], "incompleteness": vals[j]})
+        if vals[j] > best:
+            best, best_k = vals[j], K
+    single = dict(zip([str(c) for c in circuit], scores[:n]))
+
+    # minimality: for each v, max over K ⊆ C \ {v} of |F(C \ (K ∪ {v})) - F(C \ K)|
+    minimality = []
+    for v in range(n):
+        others = [i for i in range(n) if i != v]
+        Ks = [frozenset()] + [frozenset(i for i in others if rng.random() < 0.5) for _ in range(n_random)]
+        Kv = frozenset()
+        for _ in range(min(greedy_steps, len(others))):  # greedy: grow K to make v matter most
+            opts = [Kv | {i} for i in others if i not in Kv]
+            vals = ev.evaluate([C(full - K - {v}) for K in opts] + [C(full - K) for K in opts])
+            diffs = [abs(a - b) for a, b in zip(vals[:len(opts)], vals[len(opts):])]
+            Kv = opts[max(range(len(opts)), key=diffs.__getitem__)]
+            Ks.append(Kv)
+        Ks = list(dict.fromkeys(Ks))
+        vals = ev.evaluate([C(full - K - {v}) for K in Ks] + [C(full - K) for K in Ks])
+        diffs = [abs(a - b) for a, b in zip(vals[:len(Ks)], vals[len(Ks):])]
+        j = max(range(len(Ks)), key=diffs.__getitem__)
+        minimality.append({"node": str(circuit[v]), "score": diffs[j], "relative": diffs[j] / (abs(f_circuit) or 1.0),
+                           "K": [str(circuit[i]) for i in sorted(Ks[j])]})
+
+    return {
+        "metric": "mean logit difference (target − distractor, or − mean logit) at the last position",
+        "faithfulness": {"model": f_model, "circuit": f_circuit, "empty": f_empty, "gap": abs(f_model - f_circuit),
+                         "fraction": f_circuit / f_model if f_model else None,
+                         "normalized": (f_circuit - f_empty) / (f_model - f_empty) if f_model != f_empty else None},
+        "completeness": {"worst_incompleteness": best, "relative": best / scale,
+                         "worst_K": [str(circuit[i]) for i in sorted(best_k)] if best_k else [],
+                         "single_nodes": single, "greedy": greedy, "n_subsets_tried": len(candidates) + sum(
+                             n - i for i in range(min(greedy_steps, n)))},
+        "minimality": minimality,
+    }
