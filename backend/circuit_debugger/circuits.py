@@ -27,7 +27,7 @@ from .model import DebugModel
 from .nodes import HEAD, NEURON, NodeId, activation_hook, parse_node
 from .promptsets import PromptSet
 
-MAX_BATCH = 4096  # sequences per forward
+MAX_BATCH = 1024  # sequences per forward (larger batches ran slower per sequence on CPU)
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,8 @@ class Evaluator:
     'model' ablates exactly those (everything else kept)."""
 
     def __init__(self, m: DebugModel, ps: PromptSet, circuit: list, ablation: str = "mean", seed: int = 0):
-        if ablation not in ("mean", "resample"):
-            raise UserError("ablation must be 'mean' or 'resample'")
+        if ablation not in ("mean", "resample", "zero"):
+            raise UserError("ablation must be 'mean', 'resample' or 'zero'")
         self.m, self.circuit, self.forwards, self.configs = m, circuit, 0, 0
         self.kinds = {c.kind for c in circuit} | {HEAD}
         L = m.shape.n_layers
@@ -76,14 +76,14 @@ class Evaluator:
         use_cf = all(r.counterfactual for r in ps.rows)
         self.reference = "counterfactuals" if use_cf else "prompts"
         groups: dict = {}
-        for r in ps.rows:
+        for row_index, r in enumerate(ps.rows):
             ids = m.tokenize(r.prompt)
             ref = m.tokenize(r.counterfactual) if use_cf else ids
             if len(ref) != len(ids):
                 raise UserError(f"counterfactual of {r.prompt!r} has {len(ref)} tokens, the prompt {len(ids)}")
             t = m.codec.output_token(r.target, "target")
             d = None if not r.distractor else m.codec.output_token(r.distractor, "distractor")
-            groups.setdefault(len(ids), []).append((ids, ref, t, d, r.slots))
+            groups.setdefault(len(ids), []).append((ids, ref, t, d, r.slots, row_index))
         rng = torch.Generator().manual_seed(seed)
         self.groups = []
         for T, items in sorted(groups.items()):
@@ -91,7 +91,9 @@ class Evaluator:
             refs = torch.tensor([x[1] for x in items], device=m.device)
             store: dict = {}
             m.run(refs, capture_hooks(list(self.hooks.values()), store, grad=False))
-            if ablation == "mean":
+            if ablation == "zero":
+                values = {h: torch.zeros_like(store[h]) for h in self.hooks.values()}
+            elif ablation == "mean":
                 values = {h: store[h].mean(0, keepdim=True).expand_as(store[h]) for h in self.hooks.values()}
             else:  # each row gets another reference row's activations
                 perm = torch.randperm(len(items), generator=rng) if len(items) > 1 else torch.zeros(1, dtype=torch.long)
@@ -99,10 +101,11 @@ class Evaluator:
             self.groups.append({
                 "ids": ids, "values": values, "t": torch.tensor([x[2] for x in items], device=m.device),
                 "d": torch.tensor([-1 if x[3] is None else x[3] for x in items], device=m.device),
-                "slots": [x[4] for x in items], "n": len(items), "T": T,
+                "slots": [x[4] for x in items], "n": len(items), "T": T, "rows": torch.tensor([x[5] for x in items]),
             })
         self.n_rows = len(ps.rows)
         self.memo: dict = {}
+        self.rows_memo: dict = {}  # config -> per-row metric [P] (in prompt-set order)
 
     # -------------------------------------------------------------- masks
     def _units(self, kind: str) -> int:
@@ -125,18 +128,19 @@ class Evaluator:
         return keep
 
     def _metric(self, g: dict, logits: torch.Tensor, copies: int) -> torch.Tensor:
-        """Mean logit difference per config: [copies]."""
+        """Logit difference per config and row: [copies, n]."""
         last = logits[:, -1]  # END is the last position of every prompt
         t, d = g["t"].repeat(copies), g["d"].repeat(copies)
         rows = torch.arange(last.shape[0], device=last.device)
         other = torch.where(d >= 0, last[rows, d.clamp(min=0)], last.mean(-1))
-        return (last[rows, t] - other).view(copies, g["n"]).mean(1)
+        return (last[rows, t] - other).view(copies, g["n"])
 
     def evaluate(self, configs: Sequence) -> list:
         """F for each (mode, frozenset) config; memoised."""
         todo = list(dict.fromkeys(c for c in configs if c not in self.memo))
         if todo:
             totals = torch.zeros(len(todo), dtype=torch.float64)
+            per_row = torch.zeros(len(todo), self.n_rows, dtype=torch.float64)
             for g in self.groups:
                 per = max(1, MAX_BATCH // g["n"])
                 for start in range(0, len(todo), per):
@@ -148,9 +152,12 @@ class Evaluator:
                     with torch.no_grad():
                         logits = self.m.run(g["ids"].repeat(len(chunk), 1), hooks)
                     self.forwards += 1
-                    totals[start:start + len(chunk)] += self._metric(g, logits, len(chunk)).double().cpu() * g["n"]
-            for c, v in zip(todo, (totals / self.n_rows).tolist()):
+                    vals = self._metric(g, logits, len(chunk)).double().cpu()
+                    totals[start:start + len(chunk)] += vals.sum(1)
+                    per_row[start:start + len(chunk), g["rows"]] = vals
+            for c, v, r in zip(todo, (totals / self.n_rows).tolist(), per_row):
                 self.memo[c] = v
+                self.rows_memo[c] = r
             self.configs += len(todo)
         return [self.memo[c] for c in configs]
 
@@ -164,7 +171,7 @@ class Evaluator:
 
 
 def evaluate_circuit(m: DebugModel, ps: PromptSet, nodes: Sequence[str], *, ablation: str = "mean",
-                     n_random: int = 20, greedy_steps: int = 3, seed: int = 0) -> dict:
+                     n_random: int = 10, greedy_steps: int = 3, seed: int = 0) -> dict:
     """Faithfulness, completeness (worst K over singles, random subsets and a greedy search)
     and minimality (per node, the best K found) of `nodes` on `ps`."""
     t0 = time.perf_counter()
@@ -211,24 +218,31 @@ def _criteria(ev: Evaluator, circuit: list, n_random: int, greedy_steps: int, rn
             best, best_k = vals[j], K
     single = dict(zip([str(c) for c in circuit], scores[:n]))
 
-    # minimality: for each v, max over K ⊆ C \ {v} of |F(C \ (K ∪ {v})) - F(C \ K)|
+    # minimality: for each v, max over K ⊆ C \ {v} of |F(C \ (K ∪ {v})) - F(C \ K)|; every v's
+    # candidates (empty, random, a greedy walk that makes v matter most) go into shared batches
+    def effect(pairs):  # [(v, K)] -> |F(C \ (K ∪ {v})) - F(C \ K)|
+        vals = ev.evaluate([C(full - K - {v}) for v, K in pairs] + [C(full - K) for v, K in pairs])
+        return [abs(a - b) for a, b in zip(vals[:len(pairs)], vals[len(pairs):])]
+
+    others = {v: [i for i in range(n) if i != v] for v in range(n)}
+    Ks = {v: [frozenset()] + [frozenset(i for i in others[v] if rng.random() < 0.5) for _ in range(n_random // 2)]
+          for v in range(n)}
+    walk = {v: frozenset() for v in range(n)}
+    for _ in range(min(max(1, greedy_steps - 1), n - 1)):
+        pairs = [(v, walk[v] | {i}) for v in range(n) for i in others[v] if i not in walk[v]]
+        gains = effect(pairs)
+        for v in range(n):
+            mine = [(g, K) for (w, K), g in zip(pairs, gains) if w == v]
+            if mine:
+                walk[v] = max(mine, key=lambda x: x[0])[1]
+                Ks[v].append(walk[v])
+    pairs = [(v, K) for v in range(n) for K in dict.fromkeys(Ks[v])]
+    gains = effect(pairs)
     minimality = []
     for v in range(n):
-        others = [i for i in range(n) if i != v]
-        Ks = [frozenset()] + [frozenset(i for i in others if rng.random() < 0.5) for _ in range(n_random)]
-        Kv = frozenset()
-        for _ in range(min(greedy_steps, len(others))):  # greedy: grow K to make v matter most
-            opts = [Kv | {i} for i in others if i not in Kv]
-            vals = ev.evaluate([C(full - K - {v}) for K in opts] + [C(full - K) for K in opts])
-            diffs = [abs(a - b) for a, b in zip(vals[:len(opts)], vals[len(opts):])]
-            Kv = opts[max(range(len(opts)), key=diffs.__getitem__)]
-            Ks.append(Kv)
-        Ks = list(dict.fromkeys(Ks))
-        vals = ev.evaluate([C(full - K - {v}) for K in Ks] + [C(full - K) for K in Ks])
-        diffs = [abs(a - b) for a, b in zip(vals[:len(Ks)], vals[len(Ks):])]
-        j = max(range(len(Ks)), key=diffs.__getitem__)
-        minimality.append({"node": str(circuit[v]), "score": diffs[j], "relative": diffs[j] / (abs(f_circuit) or 1.0),
-                           "K": [str(circuit[i]) for i in sorted(Ks[j])]})
+        g, K = max(((g, K) for (w, K), g in zip(pairs, gains) if w == v), key=lambda x: x[0])
+        minimality.append({"node": str(circuit[v]), "score": g, "relative": g / (abs(f_circuit) or 1.0),
+                           "K": [str(circuit[i]) for i in sorted(K)]})
 
     return {
         "metric": "mean logit difference (target − distractor, or − mean logit) at the last position",
@@ -241,3 +255,17 @@ def _criteria(ev: Evaluator, circuit: list, n_random: int, greedy_steps: int, rn
                              n - i for i in range(min(greedy_steps, n)))},
         "minimality": minimality,
     }
+
+
+def ablate_over_set(m: DebugModel, ps: PromptSet, nodes: Sequence[str], ablation: str = "mean") -> dict:
+    """Ablate `nodes` (at their slots, if given) on every prompt of the set, batched: the
+    metric per prompt before and after."""
+    circuit = parse_circuit(m, nodes, ps.slot_names)
+    with m.lock:
+        ev = Evaluator(m, ps, circuit, ablation)
+        before, after = ev.evaluate([("model", frozenset()), ("model", frozenset(range(len(circuit))))])
+        rb, ra = ev.rows_memo[("model", frozenset())], ev.rows_memo[("model", frozenset(range(len(circuit))))]
+    return {"nodes": [str(c) for c in circuit], "ablation": ablation, "reference": ev.reference,
+            "before_mean": before, "after_mean": after, "change_mean": after - before,
+            "change_std": float((ra - rb).std()) if len(rb) > 1 else 0.0,
+            "before": rb.tolist(), "after": ra.tolist()}

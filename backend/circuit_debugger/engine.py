@@ -22,6 +22,7 @@ import torch
 from . import attribution as A
 from .cache import LRU, request_key
 from .errors import NotFound, UserError
+from .engine_datasets import DatasetMixin
 from .engine_explaining import ExplainingMixin
 from .engine_inspection import InspectionMixin
 from .engine_tracing import TracingMixin
@@ -55,7 +56,7 @@ def _require_finite(logits: torch.Tensor) -> None:
         raise UserError("the interventions drove the model's outputs to NaN or infinity; use smaller values")
 
 
-class Debugger(InspectionMixin, TracingMixin, ExplainingMixin):
+class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
     def __init__(self, models: Sequence[DebugModel] = (), *, cache_size: int = 512, limits: Limits | None = None):
         self.models: dict[str, DebugModel] = {}
         self.limits = limits or Limits()

@@ -47,10 +47,16 @@ class PromptSet:
 
     @property
     def slot_names(self) -> list:
-        names: dict = {}
-        for r in self.rows:
-            names.update(dict.fromkeys(r.slots))
-        return list(names)
+        return slot_order(r.slots for r in self.rows)
+
+
+def slot_order(all_slots) -> list:
+    """Slot names in reading order (by their mean position), whatever order they were stored in."""
+    pos: dict = {}
+    for slots in all_slots:
+        for k, v in slots.items():
+            pos.setdefault(k, []).append(v)
+    return sorted(pos, key=lambda k: (sum(pos[k]) / len(pos[k]), k))
 
 
 def occurrence_names(template: str) -> list:

@@ -16,7 +16,7 @@ from typing import Optional
 
 from .errors import NotFound, UserError
 
-MAX_STATE_BYTES = 256 * 1024
+MAX_BYTES = {"investigations": 256 * 1024, "promptsets": 4 * 1024 * 1024}
 ID_BYTES = 12  # 96 random bits -> 16 url-safe characters
 
 
@@ -29,35 +29,41 @@ class ShareStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS investigations (id TEXT PRIMARY KEY, created REAL NOT NULL, "
-                         "version INTEGER NOT NULL, state TEXT NOT NULL) WITHOUT ROWID")
+        for table in MAX_BYTES:  # investigations and prompt sets: both immutable, both shareable
+            self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, created REAL NOT NULL, "
+                             "version INTEGER NOT NULL, state TEXT NOT NULL) WITHOUT ROWID")
 
-    def create(self, state: dict) -> dict:
+    def create(self, state: dict, table: str = "investigations") -> dict:
         text = json.dumps(state, sort_keys=True, separators=(",", ":"))
-        if len(text.encode()) > MAX_STATE_BYTES:
-            raise UserError(f"investigation too large ({len(text.encode())} bytes; at most {MAX_STATE_BYTES})", 413)
+        limit = MAX_BYTES[table]
+        if len(text.encode()) > limit:
+            raise UserError(f"too large to store ({len(text.encode())} bytes; at most {limit})", 413)
         created = time.time()
         with self._lock:
             for _ in range(8):
                 sid = secrets.token_urlsafe(ID_BYTES)
                 try:
-                    self._db.execute("INSERT INTO investigations VALUES (?, ?, ?, ?)",
+                    self._db.execute(f"INSERT INTO {table} VALUES (?, ?, ?, ?)",
                                      (sid, created, int(state.get("v", 1)), text))
                     return {"id": sid, "created": created, "state": json.loads(text)}
                 except sqlite3.IntegrityError:  # an id collision: draw again, never overwrite
                     continue
         raise RuntimeError("could not draw a fresh share id")
 
-    def get(self, sid: str) -> dict:
+    def get(self, sid: str, table: str = "investigations") -> dict:
+        if table not in MAX_BYTES:
+            raise ValueError(table)
         with self._lock:
-            row = self._db.execute("SELECT created, state FROM investigations WHERE id = ?", (sid,)).fetchone()
+            row = self._db.execute(f"SELECT created, state FROM {table} WHERE id = ?", (sid,)).fetchone()
         if row is None:
-            raise NotFound(f"no shared investigation with id {sid!r}")
+            raise NotFound(f"no {'shared investigation' if table == 'investigations' else 'prompt set'} with id {sid!r}")
         return {"id": sid, "created": row[0], "state": json.loads(row[1])}
 
-    def count(self) -> int:
+    def count(self, table: str = "investigations") -> int:
+        if table not in MAX_BYTES:
+            raise ValueError(table)
         with self._lock:
-            return self._db.execute("SELECT count(*) FROM investigations").fetchone()[0]
+            return self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

@@ -140,3 +140,19 @@ test("patch a head from a counterfactual prompt: the UI shows the API's numbers"
   await expect(page.getByTestId("logit-diff")).toHaveText(r.logit_diff.toFixed(3));
   await shot(page, "08-patch");
 });
+
+test("dataset view: evaluate a circuit over the IOI set and see the API's numbers", async ({ page, request }) => {
+  await open(page, { view: "dataset", ds: JSON.stringify({ builtin: "ioi", id: null, n: 40, seed: 0 }) });
+  await expect(page.getByTestId("dataset-metric")).toBeVisible({ timeout: 30_000 });
+  await page.getByTestId("add-top").click();
+  await expect(page.locator('[data-testid="circuit-panel"] .chip')).toHaveCount(5);
+  await page.getByTestId("evaluate").click();
+  await expect(page.getByTestId("faithfulness")).toBeVisible({ timeout: 60_000 });
+  const circuit = new URL(page.url()).searchParams.get("circ")!.split(",");
+  const r = await (await request.post("/api/circuit/evaluate", { data: {
+    promptset: { builtin: "ioi", n: 40, seed: 0 }, nodes: circuit, ablation: "mean" } })).json();
+  await expect(page.getByTestId("faithfulness")).toHaveText(r.faithfulness.fraction.toFixed(3));
+  await expect(page.getByTestId("incompleteness")).toHaveText(r.completeness.relative.toFixed(3));
+  await expect(page.locator('[data-testid="circuit-result"] .bar')).toHaveCount(5);
+  await shot(page, "09-dataset-circuit");
+});

@@ -14,6 +14,7 @@ import { Summary } from "./components/Summary";
 
 // The graph (React Flow) and compare views load on first use, keeping the first page small.
 const GraphView = lazy(() => import("./components/GraphView").then((m) => ({ default: m.GraphView })));
+const DatasetView = lazy(() => import("./components/DatasetView").then((m) => ({ default: m.DatasetView })));
 const CompareView = lazy(() => import("./components/CompareView").then((m) => ({ default: m.CompareView })));
 
 const KINDS = ["", "head", "neuron", "transcoder", "sae", "attn", "mlp", "embed", "pos_embed", "transcoder_error", "sae_error"];
@@ -42,7 +43,7 @@ export function App() {
       <header className="top">
         <h1>Circuit Debugger</h1>
         <nav className="views" role="tablist" aria-label="view">
-          {(["table", "graph", "compare"] as const).map((v) => (
+          {(["table", "graph", "compare", "dataset"] as const).map((v) => (
             <button key={v} type="button" role="tab" aria-selected={s.view === v} className={s.view === v ? "on" : ""}
               data-testid={`view-${v}`} onClick={() => update({ view: v })}>{v}</button>
           ))}
@@ -59,7 +60,10 @@ export function App() {
       <main className={s.node ? "with-detail" : ""}>
         <div className={"primary-pane" + (result.loading ? " stale" : "")} aria-busy={result.loading}>
           <Suspense fallback={<p className="muted">loading view…</p>}>
-          {s.view === "compare" ? (
+          {s.view === "dataset" ? (
+            <DatasetView model={s.model} dataset={s.dataset} circuit={s.circuit} onDataset={(dataset) => update({ dataset })}
+              onCircuit={(circuit) => update({ circuit })} onSelect={(id) => update({ node: id })} />
+          ) : s.view === "compare" ? (
             <CompareView q={{ model: s.model, target: s.target, distractor: s.distractor, mlp_basis: s.mlp_basis, attn_basis: s.attn_basis }}
               left={s.prompt} right={s.compare_prompt} onRight={(p) => update({ compare_prompt: p })} onSelect={(id) => update({ node: id })} />
           ) : s.view === "graph" ? (

@@ -44,6 +44,40 @@ def _reading(mech: dict) -> str:
     return "\n".join(lines)
 
 
+def _circuit(c) -> str:
+    if not c:
+        return ""
+    e = c["evaluation"]
+    f, comp = e["faithfulness"], e["completeness"]
+    added = [next(h for h in s["heads"] if h not in (c["greedy_path"][i - 1]["heads"] if i else []))
+             for i, s in enumerate(c["greedy_path"])]
+    steps = "; ".join(f"+`{h}` → {s['faithfulness']:.2f}" for h, s in zip(added, c["greedy_path"]))
+    mini = "\n".join(f"| `{x['node']}` | {x['score']:.2f} | {x['relative']:.2f} | {', '.join('`' + k + '`' for k in x['K']) or '∅'} |"
+                     for x in e["minimality"])
+    return f"""## The IOI circuit over a prompt distribution
+
+Found and judged by the debugger's circuit evaluation (`circuits.py`; the UI's dataset view)
+on {e['n_prompts']} prompts ({c['prompt_set']}: held-out templates, ABBA and BABA), metric the mean
+logit difference IO − S, everything outside the circuit mean-ablated per position over the
+ABC counterfactuals (S2 replaced by a third name); the universe is the {e['universe'][0]}s (MLPs
+always kept). Heads were added greedily by faithfulness until it reached 0.9: {steps}.
+
+Circuit: {', '.join('`' + x + '`' for x in c['nodes'])}.
+
+| criterion | value |
+|---|---|
+| faithfulness F(C) / F(M) | {f['fraction']:.3f} ({f['circuit']:.2f} of {f['model']:.2f}; F(∅) = {f['empty']:.2f}, normalized {f['normalized']:.3f}) |
+| incompleteness, worst found max_K abs(F(C∖K) − F(M∖K)) | {comp['worst_incompleteness']:.2f} ({comp['relative']:.3f} of F(M)) at K = {{{', '.join(comp['worst_K'])}}}, over {comp['n_subsets_tried']} subsets |
+| cost | {e['cost']['configs']} ablation sets in {e['cost']['forwards']} batched forwards, {e['cost']['elapsed_ms'] / 1000:.1f} s |
+
+Minimality (per node v, the best K found; relative to F(C)):
+
+| node | abs(F(C∖(K∪v)) − F(C∖K)) | relative | K |
+|---|---|---|---|
+{mini}
+"""
+
+
 def write_card(directory: Path, m: dict) -> None:
     ioi, tpl, unseen = m["ioi_heldout_pairs"], m["ioi_heldout_templates"], m["ioi_unseen_words_templates"]
     gt, ind, fil, mech = m["greater_than"], m["induction_random_tokens"], m["filler_heldout"], m["mechanisms_ioi"]
@@ -112,6 +146,8 @@ reference corpus changes the mean logit diff from {mech['mean_logit_diff']:.2f} 
 {mech['mean_logit_diff_with_nodes_mean_ablated']:.2f}: they carry {100 * mech['fraction_of_logit_diff_removed']:.0f}% of it.
 
 {reading}
+
+{_circuit(m.get("ioi_circuit"))}
 
 ## Files
 

@@ -17,6 +17,7 @@ import torch
 
 from ..engine import Debugger, Limits
 from ..errors import UserError
+from ..promptsets import slot_order
 from ..shares import ShareStore
 from . import schemas as S
 from .capacity import Capacity
@@ -231,9 +232,52 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
 
     @app.get("/api/shares/{share_id}", response_model=S.ShareResponse, responses=errors)
     def get_share(share_id: str):
-        if not (1 <= len(share_id) <= 64 and share_id.replace("-", "").replace("_", "").isalnum()):
-            raise UserError("a share id is 1-64 letters, digits, '-' or '_'", 404)
-        return shares.get(share_id)
+        return shares.get(check_id(share_id))
+
+    def promptset(spec: S.PromptSetSpec) -> dict:
+        """A request's prompt set as an engine spec (a stored id becomes its rows)."""
+        if spec.id is not None:
+            stored = shares.get(check_id(spec.id), "promptsets")["state"]
+            return {"rows": stored["rows"], "name": stored["name"]}
+        return spec.model_dump(exclude={"id", "format"} if spec.text is None else {"id"}, exclude_none=True)
+
+    def check_id(sid: str) -> str:
+        if not (1 <= len(sid) <= 64 and sid.replace("-", "").replace("_", "").isalnum()):
+            raise UserError("an id is 1-64 letters, digits, '-' or '_'", 404)
+        return sid
+
+    def promptset_out(sid, ps) -> dict:
+        return {"id": sid, "name": ps["name"], "description": ps.get("description", ""),
+                "slots": slot_order(r["slots"] for r in ps["rows"]), "rows": ps["rows"]}
+
+    @app.post("/api/promptsets", response_model=S.PromptSetResponse, status_code=201, responses=errors)
+    def create_promptset(req: S.PromptSetRequest):
+        """Build a prompt set (ready-made, template, pasted JSONL/CSV or rows) and store it under
+        a new unguessable id; stored sets never change."""
+        if req.spec.id is not None:
+            raise UserError("to create a prompt set give its source, not an id")
+        ps = dbg.prompt_set(req.model, promptset(req.spec)).to_dict()
+        return promptset_out(shares.create(ps, "promptsets")["id"], ps)
+
+    @app.get("/api/promptsets/{set_id}", response_model=S.PromptSetResponse, responses=errors)
+    def get_promptset(set_id: str):
+        return promptset_out(set_id, shares.get(check_id(set_id), "promptsets")["state"])
+
+    @app.post("/api/dataset/attribute", response_model=S.DatasetAttributeResponse, responses=errors)
+    def dataset_attribute(req: S.DatasetAttributeRequest):
+        """Why A and not B over a prompt set (batched): per node mean and spread, per slot, per prompt."""
+        return dbg.dataset_attribute(req.model, promptset(req.promptset), req.top_k, req.drill)
+
+    @app.post("/api/dataset/ablate", response_model=S.DatasetAblateResponse, responses=errors)
+    def dataset_ablate(req: S.DatasetAblateRequest):
+        """Ablate nodes (optionally at a slot) on every prompt of a set; the metric before and after."""
+        return dbg.dataset_ablate(req.model, promptset(req.promptset), req.nodes, req.ablation)
+
+    @app.post("/api/circuit/evaluate", response_model=S.CircuitResponse, responses=errors)
+    def circuit_evaluate(req: S.CircuitRequest):
+        """Faithfulness, completeness and minimality of a circuit over a prompt set."""
+        return dbg.evaluate_circuit(req.model, promptset(req.promptset), req.nodes, req.ablation, req.n_random,
+                                    req.greedy_steps, req.seed)
 
     if settings.serve_frontend:
         from .static import mount_frontend

@@ -58,6 +58,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/circuit/evaluate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Circuit Evaluate
+         * @description Faithfulness, completeness and minimality of a circuit over a prompt set.
+         */
+        post: operations["circuit_evaluate_api_circuit_evaluate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/dataset/ablate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Dataset Ablate
+         * @description Ablate nodes (optionally at a slot) on every prompt of a set; the metric before and after.
+         */
+        post: operations["dataset_ablate_api_dataset_ablate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/dataset/attribute": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Dataset Attribute
+         * @description Why A and not B over a prompt set (batched): per node mean and spread, per slot, per prompt.
+         */
+        post: operations["dataset_attribute_api_dataset_attribute_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/explain": {
         parameters: {
             query?: never;
@@ -263,6 +323,44 @@ export interface paths {
          * @description The model's output at every position (testbeds: the program's output, decoded).
          */
         post: operations["outputs_api_outputs_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/promptsets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Promptset
+         * @description Build a prompt set (ready-made, template, pasted JSONL/CSV or rows) and store it under
+         *     a new unguessable id; stored sets never change.
+         */
+        post: operations["create_promptset_api_promptsets_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/promptsets/{set_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Promptset */
+        get: operations["get_promptset_api_promptsets__set_id__get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -554,6 +652,236 @@ export interface components {
             /** Value */
             value: number;
         };
+        /** CircuitCost */
+        CircuitCost: {
+            /** Configs */
+            configs: number;
+            /** Elapsed Ms */
+            elapsed_ms: number;
+            /** Forwards */
+            forwards: number;
+        };
+        /** CircuitRequest */
+        CircuitRequest: {
+            /**
+             * Ablation
+             * @default mean
+             * @enum {string}
+             */
+            ablation?: "mean" | "resample";
+            /**
+             * Greedy Steps
+             * @default 3
+             */
+            greedy_steps?: number;
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            /**
+             * N Random
+             * @default 10
+             */
+            n_random?: number;
+            /** Nodes */
+            nodes: string[];
+            promptset: components["schemas"]["PromptSetSpec"];
+            /**
+             * Seed
+             * @default 0
+             */
+            seed?: number;
+        };
+        /** CircuitResponse */
+        CircuitResponse: {
+            /** Ablation */
+            ablation: string;
+            completeness: components["schemas"]["Completeness"];
+            cost: components["schemas"]["CircuitCost"];
+            faithfulness: components["schemas"]["Faithfulness"];
+            /** Metric */
+            metric: string;
+            /** Minimality */
+            minimality: components["schemas"]["MinimalityItem"][];
+            /** Model */
+            model: string;
+            /** N Prompts */
+            n_prompts: number;
+            /** Name */
+            name: string;
+            /** Nodes */
+            nodes: string[];
+            /** Reference */
+            reference: string;
+            /** Universe */
+            universe: string[];
+        };
+        /** Completeness */
+        Completeness: {
+            /** Greedy */
+            greedy: components["schemas"]["GreedyStep"][];
+            /** N Subsets Tried */
+            n_subsets_tried: number;
+            /** Relative */
+            relative: number;
+            /** Single Nodes */
+            single_nodes: {
+                [key: string]: number;
+            };
+            /** Worst K */
+            worst_K: string[];
+            /**
+             * Worst Incompleteness
+             * @description max over K tried of |F(C\K) − F(M\K)|
+             */
+            worst_incompleteness: number;
+        };
+        /** DatasetAblateRequest */
+        DatasetAblateRequest: {
+            /**
+             * Ablation
+             * @default mean
+             * @enum {string}
+             */
+            ablation?: "mean" | "resample" | "zero";
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            /** Nodes */
+            nodes: string[];
+            promptset: components["schemas"]["PromptSetSpec"];
+        };
+        /** DatasetAblateResponse */
+        DatasetAblateResponse: {
+            /** Ablation */
+            ablation: string;
+            /** After */
+            after: number[];
+            /** After Mean */
+            after_mean: number;
+            /** Before */
+            before: number[];
+            /** Before Mean */
+            before_mean: number;
+            /** Change Mean */
+            change_mean: number;
+            /** Change Std */
+            change_std: number;
+            /** Model */
+            model: string;
+            /** Name */
+            name: string;
+            /** Nodes */
+            nodes: string[];
+            /** Reference */
+            reference: string;
+        };
+        /** DatasetAttributeRequest */
+        DatasetAttributeRequest: {
+            /**
+             * Drill
+             * @description nodes shown per prompt in the drill-down
+             * @default 10
+             */
+            drill?: number;
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            promptset: components["schemas"]["PromptSetSpec"];
+            /**
+             * Top K
+             * @default 50
+             */
+            top_k?: number;
+        };
+        /** DatasetAttributeResponse */
+        DatasetAttributeResponse: {
+            /** Drill Nodes */
+            drill_nodes: string[];
+            /** Elapsed Ms */
+            elapsed_ms: number;
+            /** Metric Mean */
+            metric_mean: number;
+            /** Metric Std */
+            metric_std: number;
+            /** Model */
+            model: string;
+            /** N Prompts */
+            n_prompts: number;
+            /** Name */
+            name: string;
+            /** Nodes */
+            nodes: components["schemas"]["DatasetNode"][];
+            /** Prompts */
+            prompts: components["schemas"]["DatasetPrompt"][];
+            /** Slots */
+            slots: string[];
+        };
+        /** DatasetNode */
+        DatasetNode: {
+            /** Direct Mean */
+            direct_mean: number;
+            /** Direct Std */
+            direct_std: number;
+            /** Id */
+            id: string;
+            /** Kind */
+            kind: string;
+            /** Layer */
+            layer: number;
+            /**
+             * Slots
+             * @description mean act×grad total effect at each slot's position
+             */
+            slots: {
+                [key: string]: number | null;
+            };
+            /** Total Mean */
+            total_mean: number;
+            /** Total Std */
+            total_std: number;
+        };
+        /** DatasetPrompt */
+        DatasetPrompt: {
+            /** Distractor */
+            distractor: string | null;
+            /** Metric */
+            metric: number;
+            /** Prompt */
+            prompt: string;
+            /** Target */
+            target: string;
+            /**
+             * Total
+             * @description total effect of each drill node on this prompt
+             */
+            total: number[];
+        };
+        /**
+         * DatasetRef
+         * @description The prompt set of an investigation: a ready-made one or a stored one.
+         */
+        DatasetRef: {
+            /** Builtin */
+            builtin?: ("ioi" | "greater_than" | "induction") | null;
+            /** Id */
+            id?: string | null;
+            /**
+             * N
+             * @default 100
+             */
+            n?: number;
+            /**
+             * Seed
+             * @default 0
+             */
+            seed?: number;
+        };
         /** ErrorBody */
         ErrorBody: {
             /** Detail */
@@ -622,6 +950,33 @@ export interface components {
             score_kind?: string | null;
             /** Text */
             text: string;
+        };
+        /** Faithfulness */
+        Faithfulness: {
+            /**
+             * Circuit
+             * @description F(C): only the circuit kept, the rest of the universe ablated
+             */
+            circuit: number;
+            /**
+             * Empty
+             * @description F(∅): the whole universe ablated
+             */
+            empty: number;
+            /** Fraction */
+            fraction: number | null;
+            /** Gap */
+            gap: number;
+            /**
+             * Model
+             * @description F(M): the metric with nothing ablated
+             */
+            model: number;
+            /**
+             * Normalized
+             * @description (F(C) − F(∅)) / (F(M) − F(∅))
+             */
+            normalized: number | null;
         };
         /** GraphEdge */
         GraphEdge: {
@@ -722,6 +1077,13 @@ export interface components {
             };
             /** Tokens */
             tokens: string[];
+        };
+        /** GreedyStep */
+        GreedyStep: {
+            /** K */
+            K: string[];
+            /** Incompleteness */
+            incompleteness: number;
         };
         /** GroundTruthResponse */
         GroundTruthResponse: {
@@ -900,6 +1262,11 @@ export interface components {
              */
             attn_basis?: "heads" | "saes";
             /**
+             * Circuit
+             * @description nodes selected as a circuit
+             */
+            circuit?: string[];
+            /**
              * Compare Prompt
              * @description the second prompt of the compare view
              * @default
@@ -910,6 +1277,8 @@ export interface components {
              * @default
              */
             counterfactual_prompt?: string;
+            /** @description the prompt set of the dataset view */
+            dataset?: components["schemas"]["DatasetRef"] | null;
             /**
              * Distractor
              * @default
@@ -981,7 +1350,7 @@ export interface components {
              * @default table
              * @enum {string}
              */
-            view?: "table" | "graph" | "compare";
+            view?: "table" | "graph" | "compare" | "dataset";
         };
         /** LatentInputsRequest */
         LatentInputsRequest: {
@@ -1077,6 +1446,23 @@ export interface components {
             source: string;
             /** Suppressed */
             suppressed: components["schemas"]["LensToken"][];
+        };
+        /** MinimalityItem */
+        MinimalityItem: {
+            /** K */
+            K: string[];
+            /** Node */
+            node: string;
+            /**
+             * Relative
+             * @description score / |F(C)|
+             */
+            relative: number;
+            /**
+             * Score
+             * @description max over K tried of |F(C\(K∪{v})) − F(C\K)|
+             */
+            score: number;
         };
         /** ModelInfo */
         ModelInfo: {
@@ -1269,6 +1655,99 @@ export interface components {
             /** Token */
             token: string;
         };
+        /** PromptRow */
+        PromptRow: {
+            /** Counterfactual */
+            counterfactual?: string | null;
+            /** Distractor */
+            distractor?: string | null;
+            /** Prompt */
+            prompt: string;
+            /** Slots */
+            slots: {
+                [key: string]: number;
+            };
+            /** Target */
+            target: string;
+        };
+        /** PromptRowIn */
+        PromptRowIn: {
+            /** Counterfactual */
+            counterfactual?: string | null;
+            /** Distractor */
+            distractor?: string | null;
+            /** Prompt */
+            prompt: string;
+            /** Slots */
+            slots?: {
+                [key: string]: number;
+            };
+            /** Target */
+            target: string;
+        };
+        /** PromptSetRequest */
+        PromptSetRequest: {
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            spec: components["schemas"]["PromptSetSpec"];
+        };
+        /** PromptSetResponse */
+        PromptSetResponse: {
+            /**
+             * Description
+             * @default
+             */
+            description?: string;
+            /**
+             * Id
+             * @description stored sets: their id (immutable)
+             */
+            id?: string | null;
+            /** Name */
+            name: string;
+            /** Rows */
+            rows: components["schemas"]["PromptRow"][];
+            /** Slots */
+            slots: string[];
+        };
+        /**
+         * PromptSetSpec
+         * @description Exactly one source: a ready-made set, a template, pasted JSONL/CSV text, rows, or a stored id.
+         */
+        PromptSetSpec: {
+            /** Builtin */
+            builtin?: ("ioi" | "greater_than" | "induction") | null;
+            /**
+             * Format
+             * @default jsonl
+             * @enum {string}
+             */
+            format?: "jsonl" | "csv";
+            /**
+             * Id
+             * @description a stored prompt set
+             */
+            id?: string | null;
+            /**
+             * N
+             * @description rows drawn (builtin, template)
+             * @default 100
+             */
+            n?: number;
+            /** Rows */
+            rows?: components["schemas"]["PromptRowIn"][] | null;
+            /**
+             * Seed
+             * @default 0
+             */
+            seed?: number;
+            template?: components["schemas"]["TemplateSpec"] | null;
+            /** Text */
+            text?: string | null;
+        };
         /** ShareCreate */
         ShareCreate: {
             state: components["schemas"]["InvestigationState"];
@@ -1299,6 +1778,54 @@ export interface components {
             sum_of_direct_effects: number;
             /** Value */
             value: number;
+        };
+        /** TemplateSpec */
+        TemplateSpec: {
+            /**
+             * Counterfactual
+             * @description one per template (may use more slots), for patching and the ablation reference
+             */
+            counterfactual?: string[] | null;
+            /**
+             * Distractor
+             * @example {S}
+             */
+            distractor?: string | null;
+            /** Name */
+            name?: string | null;
+            /**
+             * Target
+             * @example {IO}
+             */
+            target: string;
+            /**
+             * Templates
+             * @example [
+             *       "When {IO} and {S} went to the {PLACE}, {S} gave a drink to"
+             *     ]
+             */
+            templates: string[];
+            /**
+             * Values
+             * @description slot -> values; slots sharing a value list get distinct values in a row
+             * @example {
+             *       "IO": [
+             *         " Mary",
+             *         " Anna"
+             *       ],
+             *       "PLACE": [
+             *         "store",
+             *         "park"
+             *       ],
+             *       "S": [
+             *         " John",
+             *         " Tom"
+             *       ]
+             *     }
+             */
+            values: {
+                [key: string]: string[];
+            };
         };
         /** TokenizeRequest */
         TokenizeRequest: {
@@ -1513,6 +2040,159 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AttributeResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    circuit_evaluate_api_circuit_evaluate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CircuitRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CircuitResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dataset_ablate_api_dataset_ablate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DatasetAblateRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetAblateResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dataset_attribute_api_dataset_attribute_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DatasetAttributeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetAttributeResponse"];
                 };
             };
             /** @description Not Found */
@@ -2018,6 +2698,106 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["OutputsResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_promptset_api_promptsets_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PromptSetRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromptSetResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_promptset_api_promptsets__set_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                set_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromptSetResponse"];
                 };
             };
             /** @description Not Found */

@@ -9,7 +9,8 @@ describe("URL state", () => {
       counterfactual_prompt: "x", compare_prompt: "y", node: "L1.H3", view: "compare" as const,
       traces: [{ kind: "attention" as const, node: "L1.H3", key: 4, query: null, through: "key" as const }],
       mlp_basis: "transcoders" as const, attn_basis: "saes" as const, granularity: "position" as const, top_k: 0,
-      kind_filter: "head", search: "L1",
+      kind_filter: "head", search: "L1", dataset: { builtin: "ioi" as const, id: null, n: 50, seed: 2 },
+      circuit: ["L1.H3", "L0.H0@S2"],
     };
     expect(decode(encode(s))).toEqual(s);
   });

@@ -1,0 +1,11 @@
+import { chromium } from "playwright-core";
+const b = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox","--disable-gpu","--disable-background-networking"] });
+const p = await b.newPage({ viewport: { width: 1440, height: 1000 } });
+p.on("pageerror", (e) => console.log("pageerror:", e.message));
+await p.goto("http://127.0.0.1:8765/?v=1&view=dataset&circ=L1.H3,L1.H0,L0.H0");
+await p.getByTestId("dataset-metric").waitFor();
+await p.getByTestId("evaluate").click();
+await p.getByTestId("circuit-result").waitFor({ timeout: 60000 });
+console.log(await p.getByTestId("faithfulness").textContent(), await p.getByTestId("incompleteness").textContent());
+await p.screenshot({ path: "/tmp/dataset.png", fullPage: true });
+await b.close();

@@ -1,0 +1,73 @@
+// A circuit (heads and neurons, optionally @SLOT) and its three numbers over the prompt set.
+// Evaluation takes seconds, so it runs on request, with progress and cancel.
+import { useState } from "react";
+import { api, unwrap, type Schemas } from "../api/client";
+import { useRequest } from "../hooks/useRequest";
+import { fmt } from "../format";
+
+export function CircuitPanel({ model, spec, circuit, onCircuit }: {
+  model: string; spec: Schemas["PromptSetSpec"]; circuit: string[]; onCircuit: (c: string[]) => void;
+}) {
+  const [adding, setAdding] = useState("");
+  const [ablation, setAblation] = useState<"mean" | "resample">("mean");
+  const [asked, setAsked] = useState<string | null>(null);
+  const body = { model, promptset: spec, nodes: circuit, ablation };
+  const r = useRequest(asked, (signal) => unwrap(api.POST("/api/circuit/evaluate", { body: JSON.parse(asked!), signal })));
+  const current = asked === JSON.stringify(body);
+  const x = r.data;
+  const add = () => {
+    const ids = adding.split(/[\s,]+/).filter(Boolean).filter((id) => !circuit.includes(id));
+    if (ids.length) onCircuit([...circuit, ...ids]);
+    setAdding("");
+  };
+  return (
+    <section className="circuit" data-testid="circuit-panel">
+      <h3>Circuit</h3>
+      <div className="chips">
+        {circuit.length === 0 && <span className="muted">No nodes yet: click rows above, or type ids.</span>}
+        {circuit.map((id) => (
+          <span key={id} className="chip mono">{id}
+            <button type="button" aria-label={`remove ${id}`} onClick={() => onCircuit(circuit.filter((c) => c !== id))}>✕</button></span>
+        ))}
+      </div>
+      <div className="inline">
+        <input value={adding} onChange={(e) => setAdding(e.target.value)} placeholder="L1.H3, L0.H0@S2" aria-label="add nodes"
+          onKeyDown={(e) => e.key === "Enter" && add()} data-testid="circuit-add" />
+        <button type="button" onClick={add}>Add</button>
+        <select value={ablation} onChange={(e) => setAblation(e.target.value as "mean" | "resample")} aria-label="ablation">
+          <option value="mean">mean ablation</option><option value="resample">resample ablation</option>
+        </select>
+        <button type="button" className="primary" disabled={!circuit.length} data-testid="evaluate"
+          onClick={() => setAsked(JSON.stringify(body))}>Evaluate</button>
+        {r.loading && <span className="muted">evaluating… <button type="button" onClick={r.cancel}>cancel</button></span>}
+      </div>
+      {r.error && r.error !== "cancelled" && <p className="error" role="alert">{r.error}</p>}
+      {x && (
+        <div className={"numbers" + (current ? "" : " stale")} data-testid="circuit-result">
+          {!current && <p className="muted">(for an earlier circuit; Evaluate again)</p>}
+          <div className="three">
+            <div><h4>faithfulness</h4><div className="value" data-testid="faithfulness">{fmt(x.faithfulness.fraction)}</div>
+              <p className="muted">F(C) / F(M) = {fmt(x.faithfulness.circuit)} / {fmt(x.faithfulness.model)}; normalized by F(∅) = {fmt(x.faithfulness.empty)}:{" "}
+                {fmt(x.faithfulness.normalized)}. The circuit alone, everything else in the universe ({x.universe.join(", ")}s) ablated.</p></div>
+            <div><h4>incompleteness (worst found)</h4><div className="value" data-testid="incompleteness">{fmt(x.completeness.relative)}</div>
+              <p className="muted">max |F(C∖K) − F(M∖K)| = {fmt(x.completeness.worst_incompleteness)} at K = {"{"}{x.completeness.worst_K.join(", ")}{"}"},
+                over {x.completeness.n_subsets_tried} subsets (single nodes, random, greedy); relative to |F(M)|. Near 0: removing any part of the circuit hurts the circuit as it hurts the model.</p></div>
+            <div><h4>minimality</h4>
+              <p className="muted">per node v: the largest |F(C∖(K∪v)) − F(C∖K)| found, relative to |F(C)|; a node near 0 may be unnecessary.</p>
+              <div className="bars">
+                {x.minimality.map((mi) => (
+                  <div key={mi.node} className="bar" title={`K = {${mi.K.join(", ")}}`}>
+                    <span className="mono">{mi.node}</span>
+                    <span className="track"><span className="fill" style={{ width: `${Math.min(100, mi.relative * 100)}%` }} /></span>
+                    <span>{fmt(mi.relative, 2)}</span>
+                  </div>
+                ))}
+              </div></div>
+          </div>
+          <p className="muted">{x.n_prompts} prompts, {x.ablation} ablation over the {x.reference}; {x.cost.configs} ablation sets in {x.cost.forwards} batched
+            forwards, {(x.cost.elapsed_ms / 1000).toFixed(1)} s.</p>
+        </div>
+      )}
+    </section>
+  );
+}

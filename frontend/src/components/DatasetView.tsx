@@ -1,0 +1,131 @@
+// Dataset mode: the question over a whole prompt set (mean ± spread per node, per slot, per
+// prompt), and circuit evaluation: faithfulness, completeness and minimality of the nodes the
+// user selects.
+import { useMemo, useState } from "react";
+import { AgGridReact } from "ag-grid-react";
+import { themeQuartz, type ColDef } from "ag-grid-community";
+import { api, unwrap, type InvestigationState, type Schemas } from "../api/client";
+import { useRequest } from "../hooks/useRequest";
+import { diverging, fmt, maxAbs } from "../format";
+import { CircuitPanel } from "./CircuitPanel";
+
+type Ref = NonNullable<InvestigationState["dataset"]>;
+type Node = Schemas["DatasetNode"];
+const theme = themeQuartz.withParams({ fontSize: 12, rowHeight: 26, headerHeight: 30, spacing: 4 });
+
+export const specOf = (ref: Ref): Schemas["PromptSetSpec"] => (ref.id ? { id: ref.id } : { builtin: ref.builtin ?? "ioi", n: ref.n, seed: ref.seed });
+
+function SetPicker({ model, value, onChange }: { model: string; value: Ref; onChange: (r: Ref) => void }) {
+  const [text, setText] = useState("");
+  const [format, setFormat] = useState<"jsonl" | "csv">("jsonl");
+  const [error, setError] = useState<string | null>(null);
+  const store = async () => {
+    setError(null);
+    try {
+      const r = await unwrap(api.POST("/api/promptsets", { body: { model, spec: { text, format } } }));
+      onChange({ id: r.id ?? null, builtin: null, n: r.rows.length, seed: 0 });
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+  return (
+    <div className="set-picker">
+      <label className="inline">prompt set
+        <select value={value.id ? "stored" : value.builtin ?? "ioi"} data-testid="dataset-builtin"
+          onChange={(e) => e.target.value !== "stored" && onChange({ builtin: e.target.value as Ref["builtin"], id: null, n: value.n, seed: value.seed })}>
+          <option value="ioi">IOI (held-out templates, ABBA/BABA)</option>
+          <option value="greater_than">greater-than</option>
+          <option value="induction">induction</option>
+          {value.id && <option value="stored">stored {value.id}</option>}
+        </select>
+      </label>
+      {!value.id && <>
+        <label className="inline">rows <input type="number" min={1} max={500} value={value.n} size={4}
+          onChange={(e) => onChange({ ...value, n: Math.max(1, Math.min(500, Number(e.target.value) || 1)) })} /></label>
+        <label className="inline">seed <input type="number" min={0} value={value.seed} size={3}
+          onChange={(e) => onChange({ ...value, seed: Math.max(0, Number(e.target.value) || 0) })} /></label>
+      </>}
+      <details>
+        <summary>paste your own (JSONL or CSV)</summary>
+        <textarea rows={4} value={text} onChange={(e) => setText(e.target.value)} data-testid="dataset-paste"
+          placeholder={'{"prompt": "When Mary and John went to the store, John gave a drink to", "target": " Mary", "distractor": " John"}'} />
+        <select value={format} onChange={(e) => setFormat(e.target.value as "jsonl" | "csv")} aria-label="format">
+          <option value="jsonl">JSONL</option><option value="csv">CSV (prompt,target,distractor,counterfactual)</option>
+        </select>
+        <button type="button" onClick={store} disabled={!text.trim()}>Store and use</button>
+        {error && <span className="error" role="alert">{error}</span>}
+      </details>
+    </div>
+  );
+}
+
+export function DatasetView(props: {
+  model: string; dataset: Ref | null; circuit: string[]; onDataset: (r: Ref) => void; onCircuit: (c: string[]) => void; onSelect: (id: string) => void;
+}) {
+  const ref = props.dataset ?? { builtin: "ioi" as const, id: null, n: 100, seed: 0 };
+  const spec = specOf(ref);
+  const [topK, setTopK] = useState(5);
+  const r = useRequest(JSON.stringify([props.model, spec]), (signal) =>
+    unwrap(api.POST("/api/dataset/attribute", { body: { model: props.model, promptset: spec, top_k: 100, drill: 8 }, signal })));
+  const inCircuit = useMemo(() => new Set(props.circuit), [props.circuit]);
+  const toggle = (id: string) => props.onCircuit(inCircuit.has(id) ? props.circuit.filter((x) => x !== id) : [...props.circuit, id]);
+  const nodes = r.data?.nodes ?? [];
+  const s = maxAbs(nodes.flatMap((n) => [n.total_mean, n.direct_mean]));
+  const colour = (p: { value: unknown }) => ({ background: diverging(p.value as number, s) });
+  const cols = useMemo<ColDef<Node>[]>(() => [
+    { headerName: "circuit", width: 78, valueGetter: (p) => (p.data && inCircuit.has(p.data.id) ? "✓" : ""), cellClass: "center" },
+    { field: "id", headerName: "node", width: 100, cellClass: "mono", filter: "agTextColumnFilter" },
+    { field: "total_mean", headerName: "total (mean)", width: 116, valueFormatter: (p) => fmt(p.value), cellStyle: colour, sort: "desc",
+      comparator: (a, b) => Math.abs(a) - Math.abs(b) },
+    { field: "total_std", headerName: "± sd", width: 80, valueFormatter: (p) => fmt(p.value) },
+    { field: "direct_mean", headerName: "direct (mean)", width: 116, valueFormatter: (p) => fmt(p.value), cellStyle: colour,
+      comparator: (a, b) => Math.abs(a) - Math.abs(b) },
+    { field: "direct_std", headerName: "± sd", width: 80, valueFormatter: (p) => fmt(p.value) },
+    ...(r.data?.slots ?? []).map((slot): ColDef<Node> => ({
+      headerName: `@${slot}`, width: 84, valueGetter: (p) => p.data?.slots[slot] ?? null, valueFormatter: (p) => fmt(p.value), cellStyle: colour,
+    })),
+  ], [r.data, inCircuit, s]);
+  const addTop = () => {
+    const ranked = [...nodes].sort((a, b) => Math.abs(b.total_mean) - Math.abs(a.total_mean)).map((n) => n.id);
+    props.onCircuit([...new Set([...props.circuit, ...ranked.filter((id) => !inCircuit.has(id)).slice(0, topK)])]);
+  };
+
+  return (
+    <section className="dataset" data-testid="dataset-view">
+      <SetPicker model={props.model} value={ref} onChange={props.onDataset} />
+      {r.loading && <p className="muted">running the question over the set… <button type="button" onClick={r.cancel}>cancel</button></p>}
+      {r.error && <p className="error" role="alert">{r.error}</p>}
+      {r.data && (
+        <>
+          <p><b data-testid="dataset-metric">{fmt(r.data.metric_mean)}</b> ± {fmt(r.data.metric_std)} mean logit difference over{" "}
+            {r.data.n_prompts} prompts ({r.data.name}) · slots {r.data.slots.join(", ")} · {r.data.elapsed_ms.toFixed(0)} ms.{" "}
+            <span className="muted">Click a row to add it to the circuit (or remove it); double-click to open the node.</span></p>
+          <div className="inline">
+            <button type="button" onClick={addTop} data-testid="add-top">Add top</button>
+            <input type="number" min={1} max={50} value={topK} size={3} aria-label="how many"
+              onChange={(e) => setTopK(Math.max(1, Number(e.target.value) || 1))} /> nodes by |total effect| to the circuit
+          </div>
+          <div className="grid short">
+            <AgGridReact<Node> theme={theme} rowData={nodes} columnDefs={cols} getRowId={(p) => p.data.id}
+              onRowClicked={(e) => e.data && toggle(e.data.id)} onRowDoubleClicked={(e) => e.data && props.onSelect(e.data.id)} />
+          </div>
+        </>
+      )}
+      <CircuitPanel model={props.model} spec={spec} circuit={props.circuit} onCircuit={props.onCircuit} />
+      {r.data && (
+        <details>
+          <summary>per-prompt drill-down</summary>
+          <table className="drill">
+            <thead><tr><th>prompt</th><th>metric</th>{r.data.drill_nodes.map((n) => <th key={n} className="mono">{n}</th>)}</tr></thead>
+            <tbody>
+              {r.data.prompts.map((p, i) => (
+                <tr key={i}><td>{p.prompt} <span className="muted">→{p.target}{p.distractor ? ` / ${p.distractor}` : ""}</span></td>
+                  <td>{fmt(p.metric)}</td>{p.total.map((v, j) => <td key={j} style={{ background: diverging(v, s) }}>{fmt(v)}</td>)}</tr>
+              ))}
+            </tbody>
+          </table>
+        </details>
+      )}
+    </section>
+  );
+}
