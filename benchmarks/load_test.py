@@ -1,12 +1,14 @@
 """Load test: concurrent clients with a realistic mix against a real server on loopback.
 
-    .venv/bin/python benchmarks/load_test.py [--clients 16] [--duration 60] [--single 20] [--seed 0]
+    .venv/bin/python benchmarks/load_test.py [--clients 16] [--duration 60] [--single 20] [--think 0] [--seed 0]
 
 1. starts `circuit-debugger serve` (default model) on a free loopback port;
-2. one client alone for --single seconds: the single-client latencies;
+2. one client alone, back to back, for --single seconds: the single-client latencies;
 3. --clients clients for --duration seconds, each drawing from the same mix: attribute with
    and without interventions (some on fresh prompts nobody asked before), traces, node
    details (activations, attention, logit lens, explanations), share create and open;
+   with --think S each client pauses a random exponential time of mean S seconds between
+   requests (people reading the answer); 0 = back to back (a stress test);
 4. a second, fresh server answers every distinct request alone, and each response under load
    must be identical to it (timings and share ids aside).
 Prints p50/p95 latency, throughput, errors, mismatches and p95(load) / p95(single); exits 1 on
@@ -20,7 +22,6 @@ import asyncio
 import json
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,7 +106,7 @@ def strip(x):
     return x
 
 
-async def run_clients(base: str, n: int, seconds: float, draw, seed: int, log: list, opened_share: bool = True):
+async def run_clients(base: str, n: int, seconds: float, draw, seed: int, log: list, think: float = 0.0):
     deadline = time.perf_counter() + seconds
 
     async def one(k: int):
@@ -120,7 +121,9 @@ async def run_clients(base: str, n: int, seconds: float, draw, seed: int, log: l
                 except (httpx.HTTPError, ValueError) as e:
                     status, data = 0, {"detail": repr(e)}
                 log.append((method, path, body, status, time.perf_counter() - t0, data))
-                if opened_share and path == "/api/shares" and status == 201:
+                if think:
+                    await asyncio.sleep(min(rng.expovariate(1 / think), 10 * think))
+                if path == "/api/shares" and status == 201:
                     t0 = time.perf_counter()
                     r = await c.get(f"/api/shares/{data['id']}")
                     log.append(("GET", "/api/shares/{id}", body, r.status_code, time.perf_counter() - t0, r.json()))
@@ -138,6 +141,7 @@ def main():
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--duration", type=float, default=60)
     ap.add_argument("--single", type=float, default=20)
+    ap.add_argument("--think", type=float, default=0.0, help="mean pause between a client's requests (s)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     draw = make_mix(a.seed)
@@ -147,10 +151,10 @@ def main():
     base = f"http://127.0.0.1:{port}"
     try:
         single: list = []
-        asyncio.run(run_clients(base, 1, a.single, draw, a.seed + 1, single))
+        asyncio.run(run_clients(base, 1, a.single, draw, a.seed + 1, single))  # back to back: the service time
         load: list = []
         t0 = time.perf_counter()
-        asyncio.run(run_clients(base, a.clients, a.duration, draw, a.seed + 2, load))
+        asyncio.run(run_clients(base, a.clients, a.duration, draw, a.seed + 2, load, a.think))
         wall = time.perf_counter() - t0
     finally:
         server.kill()
@@ -185,7 +189,7 @@ def main():
     latn = [x[4] for x in load]
     fresh = len({json.dumps(x[2], sort_keys=True) for x in load})
     print(f"single client: {len(single)} requests in {a.single:.0f} s, p50 {pct(lat1, .5):.1f} ms, p95 {pct(lat1, .95):.1f} ms")
-    print(f"{a.clients} clients: {len(load)} requests in {wall:.1f} s = {len(load) / wall:.1f} req/s, "
+    print(f"{a.clients} clients (think {a.think} s): {len(load)} requests in {wall:.1f} s = {len(load) / wall:.1f} req/s, "
           f"p50 {pct(latn, .5):.1f} ms, p95 {pct(latn, .95):.1f} ms, p99 {pct(latn, .99):.1f} ms ({fresh} distinct requests)")
     print(f"p95(load) / p95(single) = {pct(latn, .95) / pct(lat1, .95):.2f}   (goal <= 2)")
     by_route: dict = {}

@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-CD_FUZZ_EXAMPLES=${CD_FUZZ_EXAMPLES:-500} .venv/bin/python -m pytest tests/test_fuzz.py -q "$@"
+CD_FUZZ_EXAMPLES=${CD_FUZZ_EXAMPLES:-500} .venv/bin/python -m pytest tests/test_fuzz.py -q -s "$@"

@@ -40,12 +40,33 @@ def test_compose_services_ports_volumes():
             assert (ROOT / host[2:]).is_dir() or host == "./models", host
 
 
-def test_every_variable_is_read_by_the_server_and_documented():
+SAMPLE = {"CD_HOST": "0.0.0.0", "CD_PORT": "9123", "CD_MODELS": "/models/a", "CD_AUTOENCODERS": "a=/x",
+          "CD_CORS_ORIGINS": "http://lab:1", "CD_MAX_TOKENS": "77", "CD_DEVICE": "cuda", "CD_DTYPE": "bfloat16",
+          "CD_SHARE_DB": "/data/x.sqlite", "CD_MAX_PENDING": "9"}
+
+
+def test_every_variable_is_read_by_the_server_and_documented(monkeypatch):
+    from circuit_debugger.cli import parser, settings_from
+
     c = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     env = c["services"]["backend"]["environment"]
+
+    def parsed():
+        ap = parser()
+        a = ap.parse_args(["serve"])
+        return vars(a), vars(settings_from(ap, a))
+
+    for name in list(env) + [n for n in SAMPLE if n not in env]:
+        monkeypatch.delenv(name, raising=False)
+    base = parsed()
     for name in env:
-        assert f'"{name}"' in CODE, f"{name} is set by compose but the server never reads it"
         assert name in README, f"{name} is not documented in the README"
+        if name.startswith("CD_LLM_"):  # read by the explainer when it is called
+            assert f'"{name}"' in CODE, f"{name} is set by compose but the server never reads it"
+            continue
+        monkeypatch.setenv(name, SAMPLE[name])
+        assert parsed() != base, f"{name} is set by compose but changes nothing in the server"
+        monkeypatch.delenv(name)
     for name in re.findall(r"\$\{(CD_[A-Z_]+)", (ROOT / "docker-compose.yml").read_text()):
         assert name in README, f"{name} (compose) is not documented in the README"
 

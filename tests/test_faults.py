@@ -82,14 +82,14 @@ def test_overload_gets_503_at_once_and_cheap_routes_still_answer():
             t0 = time.perf_counter()
             refused = await c.post("/api/slow")
             waited = time.perf_counter() - t0
-            health = await c.get("/api/health")
+            healthy = await c.get("/api/health")
             release.set()
             done = await asyncio.gather(*first)
-            return refused, waited, health, done
+            return refused, waited, healthy, done
 
-    refused, waited, health, done = asyncio.run(main())
+    refused, waited, healthy, done = asyncio.run(main())
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1" and "busy" in refused.json()["detail"]
-    assert waited < 1.0 and health.status_code == 200
+    assert waited < 1.0 and healthy.status_code == 200
     assert [d.status_code for d in done] == [200, 200] and gated.pending == 0
 
 

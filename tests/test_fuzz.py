@@ -32,12 +32,14 @@ def test_no_input_causes_a_server_error(api_schema):
     """Every operation, EXAMPLES generated cases each (fixed seed): status < 500 always."""
     operations = [r.ok() for r in api_schema.get_all_operations()]
     statuses: list[int] = []
+    calls = [0]
     assert len(operations) >= 14
     for op in operations:
         @given(case=op.as_strategy())
         @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         def run(case):
+            calls[0] += 1
             case.call_and_validate(checks=[not_a_server_error])
             # again with a model that exists, so the generated prompt, nodes and options
             # reach the engine instead of stopping at "unknown model"
@@ -49,4 +51,6 @@ def test_no_input_causes_a_server_error(api_schema):
                 statuses.append(case.call_and_validate(checks=[not_a_server_error]).status_code)
 
         run()
+    calls[0] += len(statuses)
+    print(f"\nfuzz: {calls[0]} requests over {len(operations)} operations, none answered 5xx")
     assert 200 in statuses, "no generated case reached a successful answer: the fuzzing is too shallow"

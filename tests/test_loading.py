@@ -108,3 +108,18 @@ def test_import_is_light():
     from pathlib import Path
 
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_half_precision_models_attribute_in_float32(tiny_dir):
+    """--dtype bfloat16: the model runs in half precision, the tables are float32 arithmetic
+    over its activations, and their direct effects still sum to the logit difference."""
+    from circuit_debugger.server.app import Settings, load_debugger
+
+    half, _ = load_debugger(Settings(models=[str(tiny_dir)], dtype="bfloat16"))
+    full, _ = load_debugger(Settings(models=[str(tiny_dir)]))
+    prompt = "When Mary and John went to the store, John gave a drink to"
+    a = half.attribute("tiny-gpt2", prompt, " Mary", " John", top_k=None)
+    b = full.attribute("tiny-gpt2", prompt, " Mary", " John", top_k=None)
+    assert half.models["tiny-gpt2"].dtype.is_floating_point and str(half.models["tiny-gpt2"].dtype) == "torch.bfloat16"
+    assert abs(a["sum_check"]["residual"]) < 0.02 * abs(a["value"]) + 0.02
+    assert a["logit_diff"] == pytest.approx(b["logit_diff"], abs=0.05 * abs(b["logit_diff"]) + 0.05)

@@ -106,3 +106,12 @@ def test_openapi_dump_matches_the_live_schema(client):
 
     live = client.get("/openapi.json").json()
     assert json.dumps(schema(), sort_keys=True) == json.dumps(live, sort_keys=True)
+
+
+def test_a_corrupt_share_database_is_named_at_start(tmp_path):
+    from circuit_debugger.shares import ShareStoreError
+
+    bad = tmp_path / "inv.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ShareStoreError, match="inv.sqlite: cannot open the investigations database"):
+        ShareStore(bad)

@@ -125,17 +125,18 @@ class Metrics:
 
 def _unit_act(g: Group, a: torch.Tensor) -> torch.Tensor:
     if g.kind == HEAD:
-        return torch.einsum("phe,hed->phd", a, g.W).norm(dim=-1)
+        return torch.einsum("phe,hed->phd", a, g.W.float()).norm(dim=-1)
     return a if g.W is not None else a.norm(dim=-1)
 
 
 def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Metrics:
-    """Direct effects through the readout (LN scale frozen) and act×grad for every unit."""
+    """Direct effects through the readout (LN scale frozen) and act×grad for every unit.
+    The arithmetic is float32 whatever the model's dtype (half-precision models included)."""
     acts = fw.acts
     seq = acts[EMBED_HOOK].shape[1]
     L = model.shape.n_layers
     P = ro.positions
-    G = residual_direction(model, ro, acts)  # [P, d]
+    G = residual_direction(model, ro, acts).float()  # [P, d]
     g_sum = G.sum(0)
     n_attn, n_mlp = layers_before(ro)
     present = [g for g in gs if g.key in acts]
@@ -144,37 +145,38 @@ def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Met
                                 allow_unused=True)
     m = Metrics([], [], [], present)
     for g, gr in zip(present, grads[:len(present)]):
-        a = acts[g.key][0].detach()
-        gr = torch.zeros_like(a) if gr is None else gr[0]
+        a = acts[g.key][0].detach().float()
+        gr = torch.zeros_like(a) if gr is None else gr[0].float()
+        W = None if g.W is None else g.W.float()
         before = g.layer is None or (g.sublayer == "attn" and g.layer < n_attn) or (g.sublayer == "mlp" and g.layer < n_mlp)
         if ro.stage == "attn_out":  # a read of one attention sublayer's output: only its writers count
             before = g.sublayer == "attn" and g.layer == ro.layer
-        direct = torch.zeros(a.shape[:-1] if g.W is None or g.kind == HEAD else a.shape, dtype=a.dtype)
+        direct = torch.zeros(a.shape[:-1] if W is None or g.kind == HEAD else a.shape, dtype=a.dtype)
         if g.kind == HEAD:
             total = (a * gr).sum(-1)
             if before:
-                WG = torch.einsum("hed,pd->phe", g.W, G)
+                WG = torch.einsum("hed,pd->phe", W, G)
                 direct[P] = (a[P] * WG).sum(-1)
-                v = acts[value_hook(g.layer)][0].detach()
-                pat = acts[pattern_hook(g.layer)][0][:, P].detach()  # [head, P, seq_k]
+                v = acts[value_hook(g.layer)][0].detach().float()
+                pat = acts[pattern_hook(g.layer)][0][:, P].detach().float()  # [head, P, seq_k]
                 m.head_sources[g.layer] = (pat.transpose(0, 1) * torch.einsum("khe,phe->phk", v, WG)).sum(0)
-        elif g.W is not None:
+        elif W is not None:
             total = a * gr
             if before:
-                direct[P] = a[P] * (G @ g.W.T)
+                direct[P] = a[P] * (G @ W.T)
         else:
             total = (a * gr).sum(-1)
             if before:
                 direct[P] = (a[P] * G).sum(-1)
         if before and g.bias is not None:
-            m.bias[f"L{g.layer}.{g.sublayer.upper()}.bias"] = float(g.bias @ g_sum)
+            m.bias[f"L{g.layer}.{g.sublayer.upper()}.bias"] = float(g.bias.float() @ g_sum)
         m.act.append(_unit_act(g, a))
         m.direct.append(direct)
         m.total.append(total)
     for i, (k, l) in enumerate([(k, l) for k in (ATTN, MLP) for l in range(L)]):
-        out = acts[activation_hook(NodeId(k, l), L)][0].detach()
+        out = acts[activation_hook(NodeId(k, l), L)][0].detach().float()
         gr = grads[len(present) + i]
-        m.sub_total[(k, l)] = (out * gr[0]).sum(-1) if gr is not None else torch.zeros(seq)
+        m.sub_total[(k, l)] = (out * gr[0].float()).sum(-1) if gr is not None else torch.zeros(seq)
         d = torch.zeros(seq, dtype=out.dtype)
         before = (l < n_attn) if k == ATTN else (l < n_mlp)
         if ro.stage == "attn_out":

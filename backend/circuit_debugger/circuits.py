@@ -121,10 +121,11 @@ class Evaluator:
             k = keep[(c.kind, c.layer)]
             if c.slot is None:
                 k[:, :, c.index] = mode == "circuit"
-            else:
-                rows = torch.arange(n, device=self.m.device)
-                pos = torch.tensor([s[c.slot] for s in g["slots"]], device=self.m.device)
-                k[rows, pos, c.index] = mode == "circuit"
+            else:  # rows without this slot do not have the component at all
+                have = [(j, s[c.slot]) for j, s in enumerate(g["slots"]) if c.slot in s]
+                if have:
+                    rows, pos = (torch.tensor(x, device=self.m.device) for x in zip(*have))
+                    k[rows, pos, c.index] = mode == "circuit"
         return keep
 
     def _metric(self, g: dict, logits: torch.Tensor, copies: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ def _env_list(name: str) -> list[str]:
     return [x for x in os.environ.get(name, "").split(",") if x.strip()]
 
 
-def main(argv=None) -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="circuit-debugger")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run the HTTP server")
@@ -37,14 +37,16 @@ def main(argv=None) -> None:
                    help="SQLite file of shared investigations (default: $XDG_DATA_HOME/circuit-debugger/investigations.sqlite)")
     s.add_argument("--frontend-dir", default=os.environ.get("CD_FRONTEND_DIR") or None,
                    help="the built web UI (default: the repository's frontend/dist)")
+    s.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=os.environ.get("CD_DTYPE") or None,
+                   help="weights and activations dtype (default float32; half precision for large models on a GPU)")
     s.add_argument("--device", default=os.environ.get("CD_DEVICE") or None, help="cpu or cuda (default: cuda if available)")
-    a = ap.parse_args(argv)
+    return ap
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    import uvicorn
 
+def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
+    """The server's Settings from the parsed command line (flags, then CD_* environment)."""
     from .loading import default_device
-    from .server.app import Settings, create_app
+    from .server.app import Settings
     from .shares import default_share_db
 
     models = ["default"] + (a.model or _env_list("CD_MODELS"))
@@ -60,13 +62,29 @@ def main(argv=None) -> None:
         if not sep:
             ap.error(f"--explanations expects MODEL=FILE, got {item!r}")
         explanations[model] = path
-    settings = Settings(models=models, explanations=explanations, cors_origins=a.cors_origin or _env_list("CD_CORS_ORIGINS") or ["*"],
-                        max_tokens=a.max_tokens, device=a.device or default_device(), autoencoders=autoencoders,
-                        share_db=a.share_db or default_share_db(), frontend_dir=a.frontend_dir,
-                        max_top_k=a.max_top_k, max_graph_latents=a.max_graph_latents,
-                        max_reference_prompts=a.max_reference_prompts, max_pending=a.max_pending,
-                        cache_size=a.cache_size)
-    uvicorn.run(create_app(settings), host=a.host, port=a.port)
+    return Settings(models=models, explanations=explanations, cors_origins=a.cors_origin or _env_list("CD_CORS_ORIGINS") or ["*"],
+                    max_tokens=a.max_tokens, device=a.device or default_device(), dtype=a.dtype, autoencoders=autoencoders,
+                    share_db=a.share_db or default_share_db(), frontend_dir=a.frontend_dir,
+                    max_top_k=a.max_top_k, max_graph_latents=a.max_graph_latents,
+                    max_reference_prompts=a.max_reference_prompts, max_pending=a.max_pending,
+                    cache_size=a.cache_size)
+
+
+def main(argv=None) -> None:
+    ap = parser()
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import uvicorn
+
+    from .server.app import create_app
+    from .shares import ShareStoreError
+
+    settings = settings_from(ap, a)
+    try:
+        app = create_app(settings)
+    except ShareStoreError as e:
+        raise SystemExit(f"circuit-debugger: {e}") from None
+    uvicorn.run(app, host=a.host, port=a.port)
 
 
 if __name__ == "__main__":

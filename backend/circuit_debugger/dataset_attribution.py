@@ -63,7 +63,7 @@ def per_prompt(m: DebugModel, ps: PromptSet) -> dict:
             U = U * W.ln["ln_final"][0] / store[scale][:, -1].detach().reshape(-1, 1)
             U = U - U.mean(-1, keepdim=True) if m.norm == "LN" else U
         metric[rows] = value.detach().double().cpu()
-        cols_d, cols_t, cols_tp = [], [], []
+        cols_d, cols_t = [], []
         for l in range(L):
             z, g = store[zs[l]].detach(), grads[l]
             cols_d.append(torch.einsum("bhe,hed,bd->bh", z[:, -1], W.W_O[l], U))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .cache import request_key
 from .errors import UserError
-from .promptsets import PromptSet, builtin, from_template, parse_rows
+from .promptsets import PromptSet, builtin, from_template, parse_rows, rows_from_items
 
 MAX_EVAL_PROMPTS = 500
 MAX_CIRCUIT_NODES = 64
@@ -27,7 +27,7 @@ class DatasetMixin:
                                  t.get("counterfactual"), n, seed, t.get("name") or "template")
         if spec.get("text") is not None:
             return parse_rows(spec["text"], spec.get("format") or "jsonl", m.tokenize)
-        return PromptSet.from_dict({"name": spec.get("name") or "rows", "rows": spec["rows"]})
+        return rows_from_items(list(spec["rows"]), m.tokenize, spec.get("name") or "rows")
 
     def dataset_attribute(self, model: str, spec: dict, top_k: int = 50, drill: int = 10) -> dict:
         from .dataset_attribution import summarize

@@ -142,6 +142,12 @@ def parse_rows(text: str, fmt: str, tokenize, name: str = "pasted") -> PromptSet
         items = list(csv.DictReader(io.StringIO(text)))
     else:
         raise UserError("format must be 'jsonl' or 'csv'")
+    return rows_from_items(items, tokenize, name)
+
+
+def rows_from_items(items: list, tokenize, name: str = "rows") -> PromptSet:
+    """Validated rows from dicts (prompt, target, distractor?, counterfactual?, slots?); END is
+    added as the last position."""
     if not 1 <= len(items) <= MAX_ROWS:
         raise UserError(f"a prompt set has 1..{MAX_ROWS} rows (got {len(items)})")
     rows = []

@@ -12,7 +12,6 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 from .errors import NotFound, UserError
 
@@ -20,18 +19,25 @@ MAX_BYTES = {"investigations": 256 * 1024, "promptsets": 4 * 1024 * 1024}
 ID_BYTES = 12  # 96 random bits -> 16 url-safe characters
 
 
+class ShareStoreError(RuntimeError):
+    """The investigations database cannot be opened (the message names the file)."""
+
+
 class ShareStore:
     def __init__(self, path: str | Path = ":memory:"):
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        for table in MAX_BYTES:  # investigations and prompt sets: both immutable, both shareable
-            self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, created REAL NOT NULL, "
-                             "version INTEGER NOT NULL, state TEXT NOT NULL) WITHOUT ROWID")
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            for table in MAX_BYTES:  # investigations and prompt sets: both immutable, both shareable
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, created REAL NOT NULL, "
+                                 "version INTEGER NOT NULL, state TEXT NOT NULL) WITHOUT ROWID")
+        except (sqlite3.Error, OSError) as e:
+            raise ShareStoreError(f"{self.path}: cannot open the investigations database ({e})") from None
 
     def create(self, state: dict, table: str = "investigations") -> dict:
         text = json.dumps(state, sort_keys=True, separators=(",", ":"))

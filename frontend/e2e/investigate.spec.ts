@@ -156,3 +156,18 @@ test("dataset view: evaluate a circuit over the IOI set and see the API's number
   await expect(page.locator('[data-testid="circuit-result"] .bar')).toHaveCount(5);
   await shot(page, "09-dataset-circuit");
 });
+
+test("a long prompt on a laptop screen: no horizontal overflow, keyboard closes the panel", async ({ page }) => {
+  await page.setViewportSize({ width: 1280, height: 800 });
+  // near the default model's limit (64 tokens), with a long unbroken word in it (51 tokens)
+  const long = "When Mary and John went to the " + "x".repeat(24) + " store at the station, then the office and the park, John gave a drink to";
+  await open(page, { p: long, a: " Mary", b: " John", node: "L1.H3" });
+  await expect(page.getByTestId("logit-diff")).toBeVisible();
+  await expect(page.getByTestId("attention-heatmap")).toBeVisible();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow).toBeLessThanOrEqual(0);
+  await shot(page, "10-long-prompt");
+  await page.locator("body").click({ position: { x: 5, y: 780 } });
+  await page.keyboard.press("Escape");
+  await expect(page.getByTestId("node-detail")).toHaveCount(0);
+});

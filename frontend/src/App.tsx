@@ -1,6 +1,6 @@
 // The debugger page: question on top, answer and node table on the left, the selected node on
 // the right. All state lives in the URL (state/url.ts); requests supersede each other.
-import { lazy, Suspense, useMemo } from "react";
+import { lazy, Suspense, useEffect, useMemo } from "react";
 import { api, unwrap, type AttributeResponse, type Intervention, type TraceTarget } from "./api/client";
 import { useRequest } from "./hooks/useRequest";
 import { useInvestigation } from "./state/useInvestigation";
@@ -35,6 +35,14 @@ export function App() {
     : unwrap(api.POST("/api/attribute", { body: { ...common, target: s.target, distractor: s.distractor || null }, signal })));
   const r = result.data;
   const rowById = useMemo(() => new Map((r?.nodes ?? []).map((n) => [n.id, n])), [r]);
+  useEffect(() => {  // Escape closes the node panel (unless typing in a field)
+    const onKey = (e: KeyboardEvent) => {
+      const typing = e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement;
+      if (e.key === "Escape" && !typing) update({ node: null });
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [update]);
   const addIntervention = (iv: Intervention) => update({ interventions: [...s.interventions, { ...iv, enabled: true }] });
   const pushTrace = (t: TraceTarget) => update({ traces: [...s.traces, t], node: null, view: "table" });
 

@@ -38,6 +38,7 @@ class Settings:
     max_pending: int = 64  # API requests in flight beyond which the server answers 503 at once
     cache_size: int = 512  # whole results kept (LRU); clean passes and cores: a quarter, at most 32 / 64
     device: Optional[str] = None
+    dtype: Optional[str] = None  # 'float32' (default), 'float16' or 'bfloat16'
     share_db: str = ":memory:"  # the investigations database (SQLite); ':memory:' keeps shares for this process only
     frontend_dir: Optional[str] = None  # the built UI; default: the repository's frontend/dist
     serve_frontend: bool = True
@@ -56,7 +57,7 @@ def load_debugger(settings: Settings) -> tuple[Debugger, dict[str, str]]:
     failed: dict[str, str] = {}
     for spec in dict.fromkeys(settings.models):
         try:
-            m = load_model(spec, device=settings.device)
+            m = load_model(spec, device=settings.device, dtype=getattr(torch, settings.dtype) if settings.dtype else None)
         except (ModelLoadError, UserError) as e:
             failed[spec] = str(e)
             log.error("model %s not loaded: %s", spec, e)
@@ -65,8 +66,15 @@ def load_debugger(settings: Settings) -> tuple[Debugger, dict[str, str]]:
             m.max_tokens = min(m.max_tokens, settings.max_tokens)
         from ..autoencoders import load_onto
 
-        for directory in settings.autoencoders.get(m.name, []):
-            m.load_errors.update(load_onto(m, directory))
+        if m.dtype != torch.float32:  # the autoencoder paths compute in float32 only
+            from ..autoencoders.splice import AutoencoderSet
+
+            if m.autoencoders or settings.autoencoders.get(m.name):
+                m.load_errors["autoencoders"] = f"SAEs and transcoders need float32 (the model is {m.dtype})"
+            m.autoencoders = AutoencoderSet()
+        else:
+            for directory in settings.autoencoders.get(m.name, []):
+                m.load_errors.update(load_onto(m, directory))
         for part, why in m.load_errors.items():
             failed[f"{m.name}: {part}"] = why
             log.error("%s: %s not loaded: %s", m.name, part, why)

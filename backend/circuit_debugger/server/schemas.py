@@ -432,7 +432,7 @@ class PromptSetSpec(Strict):
     template: Optional[TemplateSpec] = None
     text: Optional[Annotated[str, Field(max_length=2_000_000)]] = None
     format: Literal["jsonl", "csv"] = "jsonl"
-    rows: Optional[list[PromptRowIn]] = Field(None, max_length=2000)
+    rows: Optional[list[PromptRowIn]] = Field(None, min_length=1, max_length=2000)
     id: Optional[Annotated[str, Field(max_length=64)]] = Field(None, description="a stored prompt set")
     n: Annotated[int, Field(ge=1, le=2000)] = Field(100, description="rows drawn (builtin, template)")
     seed: Annotated[int, Field(ge=0, le=2**31)] = 0
