@@ -174,3 +174,17 @@ def test_circuit_input_errors(tiny, ioi_set):
                          (["L1.H0", "L1.H0"], "twice"), ([], "empty")]:
         with pytest.raises(UserError, match=words):
             evaluate_circuit(tiny, ioi_set, nodes)
+
+
+def test_patching_over_a_set_equals_per_prompt_patches(tiny, ioi_set):
+    names = [n.strip() for n in NAMES if len(tiny.tokenize(n)) == 2]
+    cf_set = from_template(tiny.tokenize, IOI, {"IO": names, "S": names, "C": names, "P": ["store", "park"]}, " {IO}", " {S}",
+                           counterfactual=[t[:t.rfind("{S}")] + "{C}" + t[t.rfind("{S}") + 3:] for t in IOI], n=6, seed=5)
+    out = ablate_over_set(tiny, cf_set, ["L1.H0", "L0.N3"], "patch")
+    dbg = Debugger([tiny])
+    for p, row in enumerate(cf_set.rows):
+        r = dbg.intervene("tiny", row.prompt, [{"node": "L1.H0", "op": "patch"}, {"node": "L0.N3", "op": "patch"}],
+                          counterfactual_prompt=row.counterfactual, target=row.target, distractor=row.distractor)
+        assert out["after"][p] == pytest.approx(r["logit_diff"], abs=1e-4)
+    with pytest.raises(UserError, match="counterfactual"):
+        ablate_over_set(tiny, ioi_set, ["L1.H0"], "patch")

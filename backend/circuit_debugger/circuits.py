@@ -67,13 +67,15 @@ class Evaluator:
     'model' ablates exactly those (everything else kept)."""
 
     def __init__(self, m: DebugModel, ps: PromptSet, circuit: list, ablation: str = "mean", seed: int = 0):
-        if ablation not in ("mean", "resample", "zero"):
-            raise UserError("ablation must be 'mean', 'resample' or 'zero'")
+        if ablation not in ("mean", "resample", "zero", "patch"):
+            raise UserError("ablation must be 'mean', 'resample', 'zero' or 'patch'")
         self.m, self.circuit, self.forwards, self.configs = m, circuit, 0, 0
         self.kinds = {c.kind for c in circuit} | {HEAD}
         L = m.shape.n_layers
         self.hooks = {(k, l): activation_hook(NodeId(k, l), L) for k in self.kinds for l in range(L)}
         use_cf = all(r.counterfactual for r in ps.rows)
+        if ablation == "patch" and not use_cf:
+            raise UserError("'patch' takes each row's activations from its counterfactual; every row needs one")
         self.reference = "counterfactuals" if use_cf else "prompts"
         groups: dict = {}
         for row_index, r in enumerate(ps.rows):
@@ -93,6 +95,8 @@ class Evaluator:
             m.run(refs, capture_hooks(list(self.hooks.values()), store, grad=False))
             if ablation == "zero":
                 values = {h: torch.zeros_like(store[h]) for h in self.hooks.values()}
+            elif ablation == "patch":  # each row gets its own counterfactual's activations
+                values = dict(store)
             elif ablation == "mean":
                 values = {h: store[h].mean(0, keepdim=True).expand_as(store[h]) for h in self.hooks.values()}
             else:  # each row gets another reference row's activations
@@ -260,7 +264,7 @@ def _criteria(ev: Evaluator, circuit: list, n_random: int, greedy_steps: int, rn
 
 def ablate_over_set(m: DebugModel, ps: PromptSet, nodes: Sequence[str], ablation: str = "mean") -> dict:
     """Ablate `nodes` (at their slots, if given) on every prompt of the set, batched: the
-    metric per prompt before and after."""
+    metric per prompt before and after. 'patch' sets them to the row's counterfactual values."""
     circuit = parse_circuit(m, nodes, ps.slot_names)
     with m.lock:
         ev = Evaluator(m, ps, circuit, ablation)

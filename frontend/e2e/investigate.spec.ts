@@ -154,6 +154,10 @@ test("dataset view: evaluate a circuit over the IOI set and see the API's number
   await expect(page.getByTestId("faithfulness")).toHaveText(r.faithfulness.fraction.toFixed(3));
   await expect(page.getByTestId("incompleteness")).toHaveText(r.completeness.relative.toFixed(3));
   await expect(page.locator('[data-testid="circuit-result"] .bar')).toHaveCount(5);
+  await page.getByTestId("ablate-set").click();
+  const a = await (await request.post("/api/dataset/ablate", { data: {
+    promptset: { builtin: "ioi", n: 40, seed: 0 }, nodes: circuit, ablation: "mean" } })).json();
+  await expect(page.getByTestId("ablate-result")).toContainText(a.after_mean.toFixed(3));
   await shot(page, "09-dataset-circuit");
 });
 

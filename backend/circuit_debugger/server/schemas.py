@@ -505,7 +505,8 @@ class DatasetAblateRequest(Strict):
     model: str = "default"
     promptset: PromptSetSpec
     nodes: list[CircuitNode] = Field(min_length=1, max_length=64)
-    ablation: Literal["mean", "resample", "zero"] = "mean"
+    ablation: Literal["mean", "resample", "zero", "patch"] = Field(
+        "mean", description="'patch': from each row's counterfactual (activation patching over the set)")
 
 
 class DatasetAblateResponse(BaseModel):

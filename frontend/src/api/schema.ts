@@ -741,10 +741,11 @@ export interface components {
         DatasetAblateRequest: {
             /**
              * Ablation
+             * @description 'patch': from each row's counterfactual (activation patching over the set)
              * @default mean
              * @enum {string}
              */
-            ablation?: "mean" | "resample" | "zero";
+            ablation?: "mean" | "resample" | "zero" | "patch";
             /**
              * Model
              * @default default

@@ -14,6 +14,9 @@ export function CircuitPanel({ model, spec, circuit, onCircuit }: {
   const body = { model, promptset: spec, nodes: circuit, ablation };
   const r = useRequest(asked, (signal) => unwrap(api.POST("/api/circuit/evaluate", { body: JSON.parse(asked!), signal })));
   const current = asked === JSON.stringify(body);
+  const [ablateAsked, setAblateAsked] = useState<string | null>(null);
+  const [setOp, setSetOp] = useState<"mean" | "resample" | "zero" | "patch">("mean");
+  const ab = useRequest(ablateAsked, (signal) => unwrap(api.POST("/api/dataset/ablate", { body: JSON.parse(ablateAsked!), signal })));
   const x = r.data;
   const add = () => {
     const ids = adding.split(/[\s,]+/).filter(Boolean).filter((id) => !circuit.includes(id));
@@ -39,8 +42,22 @@ export function CircuitPanel({ model, spec, circuit, onCircuit }: {
         </select>
         <button type="button" className="primary" disabled={!circuit.length} data-testid="evaluate"
           onClick={() => setAsked(JSON.stringify(body))}>Evaluate</button>
-        {r.loading && <span className="muted">evaluating… <button type="button" onClick={r.cancel}>cancel</button></span>}
+        <span className="inline">
+          <button type="button" disabled={!circuit.length} data-testid="ablate-set"
+            title="intervene on these nodes (only) on every prompt of the set"
+            onClick={() => setAblateAsked(JSON.stringify({ model, promptset: spec, nodes: circuit, ablation: setOp }))}>Intervene on them over the set:</button>
+          <select value={setOp} onChange={(e) => setSetOp(e.target.value as typeof setOp)} aria-label="intervention over the set">
+            <option value="mean">mean-ablate</option><option value="resample">resample-ablate</option>
+            <option value="zero">zero-ablate</option><option value="patch">patch from counterfactuals</option>
+          </select>
+        </span>
+        {(r.loading || ab.loading) && <span className="muted">running… <button type="button" onClick={() => { r.cancel(); ab.cancel(); }}>cancel</button></span>}
       </div>
+      {ab.error && ab.error !== "cancelled" && <p className="error" role="alert">{ab.error}</p>}
+      {ab.data && (
+        <p data-testid="ablate-result">Ablating {ab.data.nodes.join(", ")} ({ab.data.ablation}, over the {ab.data.reference}) on every prompt: mean metric{" "}
+          {fmt(ab.data.before_mean)} → <b>{fmt(ab.data.after_mean)}</b> (change {fmt(ab.data.change_mean)} ± {fmt(ab.data.change_std)}).</p>
+      )}
       {r.error && r.error !== "cancelled" && <p className="error" role="alert">{r.error}</p>}
       {x && (
         <div className={"numbers" + (current ? "" : " stale")} data-testid="circuit-result">

@@ -46,9 +46,15 @@ function SetPicker({ model, value, onChange }: { model: string; value: Ref; onCh
           onChange={(e) => onChange({ ...value, seed: Math.max(0, Number(e.target.value) || 0) })} /></label>
       </>}
       <details>
-        <summary>paste your own (JSONL or CSV)</summary>
+        <summary>paste or upload your own (JSONL or CSV)</summary>
         <textarea rows={4} value={text} onChange={(e) => setText(e.target.value)} data-testid="dataset-paste"
           placeholder={'{"prompt": "When Mary and John went to the store, John gave a drink to", "target": " Mary", "distractor": " John"}'} />
+        <input type="file" accept=".jsonl,.json,.csv,.txt" aria-label="upload a JSONL or CSV file" onChange={async (e) => {
+          const f = e.target.files?.[0];
+          if (!f) return;
+          setText(await f.text());
+          setFormat(f.name.toLowerCase().endsWith(".csv") ? "csv" : "jsonl");
+        }} />
         <select value={format} onChange={(e) => setFormat(e.target.value as "jsonl" | "csv")} aria-label="format">
           <option value="jsonl">JSONL</option><option value="csv">CSV (prompt,target,distractor,counterfactual)</option>
         </select>
