@@ -48,6 +48,7 @@ def test_circuit_and_ablation_routes(client):
     ({"promptset": {}, "nodes": ["L1.H0"]}, 422, "exactly one"),
     ({"promptset": {"builtin": "ioi", "template": TEMPLATE}, "nodes": ["L1.H0"]}, 422, "exactly one"),
     ({"promptset": {"id": "nope-not-here"}, "nodes": ["L1.H0"]}, 404, "prompt set"),
+    ({"promptset": {"id": "abc", "builtin": "ioi"}, "nodes": ["L1.H0"]}, 422, "not both"),
     ({"promptset": {"template": TEMPLATE}, "nodes": ["L1.MLP"]}, 422, "heads"),
     ({"promptset": {"template": TEMPLATE}, "nodes": ["L1.H0@XYZ"]}, 422, "slot"),
     ({"promptset": {"template": {**TEMPLATE, "target": " {NOPE}"}}, "nodes": ["L1.H0"]}, 422, "NOPE"),

@@ -245,6 +245,8 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
     def promptset(spec: S.PromptSetSpec) -> dict:
         """A request's prompt set as an engine spec (a stored id becomes its rows)."""
         if spec.id is not None:
+            if any(x is not None for x in (spec.builtin, spec.template, spec.text, spec.rows)):
+                raise UserError("give a stored prompt set's id or a source, not both")
             stored = shares.get(check_id(spec.id), "promptsets")["state"]
             return {"rows": stored["rows"], "name": stored["name"]}
         return spec.model_dump(exclude={"id", "format"} if spec.text is None else {"id"}, exclude_none=True)
