@@ -188,3 +188,24 @@ def test_patching_over_a_set_equals_per_prompt_patches(tiny, ioi_set):
         assert out["after"][p] == pytest.approx(r["logit_diff"], abs=1e-4)
     with pytest.raises(UserError, match="counterfactual"):
         ablate_over_set(tiny, ioi_set, ["L1.H0"], "patch")
+
+
+def test_latents_over_a_set_equal_per_prompt_latent_interventions():
+    """Transcoder and SAE latents as circuit components: zero-ablating them over a set equals
+    the single-prompt engine's latent interventions; splicing alone changes nothing."""
+    m = load_model("default")
+    ps = builtin("ioi", m.tokenize, n=6, seed=2)
+    nodes = ["L1.T5", "L2.T300", "L0.S3"]
+    out = ablate_over_set(m, ps, nodes, "zero")
+    dbg = Debugger([m])
+    for p, row in enumerate(ps.rows):
+        r = dbg.intervene("default", row.prompt, [{"node": n, "op": "zero"} for n in nodes],
+                          target=row.target, distractor=row.distractor)
+        assert out["after"][p] == pytest.approx(r["logit_diff"], abs=2e-3)
+        assert out["before"][p] == pytest.approx(r["baseline_logit_diff"], abs=2e-3)
+    # F(M) with the autoencoders spliced in is the clean model's metric (splices are exact)
+    small = evaluate_circuit(m, ps, nodes, n_random=1, greedy_steps=1)
+    assert small["faithfulness"]["model"] == pytest.approx(sum(out["before"]) / len(ps.rows), abs=2e-3)
+    assert set(small["universe"]) == {"head", "transcoder", "sae"}
+    with pytest.raises(UserError, match="no sae on layer 7|out of range"):
+        evaluate_circuit(m, ps, ["L7.S0"])

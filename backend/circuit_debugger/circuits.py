@@ -1,9 +1,11 @@
 """Circuits over a prompt set: faithfulness, completeness and minimality (Wang et al., 2022,
 "Interpretability in the Wild", section 4), with every ablation batched.
 
-A circuit is a set of heads and MLP neurons (`L1.H3`, `L0.N17`), each optionally restricted to
-a template slot (`L1.H3@S2`: kept only at S2's position). The universe is every head (and,
-when the circuit has neurons, every neuron); F(S) is the mean logit difference over the set
+A circuit is a set of heads, MLP neurons and SAE / transcoder latents (`L1.H3`, `L0.N17`,
+`L1.T300`), each optionally restricted to a template slot (`L1.H3@S2`: kept only at S2's
+position). The universe is every head, plus every neuron when the circuit has neurons, plus
+every latent of the spliced autoencoders when it has latents (their error terms are always
+kept, as the MLPs are for a heads-only circuit); F(S) is the mean logit difference over the set
 when every universe component outside S is ablated: replaced by its mean over the reference
 distribution at the same position (the rows' counterfactuals when they all have one, else the
 prompts themselves), or by a resampled reference row's activation.
@@ -21,24 +23,31 @@ from typing import Optional, Sequence
 
 import torch
 
+from types import SimpleNamespace
+
 from .attribution import capture_hooks
+from .autoencoders.splice import SpliceChoice, latent_key, splice_hooks
 from .errors import UserError
+from .interventions import build_hooks
 from .model import DebugModel
-from .nodes import HEAD, NEURON, NodeId, activation_hook, parse_node
+from .nodes import HEAD, NEURON, SAE, TRANSCODER, NodeId, activation_hook, parse_node
+
+LETTER = {HEAD: "H", NEURON: "N", TRANSCODER: "T", SAE: "S"}
 from .promptsets import PromptSet
 
+WALK_MAX = 16  # minimality's greedy walks only for circuits this small (their cost grows as n²)
 MAX_BATCH = 1024  # sequences per forward (larger batches ran slower per sequence on CPU)
 
 
 @dataclass(frozen=True)
 class Component:
-    kind: str  # HEAD or NEURON
+    kind: str  # HEAD, NEURON, TRANSCODER or SAE
     layer: int
     index: int
     slot: Optional[str]  # kept only at this slot's position (None: at every position)
 
     def __str__(self) -> str:
-        base = f"L{self.layer}.{'H' if self.kind == HEAD else 'N'}{self.index}"
+        base = f"L{self.layer}.{LETTER[self.kind]}{self.index}"
         return base + (f"@{self.slot}" if self.slot else "")
 
 
@@ -47,10 +56,16 @@ def parse_circuit(m: DebugModel, nodes: Sequence[str], slots: Sequence[str]) -> 
     for text in nodes:
         base, _, slot = str(text).partition("@")
         n = parse_node(base)
-        if n.kind not in (HEAD, NEURON) or n.position is not None:
-            raise UserError(f"circuit node {text!r}: circuits are made of heads (L1.H3) and neurons (L0.N17), "
-                            "optionally @SLOT")
-        limit = m.shape.n_heads if n.kind == HEAD else m.shape.d_mlp
+        if n.kind not in LETTER or n.position is not None:
+            raise UserError(f"circuit node {text!r}: circuits are made of heads (L1.H3), neurons (L0.N17) and "
+                            "latents (L1.T300, L0.S5), optionally @SLOT")
+        if n.kind in (TRANSCODER, SAE):
+            family = m.autoencoders.family(n.kind)
+            if n.layer not in family:
+                raise UserError(f"circuit node {text!r}: this model has no {n.kind} on layer {n.layer}")
+            limit = family[n.layer].d_sae
+        else:
+            limit = m.shape.n_heads if n.kind == HEAD else m.shape.d_mlp
         if not (0 <= n.layer < m.shape.n_layers and 0 <= n.index < limit):
             raise UserError(f"circuit node {text!r} is out of range for this model")
         if slot and slot not in slots:
@@ -72,7 +87,14 @@ class Evaluator:
         self.m, self.circuit, self.forwards, self.configs = m, circuit, 0, 0
         self.kinds = {c.kind for c in circuit} | {HEAD}
         L = m.shape.n_layers
-        self.hooks = {(k, l): activation_hook(NodeId(k, l), L) for k in self.kinds for l in range(L)}
+        aes = m.autoencoders
+        # heads and neurons are masked at their hook points; latents inside the autoencoder splice
+        self.hooks = {(k, l): activation_hook(NodeId(k, l), L) for k in self.kinds & {HEAD, NEURON} for l in range(L)}
+        self.splice = SpliceChoice(tuple(sorted(aes.transcoders)) if TRANSCODER in self.kinds else (),
+                                   tuple(sorted(aes.saes)) if SAE in self.kinds else ())
+        self.latents = {(k, l): latent_key(k, l) for k, layers in ((TRANSCODER, self.splice.transcoders),
+                                                                  (SAE, self.splice.saes)) for l in layers}
+        self.sizes = {key: aes.family(key[0])[key[1]].d_sae for key in self.latents}
         use_cf = all(r.counterfactual for r in ps.rows)
         if ablation == "patch" and not use_cf:
             raise UserError("'patch' takes each row's activations from its counterfactual; every row needs one")
@@ -92,16 +114,19 @@ class Evaluator:
             ids = torch.tensor([x[0] for x in items], device=m.device)
             refs = torch.tensor([x[1] for x in items], device=m.device)
             store: dict = {}
-            m.run(refs, capture_hooks(list(self.hooks.values()), store, grad=False))
+            m.run(refs, build_hooks([], L, autoencoders=aes, splice=self.splice, store=store)
+                  + capture_hooks(list(self.hooks.values()), store, grad=False))
+            names = list(self.hooks.values()) + list(self.latents.values())
+            store = {h: store[h].detach() for h in names}
             if ablation == "zero":
-                values = {h: torch.zeros_like(store[h]) for h in self.hooks.values()}
+                values = {h: torch.zeros_like(store[h]) for h in names}
             elif ablation == "patch":  # each row gets its own counterfactual's activations
-                values = dict(store)
+                values = store
             elif ablation == "mean":
-                values = {h: store[h].mean(0, keepdim=True).expand_as(store[h]) for h in self.hooks.values()}
+                values = {h: store[h].mean(0, keepdim=True).expand_as(store[h]) for h in names}
             else:  # each row gets another reference row's activations
                 perm = torch.randperm(len(items), generator=rng) if len(items) > 1 else torch.zeros(1, dtype=torch.long)
-                values = {h: store[h][perm.to(m.device)] for h in self.hooks.values()}
+                values = {h: store[h][perm.to(m.device)] for h in names}
             self.groups.append({
                 "ids": ids, "values": values, "t": torch.tensor([x[2] for x in items], device=m.device),
                 "d": torch.tensor([-1 if x[3] is None else x[3] for x in items], device=m.device),
@@ -112,14 +137,15 @@ class Evaluator:
         self.rows_memo: dict = {}  # config -> per-row metric [P] (in prompt-set order)
 
     # -------------------------------------------------------------- masks
-    def _units(self, kind: str) -> int:
-        return self.m.shape.n_heads if kind == HEAD else self.m.shape.d_mlp
+    def _units(self, key: tuple) -> int:
+        kind = key[0]
+        return self.m.shape.n_heads if kind == HEAD else self.m.shape.d_mlp if kind == NEURON else self.sizes[key]
 
     def _mask(self, g: dict, mode: str, members: frozenset) -> dict:
         """keep[(kind, layer)]: bool [n, T, units] for one config on one length group."""
         n, T = g["n"], g["T"]
-        keep = {key: torch.full((n, T, self._units(key[0])), mode == "model", dtype=torch.bool, device=self.m.device)
-                for key in self.hooks}
+        keep = {key: torch.full((n, T, self._units(key)), mode == "model", dtype=torch.bool, device=self.m.device)
+                for key in list(self.hooks) + list(self.latents)}
         for i in members:
             c = self.circuit[i]
             k = keep[(c.kind, c.layer)]
@@ -151,9 +177,15 @@ class Evaluator:
                 for start in range(0, len(todo), per):
                     chunk = todo[start:start + per]
                     masks = [self._mask(g, mode, members) for mode, members in chunk]
-                    keep = {key: torch.cat([mk[key] for mk in masks]) for key in self.hooks}
+                    keep = {key: torch.cat([mk[key] for mk in masks]) for key in masks[0]}
                     hooks = [(name, self._hook(keep[key], g["values"][name], len(chunk)))
                              for key, name in self.hooks.items()]
+                    if self.splice:  # latents: one pseudo-intervention per spliced layer applies the mask
+                        by_key = {name: self._hook(keep[key], g["values"][name], len(chunk))
+                                  for key, name in self.latents.items()}
+                        ivs = [(SimpleNamespace(node=NodeId(k, l)), None) for k, l in self.latents]
+                        hooks += splice_hooks(self.m.autoencoders, self.splice, ivs,
+                                              lambda x, iv, b, key: by_key[key](x), None, False)
                     with torch.no_grad():
                         logits = self.m.run(g["ids"].repeat(len(chunk), 1), hooks)
                     self.forwards += 1
@@ -233,7 +265,9 @@ def _criteria(ev: Evaluator, circuit: list, n_random: int, greedy_steps: int, rn
     Ks = {v: [frozenset()] + [frozenset(i for i in others[v] if rng.random() < 0.5) for _ in range(n_random // 2)]
           for v in range(n)}
     walk = {v: frozenset() for v in range(n)}
-    for _ in range(min(max(1, greedy_steps - 1), n - 1)):
+    # the walks cost ~n² subsets per step: beyond WALK_MAX nodes only ∅ and random subsets are tried
+    walk_steps = min(max(1, greedy_steps - 1), n - 1) if n <= WALK_MAX and greedy_steps else 0
+    for _ in range(walk_steps):
         pairs = [(v, walk[v] | {i}) for v in range(n) for i in others[v] if i not in walk[v]]
         gains = effect(pairs)
         for v in range(n):
@@ -259,6 +293,9 @@ def _criteria(ev: Evaluator, circuit: list, n_random: int, greedy_steps: int, rn
                          "single_nodes": single, "greedy": greedy, "n_subsets_tried": len(candidates) + sum(
                              n - i for i in range(min(greedy_steps, n)))},
         "minimality": minimality,
+        "notes": [f"minimality: K from ∅, {n_random // 2} random subsets"
+                  + (f" and a {walk_steps}-step greedy walk per node" if walk_steps else
+                     f" (no greedy walk: {n} nodes is more than {WALK_MAX})" if n > WALK_MAX else "")],
     }
 
 

@@ -185,6 +185,7 @@ class CircuitResponse(BaseModel):
     faithfulness: Faithfulness
     completeness: Completeness
     minimality: list[MinimalityItem]
+    notes: list[str] = Field(default_factory=list, description="how the subsets were searched")
     cost: CircuitCost
 
 

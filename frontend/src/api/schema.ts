@@ -712,6 +712,11 @@ export interface components {
             name: string;
             /** Nodes */
             nodes: string[];
+            /**
+             * Notes
+             * @description how the subsets were searched
+             */
+            notes?: string[];
             /** Reference */
             reference: string;
             /** Universe */

@@ -82,7 +82,7 @@ export function CircuitPanel({ model, spec, circuit, onCircuit }: {
               </div></div>
           </div>
           <p className="muted">{x.n_prompts} prompts, {x.ablation} ablation over the {x.reference}; {x.cost.configs} ablation sets in {x.cost.forwards} batched
-            forwards, {(x.cost.elapsed_ms / 1000).toFixed(1)} s.</p>
+            forwards, {(x.cost.elapsed_ms / 1000).toFixed(1)} s. {x.notes?.join(" ")}</p>
         </div>
       )}
     </section>
