@@ -33,7 +33,7 @@ from .model import DebugModel
 from .nodes import HEAD, NEURON, SAE, TRANSCODER, NodeId, activation_hook, parse_node
 
 LETTER = {HEAD: "H", NEURON: "N", TRANSCODER: "T", SAE: "S"}
-from .promptsets import PromptSet
+from .promptsets import PromptSet, batches, logit_diff
 
 WALK_MAX = 16  # minimality's greedy walks only for circuits this small (their cost grows as n²)
 MAX_BATCH = 1024  # sequences per forward (larger batches ran slower per sequence on CPU)
@@ -99,22 +99,12 @@ class Evaluator:
         if ablation == "patch" and not use_cf:
             raise UserError("'patch' takes each row's activations from its counterfactual; every row needs one")
         self.reference = "counterfactuals" if use_cf else "prompts"
-        groups: dict = {}
-        for row_index, r in enumerate(ps.rows):
-            ids = m.tokenize(r.prompt)
-            ref = m.tokenize(r.counterfactual) if use_cf else ids
-            if len(ref) != len(ids):
-                raise UserError(f"counterfactual of {r.prompt!r} has {len(ref)} tokens, the prompt {len(ids)}")
-            t = m.codec.output_token(r.target, "target")
-            d = None if not r.distractor else m.codec.output_token(r.distractor, "distractor")
-            groups.setdefault(len(ids), []).append((ids, ref, t, d, r.slots, row_index))
         rng = torch.Generator().manual_seed(seed)
         self.groups = []
-        for T, items in sorted(groups.items()):
-            ids = torch.tensor([x[0] for x in items], device=m.device)
-            refs = torch.tensor([x[1] for x in items], device=m.device)
+        for batch in batches(m, ps, counterfactuals=use_cf):
+            n = len(batch.rows)
             store: dict = {}
-            m.run(refs, build_hooks([], L, autoencoders=aes, splice=self.splice, store=store)
+            m.run(batch.refs, build_hooks([], L, autoencoders=aes, splice=self.splice, store=store)
                   + capture_hooks(list(self.hooks.values()), store, grad=False))
             names = list(self.hooks.values()) + list(self.latents.values())
             store = {h: store[h].detach() for h in names}
@@ -125,13 +115,10 @@ class Evaluator:
             elif ablation == "mean":
                 values = {h: store[h].mean(0, keepdim=True).expand_as(store[h]) for h in names}
             else:  # each row gets another reference row's activations
-                perm = torch.randperm(len(items), generator=rng) if len(items) > 1 else torch.zeros(1, dtype=torch.long)
+                perm = torch.randperm(n, generator=rng) if n > 1 else torch.zeros(1, dtype=torch.long)
                 values = {h: store[h][perm.to(m.device)] for h in names}
-            self.groups.append({
-                "ids": ids, "values": values, "t": torch.tensor([x[2] for x in items], device=m.device),
-                "d": torch.tensor([-1 if x[3] is None else x[3] for x in items], device=m.device),
-                "slots": [x[4] for x in items], "n": len(items), "T": T, "rows": torch.tensor([x[5] for x in items]),
-            })
+            self.groups.append({"ids": batch.ids, "values": values, "t": batch.t, "d": batch.d, "slots": batch.slots,
+                                "n": n, "T": batch.ids.shape[1], "rows": torch.tensor(batch.rows)})
         self.n_rows = len(ps.rows)
         self.memo: dict = {}
         self.rows_memo: dict = {}  # config -> per-row metric [P] (in prompt-set order)
@@ -160,11 +147,8 @@ class Evaluator:
 
     def _metric(self, g: dict, logits: torch.Tensor, copies: int) -> torch.Tensor:
         """Logit difference per config and row: [copies, n]."""
-        last = logits[:, -1]  # END is the last position of every prompt
-        t, d = g["t"].repeat(copies), g["d"].repeat(copies)
-        rows = torch.arange(last.shape[0], device=last.device)
-        other = torch.where(d >= 0, last[rows, d.clamp(min=0)], last.mean(-1))
-        return (last[rows, t] - other).view(copies, g["n"])
+        # END is the last position of every prompt
+        return logit_diff(logits[:, -1], g["t"].repeat(copies), g["d"].repeat(copies)).view(copies, g["n"])
 
     def evaluate(self, configs: Sequence) -> list:
         """F for each (mode, frozenset) config; memoised."""

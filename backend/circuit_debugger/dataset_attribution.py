@@ -11,22 +11,9 @@ import time
 import torch
 
 from .attribution import LEAVES, capture_hooks
-from .errors import UserError
 from .model import DebugModel
 from .nodes import HEAD, NEURON, NodeId, activation_hook, ln_scale_hook
-from .promptsets import PromptSet
-
-
-def _groups(m: DebugModel, ps: PromptSet) -> dict:
-    groups: dict = {}
-    for i, r in enumerate(ps.rows):
-        ids = m.tokenize(r.prompt)
-        t = m.codec.output_token(r.target, "target")
-        d = None if not r.distractor else m.codec.output_token(r.distractor, "distractor")
-        if d == t:
-            raise UserError(f"row {i + 1}: target and distractor are the same token")
-        groups.setdefault(len(ids), []).append((i, ids, t, d, r.slots))
-    return groups
+from .promptsets import PromptSet, batches, logit_diff
 
 
 def per_prompt(m: DebugModel, ps: PromptSet) -> dict:
@@ -45,17 +32,13 @@ def per_prompt(m: DebugModel, ps: PromptSet) -> dict:
     # the embeddings are made leaves that require grad, so the graph reaches every activation
     names = list(LEAVES) + zs + posts + ([scale] if scale in m.hook_points else [])
     W = m.W
-    for T, items in _groups(m, ps).items():
-        rows = torch.tensor([x[0] for x in items])
-        ids = torch.tensor([x[1] for x in items], device=m.device)
-        t = torch.tensor([x[2] for x in items], device=m.device)
-        d = torch.tensor([-1 if x[3] is None else x[3] for x in items], device=m.device)
+    for batch in batches(m, ps):
+        rows, ids, t, d = torch.tensor(batch.rows), batch.ids, batch.t, batch.d
         store: dict = {}
         with m.lock:
             logits = m.run(ids, capture_hooks(names, store, grad=True), grad=True)
             last = logits[:, -1]
-            b = torch.arange(len(items), device=m.device)
-            value = last[b, t] - torch.where(d >= 0, last[b, d.clamp(min=0)], last.mean(-1))
+            value = logit_diff(last, t, d)
             grads = torch.autograd.grad(value.sum(), [store[n] for n in zs + posts])
         # the readout direction per prompt, through the frozen final LN: G [n, d_model]
         U = W.W_U[:, t].T - torch.where((d >= 0)[:, None], W.W_U[:, d.clamp(min=0)].T, W.W_U.mean(-1)[None])
@@ -76,7 +59,7 @@ def per_prompt(m: DebugModel, ps: PromptSet) -> dict:
         direct[rows] = torch.cat(cols_d, -1).double().cpu()
         total[rows] = tp.sum(1)
         for s in slots:
-            have = [(j, x[4][s]) for j, x in enumerate(items) if s in x[4]]
+            have = [(j, sl[s]) for j, sl in enumerate(batch.slots) if s in sl]
             if have:
                 j, pos = zip(*have)
                 slots[s][rows[list(j)]] = tp[list(j), list(pos)]

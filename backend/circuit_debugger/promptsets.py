@@ -201,3 +201,44 @@ def builtin(name: str, tokenize, n: int = 100, seed: int = 0) -> PromptSet:
 
 
 BUILTINS = ("ioi", "greater_than", "induction")
+
+
+# ------------------------------------------------------------------ encoded for a model
+@dataclass
+class Batch:
+    """The rows of one token length, encoded for a model (batched forwards need equal lengths)."""
+    rows: list  # indices into the prompt set's rows
+    ids: object  # LongTensor [n, T]
+    refs: object  # the counterfactuals' ids [n, T] (the prompts' own when not asked for)
+    t: object  # target ids [n]
+    d: object  # distractor ids [n]; -1: compare with the mean logit
+    slots: list
+
+
+def batches(m, ps: PromptSet, counterfactuals: bool = False) -> list:
+    """One Batch per token length, shortest first; targets checked to be single tokens."""
+    import torch
+
+    groups: dict = {}
+    for i, r in enumerate(ps.rows):
+        ids = m.tokenize(r.prompt)
+        ref = m.tokenize(r.counterfactual) if counterfactuals else ids
+        if len(ref) != len(ids):
+            raise UserError(f"counterfactual of {r.prompt!r} has {len(ref)} tokens, the prompt {len(ids)}")
+        t = m.codec.output_token(r.target, "target")
+        d = None if not r.distractor else m.codec.output_token(r.distractor, "distractor")
+        if d == t:
+            raise UserError(f"row {i + 1}: target and distractor are the same token")
+        groups.setdefault(len(ids), []).append((i, ids, ref, t, -1 if d is None else d, r.slots))
+    tensor = lambda xs: torch.tensor(xs, device=m.device)  # noqa: E731
+    return [Batch([x[0] for x in items], tensor([x[1] for x in items]), tensor([x[2] for x in items]),
+                  tensor([x[3] for x in items]), tensor([x[4] for x in items]), [x[5] for x in items])
+            for _, items in sorted(groups.items())]
+
+
+def logit_diff(last, t, d):
+    """Per row: logit(target) − logit(distractor), or − the mean logit where d is -1."""
+    import torch
+
+    rows = torch.arange(last.shape[0], device=last.device)
+    return last[rows, t] - torch.where(d >= 0, last[rows, d.clamp(min=0)], last.mean(-1))

@@ -65,12 +65,6 @@ class ShareStore:
             raise NotFound(f"no {'shared investigation' if table == 'investigations' else 'prompt set'} with id {sid!r}")
         return {"id": sid, "created": row[0], "state": json.loads(row[1])}
 
-    def count(self, table: str = "investigations") -> int:
-        if table not in MAX_BYTES:
-            raise ValueError(table)
-        with self._lock:
-            return self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -2,10 +2,11 @@
 // node's total effect on both with the difference.
 import { useMemo } from "react";
 import { AgGridReact } from "ag-grid-react";
-import { themeQuartz, type ColDef } from "ag-grid-community";
+import type { ColDef } from "ag-grid-community";
 import { api, unwrap, type AttributeResponse } from "../api/client";
 import { useRequest } from "../hooks/useRequest";
 import { diverging, fmt, maxAbs } from "../format";
+import { gridTheme } from "../grid";
 
 type Q = { model: string; target: string; distractor: string; mlp_basis: "neurons" | "transcoders"; attn_basis: "heads" | "saes" };
 type Row = { id: string; kind: string; left: number | null; right: number | null; diff: number | null };
@@ -44,7 +45,7 @@ export function CompareView({ q, left, right, onRight, onSelect }: { q: Q; left:
           <div className="value" data-testid="compare-right">{b.error ?? fmt(b.data?.logit_diff)}</div></div>
       </div>
       <div className="grid">
-        <AgGridReact<Row> theme={themeQuartz.withParams({ fontSize: 12, rowHeight: 26 })} rowData={rows} columnDefs={cols}
+        <AgGridReact<Row> theme={gridTheme} rowData={rows} columnDefs={cols}
           getRowId={(p) => p.data.id} onRowClicked={(e) => e.data && onSelect(e.data.id)} />
       </div>
     </section>

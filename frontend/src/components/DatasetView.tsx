@@ -3,15 +3,15 @@
 // user selects.
 import { useMemo, useState } from "react";
 import { AgGridReact } from "ag-grid-react";
-import { themeQuartz, type ColDef } from "ag-grid-community";
+import type { ColDef } from "ag-grid-community";
 import { api, unwrap, type InvestigationState, type Schemas } from "../api/client";
 import { useRequest } from "../hooks/useRequest";
 import { diverging, fmt, maxAbs } from "../format";
+import { gridTheme } from "../grid";
 import { CircuitPanel } from "./CircuitPanel";
 
 type Ref = NonNullable<InvestigationState["dataset"]>;
 type Node = Schemas["DatasetNode"];
-const theme = themeQuartz.withParams({ fontSize: 12, rowHeight: 26, headerHeight: 30, spacing: 4 });
 
 export const specOf = (ref: Ref): Schemas["PromptSetSpec"] => (ref.id ? { id: ref.id } : { builtin: ref.builtin ?? "ioi", n: ref.n, seed: ref.seed });
 
@@ -112,7 +112,7 @@ export function DatasetView(props: {
               onChange={(e) => setTopK(Math.max(1, Number(e.target.value) || 1))} /> nodes by |total effect| to the circuit
           </div>
           <div className="grid short">
-            <AgGridReact<Node> theme={theme} rowData={nodes} columnDefs={cols} getRowId={(p) => p.data.id}
+            <AgGridReact<Node> theme={gridTheme} rowData={nodes} columnDefs={cols} getRowId={(p) => p.data.id}
               onRowClicked={(e) => e.data && toggle(e.data.id)} onRowDoubleClicked={(e) => e.data && props.onSelect(e.data.id)} />
           </div>
         </>

@@ -2,18 +2,11 @@
 // are active). AG Grid virtualises rows, so tables of thousands of nodes stay smooth.
 import { useMemo } from "react";
 import { AgGridReact } from "ag-grid-react";
-import {
-  CellStyleModule, ClientSideRowModelModule, ModuleRegistry, NumberFilterModule, QuickFilterModule,
-  RowStyleModule, TextFilterModule, ExternalFilterModule, themeQuartz,
-  type ColDef, type ValueFormatterParams,
-} from "ag-grid-community";
+import type { ColDef, ValueFormatterParams } from "ag-grid-community";
 import type { NodeRow } from "../api/client";
 import { diverging, fmt, maxAbs } from "../format";
+import { gridTheme } from "../grid";
 
-ModuleRegistry.registerModules([ClientSideRowModelModule, CellStyleModule, RowStyleModule, NumberFilterModule,
-  TextFilterModule, QuickFilterModule, ExternalFilterModule]);
-
-const theme = themeQuartz.withParams({ fontSize: 12, rowHeight: 26, headerHeight: 30, spacing: 4 });
 
 type Row = NodeRow & { delta_total?: number | null; delta_direct?: number | null };
 
@@ -67,7 +60,7 @@ export function NodeTable(props: {
   return (
     <div className="grid" data-testid="node-table">
       <AgGridReact<Row>
-        theme={theme}
+        theme={gridTheme}
         rowData={data}
         columnDefs={columns}
         quickFilterText={search}
