@@ -214,22 +214,26 @@ def ours(family, directory, text, ids, toks, ta, tb, layer, head, repeats, r, nn
     r["check one-head ablation, ours vs nnsight"] = abs(res["logit_diff"] - nn_one_ld)
     r["check all-head effects, ours vs nnsight (max)"] = float((all_heads() - nn_effects).abs().max())
     r["check sum residual"] = abs(attribute()["sum_check"]["residual"])
-    try:
-        from circuit_debugger.partial_run import rerun_from_cache  # noqa: F401  (optional, see partial_run.py)
-
-        partial(m, dbg, ids, layer, head, repeats, r)
-    except ImportError:
-        pass
+    partial(m, ids, layer, head, repeats, r, ta, tb)
 
 
-def partial(m, dbg, ids, layer, head, repeats, r) -> None:
-    """The re-run that starts at the edited layer from the cached residual stream."""
-    from circuit_debugger.interventions import Intervention
-    from circuit_debugger.partial_run import ResidCache, rerun_from_cache
+def partial(m, ids, layer, head, repeats, r, ta, tb) -> None:
+    """The one-head ablation re-run starting at the edited layer from the cached block outputs
+    (`partial_run.py`; not yet wired into `Debugger.intervene`): what the engine's re-run costs
+    once it calls it. Checked equal to a full re-run."""
+    from circuit_debugger.interventions import Intervention, build_hooks
+    from circuit_debugger.partial_run import capture, rerun, start_layer
 
-    iv = [Intervention.make(node=f"L{layer}.H{head}", op="zero")]
-    cache = ResidCache.capture(m, ids)
-    r["iv_partial_ms"] = timed(lambda: rerun_from_cache(m, cache, iv), repeats) * 1e3
+    ivs = [Intervention.make(node=f"L{layer}.H{head}", op="zero")]
+    _, blocks = capture(m, ids)
+    k = start_layer(ivs, m.shape.n_layers)
+
+    def once():
+        return rerun(m, blocks, build_hooks(ivs, m.shape.n_layers, {}, autoencoders=m.autoencoders), k)
+
+    r["iv_partial_ms"] = timed(once, repeats) * 1e3
+    full = m.run(m.tokens_tensor(ids), build_hooks(ivs, m.shape.n_layers, {}, autoencoders=m.autoencoders))
+    r["check partial vs full re-run"] = float((once() - full).abs().max())
 
 
 def report(r: dict) -> None:

@@ -1,0 +1,114 @@
+"""Re-running a prompt under interventions from the first edited layer only.
+
+An intervention at layer l cannot change what blocks 0..l-1 compute, so a re-run may reuse
+their outputs from the clean pass instead of recomputing them. `capture` runs the clean pass
+once and keeps every block's output (the residual stream entering the next block, in the exact
+structure the HuggingFace layer returned); `skipping` then makes blocks 0..k-1 return those
+outputs without computing anything, and the model's own forward runs from block k on — with
+its own masks, rotary tables and final norm, so nothing family-specific is re-implemented here.
+The logits equal a full re-run's (tests/test_partial_run.py checks this on GPT-2, GPT-NeoX and
+a GQA Llama through the bridge, and through the engine's intervention hooks).
+
+How the engine uses it (engine.py is not changed here; the call site is the intervention
+re-run, which needs only logits):
+
+    from .partial_run import capture, rerun, start_layer
+    logits, blocks = capture(m, ids)                # once per prompt, beside the clean pass
+    k = start_layer(ivs, m.shape.n_layers)          # first layer any intervention touches
+    new = rerun(m, blocks, hooks, k)                # == m.run(m.tokens_tensor(ids), hooks)
+
+Limits, by construction: hooks at layers below k never fire during a partial re-run (so use it
+only when nothing is captured there); interventions on EMB/POS start at 0 (no saving); the cache
+is for one prompt at batch size 1 and holds one [1, seq, d_model] tensor per layer.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import torch
+
+
+@dataclass
+class BlockOutputs:
+    """The clean pass's output of every block, for one prompt."""
+
+    tokens: torch.Tensor  # [1, seq]
+    outputs: list  # outputs[l]: what block l returned (a tensor, or the tuple the HF layer returns)
+
+
+def _detached(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.detach().clone()
+    if isinstance(x, tuple):
+        return tuple(_detached(v) for v in x)
+    if isinstance(x, list):
+        return [_detached(v) for v in x]
+    return x
+
+
+def blocks_of(bridge) -> list:
+    blocks = getattr(bridge, "blocks", None)
+    if blocks is None:
+        raise NotImplementedError("partial re-runs need the bridge's standard 'blocks' stack")
+    return list(blocks)
+
+
+def capture(m, ids: Sequence[int], hooks: Sequence = ()) -> tuple[torch.Tensor, BlockOutputs]:
+    """The clean pass (logits, with `hooks` attached) and every block's output."""
+    tokens = m.tokens_tensor(ids)
+    outputs: dict[int, Any] = {}
+    handles = []
+    with m.lock:
+        try:
+            for l, block in enumerate(blocks_of(m.bridge)):
+                handles.append(block.register_forward_hook(
+                    lambda mod, args, out, l=l: outputs.__setitem__(l, _detached(out))))
+            logits = m.run(tokens, hooks)
+        finally:
+            for h in handles:
+                h.remove()
+    n = len(blocks_of(m.bridge))
+    if sorted(outputs) != list(range(n)):
+        raise RuntimeError(f"only blocks {sorted(outputs)} of {n} ran in the clean pass")
+    return logits, BlockOutputs(tokens, [outputs[l] for l in range(n)])
+
+
+@contextmanager
+def skipping(bridge, cache: BlockOutputs, start: int) -> Iterator[None]:
+    """Within the block, blocks 0..start-1 return their cached clean outputs instead of
+    computing. The caller holds the model's lock (this edits shared modules)."""
+    blocks = blocks_of(bridge)
+    if not 0 <= start <= len(blocks):
+        raise ValueError(f"start layer {start} out of range [0, {len(blocks)}]")
+    replaced = []
+    try:
+        for l in range(min(start, len(blocks))):
+            out = cache.outputs[l]
+            # a fresh copy each time: a later layer may add into its input in place
+            object.__setattr__(blocks[l], "forward", lambda *a, _out=out, **k: _detached(_out))
+            replaced.append(blocks[l])
+        yield
+    finally:
+        for block in replaced:
+            block.__dict__.pop("forward", None)
+
+
+def start_layer(interventions: Sequence, n_layers: int) -> int:
+    """The first block any intervention can change: its node's layer (a residual-stream node
+    `L{l}.RESID` is the input of block l; past the last block, the last block re-runs so that
+    hooks after it still fire). Nodes without a layer (EMB, POS) start at 0."""
+    layers = []
+    for iv in interventions:
+        node = getattr(iv, "node", iv)
+        layer = getattr(node, "layer", None)
+        layers.append(0 if layer is None else min(int(layer), n_layers - 1))
+    return min(layers) if layers else n_layers - 1
+
+
+def rerun(m, cache: BlockOutputs, hooks: Sequence, start: int, grad: bool = False) -> torch.Tensor:
+    """Logits of the cached prompt with `hooks` attached, computing blocks start.. only."""
+    with m.lock, skipping(m.bridge, cache, start):
+        return m.run(cache.tokens, hooks, grad=grad)

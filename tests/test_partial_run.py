@@ -1,0 +1,103 @@
+"""partial_run: re-running from the first edited layer gives the full re-run's logits, and the
+blocks before it really do not compute."""
+
+import threading
+
+import pytest
+import torch
+
+from circuit_debugger.interventions import Intervention, build_hooks
+from circuit_debugger.partial_run import capture, rerun, start_layer
+
+PROMPT = "When Mary and John went to the store, John gave a drink to"
+
+
+def test_engine_interventions_rerun_from_their_layer(tiny):
+    m = tiny
+    ids = m.tokenize(PROMPT)
+    L = m.shape.n_layers
+    clean, blocks = capture(m, ids)
+    with torch.no_grad():
+        assert torch.equal(clean, m.run(m.tokens_tensor(ids)))
+    for spec in ([("L1.H2", "zero")], [("L1.N5", "scale", 3.0)], [("L1.MLP", "zero")], [("L1.RESID", "scale", 0.5)],
+                 [("L0.H1", "zero"), ("L1.H0", "zero")], [("EMB", "scale", 2.0)]):
+        ivs = [Intervention.make(node=s[0], op=s[1], value=s[2] if len(s) > 2 else None) for s in spec]
+        hooks = build_hooks(ivs, L, {}, autoencoders=m.autoencoders)
+        k = start_layer(ivs, L)
+        assert k == min((iv.node.layer or 0) for iv in ivs)
+        full = m.run(m.tokens_tensor(ids), hooks)
+        part = rerun(m, blocks, hooks, k)
+        assert torch.allclose(part, full, atol=1e-6, rtol=0), spec
+        assert not torch.allclose(part, clean, atol=1e-4), f"{spec} changed nothing: the check proves nothing"
+
+
+def test_earlier_blocks_do_not_run(tiny):
+    m = tiny
+    ids = m.tokenize(PROMPT)
+    _, blocks = capture(m, ids)
+    calls = []
+    inner = [b._original_component for b in m.bridge.blocks]
+    handles = [mod.register_forward_hook(lambda *a, l=l: calls.append(l)) for l, mod in enumerate(inner)]
+    try:
+        rerun(m, blocks, [], 1)
+        assert calls == [1]
+        calls.clear()
+        m.run(m.tokens_tensor(ids))  # and everything is back to normal afterwards
+        assert calls == [0, 1]
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _bridge_model(path):
+    """The parts of a DebugModel partial_run uses, around a raw bridge (for families the
+    engine may not read yet)."""
+    from types import SimpleNamespace
+
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge = TransformerBridge.boot_transformers(str(path), device="cpu", dtype=torch.float32)
+    bridge.eval()
+    lock = threading.RLock()
+
+    def run(tokens, hooks=(), grad=False):
+        with lock, torch.set_grad_enabled(grad):
+            return bridge.run_with_hooks(tokens, fwd_hooks=list(hooks))
+
+    return SimpleNamespace(bridge=bridge, lock=lock, run=run,
+                           tokens_tensor=lambda ids: torch.tensor([list(ids)]))
+
+
+@pytest.mark.parametrize("family", ["gpt_neox", "llama_gqa"])
+def test_rotary_and_gqa_families_through_the_bridge(tmp_path, family):
+    import transformers as T
+    from helpers import build_tokenizer
+
+    tok = build_tokenizer(400)
+    torch.manual_seed(0)
+    if family == "gpt_neox":
+        model = T.GPTNeoXForCausalLM(T.GPTNeoXConfig(
+            vocab_size=len(tok), hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+            rotary_pct=0.25, use_parallel_residual=True, max_position_embeddings=64))
+    else:
+        model = T.LlamaForCausalLM(T.LlamaConfig(
+            vocab_size=len(tok), hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+            intermediate_size=64, max_position_embeddings=64))
+    model.eval().save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    m = _bridge_model(tmp_path)
+    ids = [tok.bos_token_id] + tok.encode(PROMPT)
+    clean, blocks = capture(m, ids)
+
+    def zero_head(z, hook):
+        z = z.clone()
+        z[:, :, 1] = 0
+        return z
+
+    hooks = [("blocks.2.attn.hook_z", zero_head)]
+    full = m.run(m.tokens_tensor(ids), hooks)
+    part = rerun(m, blocks, hooks, 2)
+    assert torch.allclose(part, full, atol=1e-6, rtol=0)
+    assert not torch.allclose(part, clean, atol=1e-4)
+    # twice in a row: the cached outputs were not modified by the first re-run
+    assert torch.allclose(rerun(m, blocks, hooks, 2), full, atol=1e-6, rtol=0)
