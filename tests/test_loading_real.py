@@ -145,8 +145,12 @@ def test_hub_name_loads_offline_from_the_cache(tmp_path, monkeypatch):
     assert m.name == "tiny-org/tiny-gpt2" and m.source == "hub:tiny-org/tiny-gpt2"
     ids, got = ours(m)
     assert torch.allclose(got, hf_logits(src, ids), atol=1e-5)
+    assert load_model("tiny-org/tiny-gpt2", name="tiny").name == "tiny"
     with pytest.raises(ModelLoadError, match=r"'tiny-org/absent' is not in the HuggingFace cache .*HF_HUB_OFFLINE=1"):
         load_model("tiny-org/absent")
+    from circuit_debugger.hub import repo_id  # TransformerLens aliases name hub repos
+
+    assert repo_id("gpt2-small") == "gpt2" and repo_id("pythia-70m") == "EleutherAI/pythia-70m"
 
 
 def test_hub_snapshot_with_only_pickles_is_refused(tmp_path, monkeypatch):

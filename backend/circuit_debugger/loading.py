@@ -159,7 +159,8 @@ def _native_codec(directory: Path, bridge):
 
 
 def load_hub(name: str, device: Optional[str] = None, dtype: Optional[torch.dtype] = None,
-             device_map: Optional[DeviceMap] = None, offload_dir: Optional[str] = None) -> DebugModel:
+             device_map: Optional[DeviceMap] = None, offload_dir: Optional[str] = None,
+             label: Optional[str] = None) -> DebugModel:
     """A hub model by name, from the HuggingFace cache (downloaded into it when a hub is
     reachable and HF_HUB_OFFLINE is not set), loaded like a local directory."""
     from .hub import HubError, repo_id, snapshot
@@ -168,7 +169,7 @@ def load_hub(name: str, device: Optional[str] = None, dtype: Optional[torch.dtyp
         folder = snapshot(name)
     except HubError as e:
         raise ModelLoadError(str(e)) from None
-    return load_hf_dir(folder, name, device, dtype, device_map, offload_dir, source=f"hub:{repo_id(name)}")
+    return load_hf_dir(folder, label or name, device, dtype, device_map, offload_dir, source=f"hub:{repo_id(name)}")
 
 
 def _load(spec: str, name: Optional[str], device, dtype, device_map, offload_dir) -> DebugModel:
@@ -203,7 +204,7 @@ def _load(spec: str, name: Optional[str], device, dtype, device_map, offload_dir
                              "config.json and the safetensors weights")
     if spec.startswith((".", "/", "~")):
         raise ModelLoadError(f"{spec}: directory not found")
-    return load_hub(spec, device, dtype, device_map, offload_dir)
+    return load_hub(spec, device, dtype, device_map, offload_dir, label=name)
 
 
 def load_model(spec: str, name: Optional[str] = None, device: Optional[str] = None,
