@@ -11,6 +11,9 @@ layers, d 768, vocabulary 50304); a ~100 M-parameter Llama with grouped-query at
 layers, d 768, 12 query heads over 4 key/value heads, gated MLP 2048, vocabulary 32000, tied
 embeddings). The question: logit(" Mary") − logit(" John") at the last of `--tokens` tokens.
 
+Times are medians of calls made round-robin (one of each per round). "bare fwd+bwd" is a plain
+HF forward and a backward of the logit difference to the activations (weights frozen, as act×grad
+needs; a backward that also accumulates weight gradients costs more and would flatter the ratio).
 Every engine call starts with ALL of the engine's caches empty, except the row marked
 "clean pass cached" (what toggling an intervention in the UI costs once the prompt has run).
 nnsight runs under `torch.no_grad()` (what a user ablating heads writes). Printed ratios:
@@ -42,17 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
-
-
-def timed(fn, repeats: int, warmup: bool = True) -> float:
-    if warmup:
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def build(family: str, directory: Path, tiny: bool = False) -> Path:
@@ -107,6 +99,21 @@ def prompt_ids(tok, n: int) -> tuple[str, list[int]]:
     return text, [tok.bos_token_id] + tok.encode(text)
 
 
+def timed_together(fns: dict, repeats: int, warmup: bool = True) -> dict:
+    """Median seconds of each callable, timed round-robin (one call of each per round), so a
+    machine shared with other jobs slows all of them alike rather than whichever ran last."""
+    if warmup:
+        for fn in fns.values():
+            fn()
+    ts: dict = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            ts[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in ts.items()}
+
+
 def bench(family: str, directory: Path, n_tokens: int, repeats: int) -> dict:
     from nnsight import LanguageModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -122,23 +129,21 @@ def bench(family: str, directory: Path, n_tokens: int, repeats: int) -> dict:
     toks = torch.tensor([ids])
     ta, tb = tok.encode(" Mary")[0], tok.encode(" John")[0]
     r = {"family": family, "params_M": sum(p.numel() for p in hf.parameters()) / 1e6, "tokens": n_tokens}
+    for p in list(hf.parameters()) + list(lm.parameters()):
+        p.requires_grad_(False)
 
     def hf_fwd():
         with torch.no_grad():
             return hf(toks).logits
 
     def hf_fwd_bwd():
-        hf.zero_grad(set_to_none=True)
-        out = hf(toks).logits
+        """Forward + backward to the activations (weights frozen): the floor for act x grad."""
+        emb = hf.get_input_embeddings()(toks).detach().requires_grad_(True)
+        out = hf(inputs_embeds=emb).logits
         (out[0, -1, ta] - out[0, -1, tb]).backward()
 
-    r["fwd_ms"] = timed(hf_fwd, repeats) * 1e3
-    r["fwd_bwd_ms"] = timed(hf_fwd_bwd, repeats) * 1e3
-    for p in hf.parameters():
-        p.requires_grad_(False)
     base = hf_fwd()[0, -1]
     ld0 = float(base[ta] - base[tb])
-
     layer, head = L // 2, 1
 
     def nn_one():
@@ -158,25 +163,32 @@ def bench(family: str, directory: Path, n_tokens: int, repeats: int) -> dict:
         d = out[:, ta] - out[:, tb]
         return (d[0] - d[1:]).reshape(L, H)
 
-    r["nn_one_ms"] = timed(nn_one, repeats) * 1e3
     nn_one_ld = nn_one()
-    r["nn_all_ms"] = timed(nn_all, max(1, repeats - 1), warmup=False) * 1e3
     nn_effects = nn_all()
     r["check nnsight batched vs its single"] = abs(float(nn_effects[layer, head]) - (ld0 - nn_one_ld))
-
+    single = {"fwd": hf_fwd, "fwd_bwd": hf_fwd_bwd, "nn_one": nn_one}
+    batched = {"nn_all": nn_all}
     try:
-        ours(family, directory, text, ids, toks, ta, tb, layer, head, repeats, r, nn_effects, nn_one_ld)
+        ours(family, directory, text, ids, ta, tb, layer, head, r, nn_effects, nn_one_ld, single, batched)
     except Exception as e:  # e.g. a family the engine does not read yet: say so, keep the HF/nnsight rows
         r["engine"] = f"failed: {type(e).__name__}: {str(e)[:300]}"
+    for k, v in timed_together(single, repeats).items():
+        r[k + "_ms"] = v * 1e3
+    for k, v in timed_together(batched, max(1, repeats - 1), warmup=False).items():
+        r[k + "_ms"] = v * 1e3
     return r
 
 
-def ours(family, directory, text, ids, toks, ta, tb, layer, head, repeats, r, nn_effects, nn_one_ld) -> None:
+def ours(family, directory, text, ids, ta, tb, layer, head, r, nn_effects, nn_one_ld, single, batched) -> None:
+    """Load the model into the engine, check its answers against nnsight's, and register the
+    engine's timed callables beside the HF/nnsight ones."""
     from bench_engine import fresh
     from circuit_debugger import attribution as A
     from circuit_debugger.engine import Debugger
+    from circuit_debugger.interventions import Intervention, build_hooks
     from circuit_debugger.loading import load_model
     from circuit_debugger.nodes import parse_node
+    from circuit_debugger.partial_run import capture, exact_ablation_from_layers, rerun, start_layer
     from circuit_debugger.targets import LogitDiff
 
     m = load_model(str(directory), name=family)
@@ -201,6 +213,15 @@ def ours(family, directory, text, ids, toks, ta, tb, layer, head, repeats, r, nn
         dbg._clean = clean
         return dbg.intervene(family, text, iv, target=" Mary", distractor=" John")
 
+    # the re-run from the edited layer on cached block outputs (partial_run.py; what
+    # Debugger.intervene would cost with the clean pass cached once it calls it)
+    ivs = [Intervention.make(node=f"L{layer}.H{head}", op="zero")]
+    _, blocks = capture(m, ids)
+    k = start_layer(ivs, L)
+
+    def partial():
+        return rerun(m, blocks, build_hooks(ivs, L, {}, autoencoders=m.autoencoders), k)
+
     nodes = [parse_node(f"L{l}.H{h}") for l in range(L) for h in range(H)]
     target = LogitDiff(m, len(ids) - 1, ta, tb)
 
@@ -209,50 +230,26 @@ def ours(family, directory, text, ids, toks, ta, tb, layer, head, repeats, r, nn
             clean = float(target.value({}, m.run(m.tokens_tensor(ids)))[0])
         return torch.tensor(A.exact_ablation(m, ids, target, [], {}, nodes, clean)).reshape(L, H)
 
-    r["attr_ms"] = timed(attribute, repeats) * 1e3
-    r["iv_fresh_ms"] = timed(intervene, repeats) * 1e3
-    r["iv_cached_ms"] = timed(intervene_cached_clean, repeats) * 1e3
-    r["all_heads_ms"] = timed(all_heads, max(1, repeats - 1), warmup=False) * 1e3
+    def all_heads_from_layers():
+        clean_logits, cached = capture(m, ids)
+        clean = float(target.value({}, clean_logits)[0])
+        return torch.tensor(exact_ablation_from_layers(m, ids, target, nodes, clean, cached)).reshape(L, H)
+
     res = intervene()
     r["check one-head ablation, ours vs nnsight"] = abs(res["logit_diff"] - nn_one_ld)
     r["check all-head effects, ours vs nnsight (max)"] = float((all_heads() - nn_effects).abs().max())
-    r["check sum residual"] = abs(attribute()["sum_check"]["residual"])
-    partial(m, ids, layer, head, repeats, r, ta, tb)
-
-    from circuit_debugger.partial_run import capture, exact_ablation_from_layers
-
-    def all_heads_from_layers():
-        clean_logits, blocks = capture(m, ids)
-        clean = float(target.value({}, clean_logits)[0])
-        return torch.tensor(exact_ablation_from_layers(m, ids, target, nodes, clean, blocks)).reshape(L, H)
-
-    r["all_heads_partial_ms"] = timed(all_heads_from_layers, max(1, repeats - 1), warmup=False) * 1e3
     r["check all-head effects from layers vs nnsight (max)"] = float((all_heads_from_layers() - nn_effects).abs().max())
-
-
-def partial(m, ids, layer, head, repeats, r, ta, tb) -> None:
-    """The one-head ablation re-run starting at the edited layer from the cached block outputs
-    (`partial_run.py`; not yet wired into `Debugger.intervene`): what the engine's re-run costs
-    once it calls it. Checked equal to a full re-run."""
-    from circuit_debugger.interventions import Intervention, build_hooks
-    from circuit_debugger.partial_run import capture, rerun, start_layer
-
-    ivs = [Intervention.make(node=f"L{layer}.H{head}", op="zero")]
-    _, blocks = capture(m, ids)
-    k = start_layer(ivs, m.shape.n_layers)
-
-    def once():
-        return rerun(m, blocks, build_hooks(ivs, m.shape.n_layers, {}, autoencoders=m.autoencoders), k)
-
-    r["iv_partial_ms"] = timed(once, repeats) * 1e3
-    full = m.run(m.tokens_tensor(ids), build_hooks(ivs, m.shape.n_layers, {}, autoencoders=m.autoencoders))
-    r["check partial vs full re-run"] = float((once() - full).abs().max())
+    r["check sum residual"] = abs(attribute()["sum_check"]["residual"])
+    full = m.run(m.tokens_tensor(ids), build_hooks(ivs, L, {}, autoencoders=m.autoencoders))
+    r["check partial vs full re-run"] = float((partial() - full).abs().max())
+    single.update(attr=attribute, iv_fresh=intervene, iv_cached=intervene_cached_clean, iv_partial=partial)
+    batched.update(all_heads=all_heads, all_heads_partial=all_heads_from_layers)
 
 
 def report(r: dict) -> None:
     f = r["family"]
     print(f"\n== {f}: {r['params_M']:.0f} M parameters, {r['tokens']} tokens ==")
-    print(f"  bare HF forward {r['fwd_ms']:.1f} ms, forward+backward {r['fwd_bwd_ms']:.1f} ms")
+    print(f"  bare HF forward {r['fwd_ms']:.1f} ms, forward+backward to the activations {r['fwd_bwd_ms']:.1f} ms")
     print(f"  nnsight one-head ablation {r['nn_one_ms']:.1f} ms ({r['nn_one_ms'] / r['fwd_ms']:.2f}x bare fwd); "
           f"all heads batched {r['nn_all_ms']:.0f} ms")
     if "engine" in r:
