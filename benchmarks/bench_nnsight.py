@@ -20,12 +20,14 @@ nnsight runs under `torch.no_grad()` (what a user ablating heads writes). Printe
   attribution / bare fwd+bwd            fresh "why A and not B" (every node)              goal <= 1.5
   one-head ablation / bare fwd          fresh (clean + edited pass), and clean cached     goal <= 1.0 (cached)
   one-head ablation / nnsight           same, vs nnsight's trace zeroing the head's o_proj input  goal <= 0.7
-  one-head ablation, partial re-run     from the edited layer on cached block outputs (partial_run.py,
-                                        not yet called by Debugger.intervene)                goal <= 1.0 fwd, 0.7 nnsight
+  one-head ablation, partial re-run     from the edited layer on cached block outputs, logits at the
+                                        question's position only (partial_run.py; not yet called by
+                                        Debugger.intervene)                                   goal <= 1.0 fwd, 0.7 nnsight
   all heads exact / nnsight batched     every head's exact zero-ablation effect in one batched call
                                         (engine: clean pass + `exact_ablation`, its default chunks of 32;
                                         nnsight: one trace over a batch of n_heads·n_layers + 1) goal <= 0.7
-                                        and the same from each head's layer (partial_run.py)
+                                        and the same from each head's layer, logits at the question's
+                                        position only (partial_run.exact_ablation_from_layers)
 Numbers that must agree (ablation effects, ours vs nnsight's) are checked and printed too.
 A family the engine cannot load yet is reported with the reason; its HF/nnsight rows still print.
 """
@@ -219,8 +221,10 @@ def ours(family, directory, text, ids, ta, tb, layer, head, r, nn_effects, nn_on
     _, blocks = capture(m, ids)
     k = start_layer(ivs, L)
 
-    def partial():
-        return rerun(m, blocks, build_hooks(ivs, L, {}, autoencoders=m.autoencoders), k)
+    pos = len(ids) - 1
+
+    def partial():  # intervene reads the logits at the question's position only
+        return rerun(m, blocks, build_hooks(ivs, L, {}, autoencoders=m.autoencoders), k, logit_position=pos)[:, pos]
 
     nodes = [parse_node(f"L{l}.H{h}") for l in range(L) for h in range(H)]
     target = LogitDiff(m, len(ids) - 1, ta, tb)
@@ -233,7 +237,8 @@ def ours(family, directory, text, ids, ta, tb, layer, head, r, nn_effects, nn_on
     def all_heads_from_layers():
         clean_logits, cached = capture(m, ids)
         clean = float(target.value({}, clean_logits)[0])
-        return torch.tensor(exact_ablation_from_layers(m, ids, target, nodes, clean, cached)).reshape(L, H)
+        return torch.tensor(exact_ablation_from_layers(m, ids, target, nodes, clean, cached,
+                                                       logit_position=target.position)).reshape(L, H)
 
     res = intervene()
     r["check one-head ablation, ours vs nnsight"] = abs(res["logit_diff"] - nn_one_ld)
@@ -241,7 +246,7 @@ def ours(family, directory, text, ids, ta, tb, layer, head, r, nn_effects, nn_on
     r["check all-head effects from layers vs nnsight (max)"] = float((all_heads_from_layers() - nn_effects).abs().max())
     r["check sum residual"] = abs(attribute()["sum_check"]["residual"])
     full = m.run(m.tokens_tensor(ids), build_hooks(ivs, L, {}, autoencoders=m.autoencoders))
-    r["check partial vs full re-run"] = float((partial() - full).abs().max())
+    r["check partial vs full re-run"] = float((partial() - full[:, pos]).abs().max())
     single.update(attr=attribute, iv_fresh=intervene, iv_cached=intervene_cached_clean, iv_partial=partial)
     batched.update(all_heads=all_heads, all_heads_partial=all_heads_from_layers)
 

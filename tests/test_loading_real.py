@@ -230,6 +230,9 @@ def test_disk_offload_equals_the_plain_load(tmp_path):
     e1 = {n["id"]: n["total_effect"] for n in r1["nodes"]}
     e2 = {n["id"]: n["total_effect"] for n in r2["nodes"]}
     assert e1.keys() == e2.keys() and all(abs(e1[k] - e2[k]) < 1e-4 for k in e1)
+    # 'auto' on a machine with no GPU: accelerate keeps everything on the CPU
+    auto = load_model(str(d), name="auto", device_map="auto")
+    assert auto.device.type == "cpu" and logit_diff(auto) == pytest.approx(logit_diff(plain), abs=1e-5)
 
 
 def test_bad_device_maps_are_refused_clearly(tmp_path, tiny_dir):

@@ -29,6 +29,9 @@ def test_engine_interventions_rerun_from_their_layer(tiny):
         part = rerun(m, blocks, hooks, k)
         assert torch.allclose(part, full, atol=1e-6, rtol=0), spec
         assert not torch.allclose(part, clean, atol=1e-4), f"{spec} changed nothing: the check proves nothing"
+        for pos in (len(ids) - 1, 3):
+            at = rerun(m, blocks, hooks, k, logit_position=pos)[:, pos]
+            assert torch.allclose(at, full[:, pos], atol=1e-5, rtol=0), (spec, pos)
 
 
 def test_earlier_blocks_do_not_run(tiny):
@@ -101,6 +104,8 @@ def test_rotary_and_gqa_families_through_the_bridge(tmp_path, family):
     assert not torch.allclose(part, clean, atol=1e-4)
     # twice in a row: the cached outputs were not modified by the first re-run
     assert torch.allclose(rerun(m, blocks, hooks, 2), full, atol=1e-6, rtol=0)
+    last = len(ids) - 1
+    assert torch.allclose(rerun(m, blocks, hooks, 2, logit_position=last)[:, last], full[:, last], atol=1e-5, rtol=0)
 
 
 def test_batched_exact_ablation_from_layers_equals_the_engines(tiny):
@@ -122,4 +127,6 @@ def test_batched_exact_ablation_from_layers_equals_the_engines(tiny):
     ours = exact_ablation_from_layers(m, ids, target, nodes, value, blocks, chunk=3)
     ref = A.exact_ablation(m, ids, target, [], {}, nodes, value)
     assert ours == pytest.approx(ref, abs=1e-5)
+    at = exact_ablation_from_layers(m, ids, target, nodes, value, blocks, logit_position=target.position)
+    assert at == pytest.approx(ref, abs=1e-5)
     assert max(abs(x) for x in ref) > 1e-3

@@ -16,6 +16,7 @@ re-run, which needs only logits):
     logits, blocks = capture(m, ids)                # once per prompt, beside the clean pass
     k = start_layer(ivs, m.shape.n_layers)          # first layer any intervention touches
     new = rerun(m, blocks, hooks, k)                # == m.run(m.tokens_tensor(ids), hooks)
+    new = rerun(m, blocks, hooks, k, logit_position=pos)  # the same at `pos` (all intervene reads)
 
 Limits, by construction: hooks at layers below k never fire during a partial re-run (so use it
 only when nothing is captured there); interventions on EMB/POS start at 0 (no saving); the cache
@@ -102,6 +103,34 @@ def skipping(bridge, cache: BlockOutputs, start: int, batch: int = 1) -> Iterato
             block.__dict__.pop("forward", None)
 
 
+@contextmanager
+def only_logits_at(bridge, position) -> Iterator[None]:
+    """Within the block, the unembedding computes logits at `position` only (None: all). The
+    returned logits are then a broadcast view [batch, seq, vocab] in which every position holds
+    that one row, so `logits[:, position]` reads the right values and costs 1/seq of the
+    unembedding; reading any other position is meaningless. The caller holds the model's lock."""
+    if position is None:
+        yield
+        return
+    unembed = getattr(bridge, "unembed", None)
+    if unembed is None:
+        raise NotImplementedError("only_logits_at needs the bridge's 'unembed' component")
+    handle = unembed.register_forward_pre_hook(
+        lambda mod, args, kwargs: ((args[0][:, position:position + 1],) + args[1:], kwargs)
+        if args else (args, {**kwargs, "hidden_states": kwargs["hidden_states"][:, position:position + 1]}),
+        with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _broadcast(logits: torch.Tensor, seq: int, position) -> torch.Tensor:
+    if position is None or logits.shape[1] == seq:
+        return logits
+    return logits.expand(logits.shape[0], seq, *logits.shape[2:])
+
+
 def start_layer(interventions: Sequence, n_layers: int) -> int:
     """The first block any intervention can change: its node's layer (a residual-stream node
     `L{l}.RESID` is the input of block l; past the last block, the last block re-runs so that
@@ -114,10 +143,13 @@ def start_layer(interventions: Sequence, n_layers: int) -> int:
     return min(layers) if layers else n_layers - 1
 
 
-def rerun(m, cache: BlockOutputs, hooks: Sequence, start: int, grad: bool = False) -> torch.Tensor:
-    """Logits of the cached prompt with `hooks` attached, computing blocks start.. only."""
-    with m.lock, skipping(m.bridge, cache, start):
-        return m.run(cache.tokens, hooks, grad=grad)
+def rerun(m, cache: BlockOutputs, hooks: Sequence, start: int, grad: bool = False,
+          logit_position=None) -> torch.Tensor:
+    """Logits of the cached prompt with `hooks` attached, computing blocks start.. only (and,
+    with `logit_position`, the unembedding at that position only; see `only_logits_at`)."""
+    seq = cache.tokens.shape[1]
+    with m.lock, skipping(m.bridge, cache, start), only_logits_at(m.bridge, logit_position):
+        return _broadcast(m.run(cache.tokens, hooks, grad=grad), seq, logit_position)
 
 
 def _hook_layer(name: str) -> int | None:
@@ -126,11 +158,13 @@ def _hook_layer(name: str) -> int | None:
 
 
 def exact_ablation_from_layers(m, ids: Sequence[int], target, nodes: Sequence, clean_value: float,
-                               blocks: BlockOutputs, chunk: int = 32) -> list[float]:
+                               blocks: BlockOutputs, chunk: int = 32, logit_position=None) -> list[float]:
     """`attribution.exact_ablation` without other interventions (clean value − value with the
     node zero-ablated, per node), computed as batched re-runs that start at each node's layer:
     nodes are grouped by layer, so ablating every head costs about half of full batched passes
-    in a model of many layers. Targets that capture activations at block l start at l at most."""
+    in a model of many layers. Targets that capture activations at block l start at l at most.
+    `logit_position`: the only position whose logits the target reads (a logit difference's),
+    so the unembedding runs there alone."""
     from .attribution import capture_hooks
     from .interventions import Intervention, build_hooks
 
@@ -149,8 +183,9 @@ def exact_ablation_from_layers(m, ids: Sequence[int], target, nodes: Sequence, c
         hooks = build_hooks(ablations, L, {}, list(range(len(part))), autoencoders=m.autoencoders)
         hooks += capture_hooks(sorted(target.hooks), store, grad=False)
         tokens = blocks.tokens.expand(len(part), -1).contiguous()
-        with m.lock, skipping(m.bridge, blocks, k, batch=len(part)), torch.no_grad():
-            logits = m.run(tokens, hooks)
+        with m.lock, skipping(m.bridge, blocks, k, batch=len(part)), only_logits_at(m.bridge, logit_position), \
+                torch.no_grad():
+            logits = _broadcast(m.run(tokens, hooks), tokens.shape[1], logit_position)
         for j, v in zip(part, target.value(store, logits)):
             out[j] = clean_value - float(v)
     return [out[j] for j in range(len(nodes))]
