@@ -369,3 +369,25 @@ def test_cli_device_map_flags(tmp_path):
     assert json.loads(s.device_map)["lm_head"] == "disk" and s.offload_dir == str(tmp_path)
     with pytest.raises(SystemExit):
         cli.settings_from(ap, ap.parse_args(["serve", "--device-map", "[1, 2]", "--share-db", ":memory:"]))
+
+
+def test_an_autoencoder_failing_for_any_reason_is_listed(tmp_path, monkeypatch, tiny_dir):
+    """Not only AutoencoderLoadError: any exception while loading a folder is that folder's
+    error, listed at /api/models, and the model still serves."""
+    from fastapi.testclient import TestClient
+
+    import circuit_debugger.autoencoders as ae
+    from circuit_debugger.server.app import Settings, create_app
+
+    folder = tmp_path / "aes" / "layer0"
+    folder.mkdir(parents=True)
+
+    def explode(path):
+        raise KeyError("W_enc")
+
+    monkeypatch.setattr(ae, "load", explode)
+    client = TestClient(create_app(Settings(models=[str(tiny_dir)], autoencoders={"tiny-gpt2": [str(tmp_path / "aes")]},
+                                            serve_frontend=False)))
+    body = client.get("/api/models").json()
+    assert [x["name"] for x in body["models"]] == ["tiny-gpt2"]
+    assert body["failed"][f"tiny-gpt2: {folder}"] == "KeyError: 'W_enc'"
