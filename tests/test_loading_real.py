@@ -146,6 +146,9 @@ def test_hub_name_loads_offline_from_the_cache(tmp_path, monkeypatch):
     ids, got = ours(m)
     assert torch.allclose(got, hf_logits(src, ids), atol=1e-5)
     assert load_model("tiny-org/tiny-gpt2", name="tiny").name == "tiny"
+    write_hub_cache(home, "gpt2", src, rev="f" * 40)  # TransformerLens' name gpt2-small is the repo gpt2
+    alias = load_model("gpt2-small")
+    assert alias.name == "gpt2-small" and alias.source == "hub:gpt2"
     with pytest.raises(ModelLoadError, match=r"'tiny-org/absent' is not in the HuggingFace cache .*HF_HUB_OFFLINE=1"):
         load_model("tiny-org/absent")
     from circuit_debugger.hub import repo_id  # TransformerLens aliases name hub repos
