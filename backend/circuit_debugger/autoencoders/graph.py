@@ -73,7 +73,9 @@ def capture(model, ids: Sequence[int]) -> Frozen:
 
 
 def _centre(model, x):
-    return x - x.mean(-1, keepdim=True) if model.norm == "LN" else x
+    from ..linear import centre
+
+    return centre(model, x)
 
 
 def _ln(model, name, x, s, affine=True):
