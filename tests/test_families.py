@@ -122,8 +122,13 @@ def test_interventions_match_hf_hooks(family, family_models, fdbg):
 
     def record(module, ids_):
         store = {}
-        hf_run(hf, ids_, pre_hooks=[(module, lambda mod_, args: store.setdefault("x", args[0].clone()) and None)])
-        return store["x"][0]
+
+        def keep(mod_, args):
+            store["x"] = args[0].clone()
+
+        hf_run(hf, ids_, pre_hooks=[(module, keep)])
+        x = store["x"]
+        return x.reshape(len(ids_), x.shape[-1])  # [seq, width] (OPT's fc2 input is flattened to [b*s, width])
 
     means = {}
     for name, module in (("head", o0), ("neuron", down1)):
@@ -137,7 +142,7 @@ def test_interventions_match_hf_hooks(family, family_models, fdbg):
     for node, module, index, key in ((f"L0.H{h}", o0, hs, "head"), (f"L1.N{i}", down1, i, "neuron")):
         for op in ("zero", "mean", "patch"):
             fn = {"zero": lambda x: torch.zeros_like(x), "mean": lambda x, k=key, ix=index: means[k][ix].expand_as(x),
-                  "patch": lambda x, k=key, ix=index: cf_vals[k][:, ix][None].expand_as(x)}[op]
+                  "patch": lambda x, k=key, ix=index: cf_vals[k][:, ix].reshape(x.shape)}[op]
             ref = diff(hf_run(hf, ids, pre_hooks=[(module, slice_setter(index, fn))]).logits, m)
             got = fdbg.intervene(family, PROMPT, [{"node": node, "op": op}], target=" Mary", distractor=" John",
                                  counterfactual_prompt=CF_PROMPT, reference_prompts=REFS)
