@@ -172,11 +172,12 @@ def test_traces_match_hf(family, family_models, fdbg):
     # neuron pre-activations (gate and up on gated MLPs)
     store = {}
     pre = mod(hf, family, 1, PRE, "mlp.gate_proj")
-    hooks = [(pre, lambda mod_, a, out: store.__setitem__("pre", out[0].clone()))]
+    seq = len(ids)
+    hooks = [(pre, lambda mod_, a, out: store.__setitem__("pre", out.reshape(seq, out.shape[-1]).clone()))]
     gated = m.arch.mlp == "gated"
     if gated and family != "phi3":
         up = mod(hf, family, 1, {}, "mlp.up_proj")
-        hooks.append((up, lambda mod_, a, out: store.__setitem__("up", out[0].clone())))
+        hooks.append((up, lambda mod_, a, out: store.__setitem__("up", out.reshape(seq, out.shape[-1]).clone())))
     out = hf_run(hf, ids, fwd_hooks=hooks, output_attentions=True)
     if family == "phi3":  # one fused projection: gate first, up second
         store["pre"], store["up"] = store["pre"].chunk(2, dim=-1)

@@ -100,7 +100,8 @@ def describe_bridge(bridge) -> Architecture:
         positions = "none"
     rotary_dim, rotary_style, base = 0, "", 10000.0
     if positions == "rotary":
-        frac = _cfg(hf, "partial_rotary_factor", "rotary_pct", default=None) if hf is not None else None
+        rp = (getattr(hf, "rope_parameters", None) or {}) if hf is not None else {}
+        frac = rp.get("partial_rotary_factor") or (_cfg(hf, "partial_rotary_factor", "rotary_pct") if hf is not None else None)
         if hf is not None and getattr(hf, "rotary_dim", None):
             rotary_dim = int(hf.rotary_dim)
         elif frac is not None:

@@ -168,7 +168,8 @@ class AttentionScore(Target):
     def _rot(self, pos: int, dtype):
         from .architecture import rotary_cos_sin
 
-        return rotary_cos_sin(self.model.arch, torch.tensor([pos]), dtype)
+        cos, sin = rotary_cos_sin(self.model.arch, torch.tensor([pos]), dtype)
+        return cos[0].to(self.model.device), sin[0].to(self.model.device)
 
     def _bias(self) -> float:
         a = self.model.arch
