@@ -76,7 +76,7 @@ def compile_hooks(model, req: RunRequest, store: dict) -> tuple[list, list]:
     hooks = [(h, pre(h)) for h in edited]
     hooks += build_hooks(req.interventions, L, req.source, req.batch_of, autoencoders=model.autoencoders,
                          splice=req.splice, store=store, grad=req.grad)
-    names = [n for n in dict.fromkeys(req.capture) if n in model.hook_points]
+    names = [n for n in dict.fromkeys(list(req.capture) + edited) if n in model.hook_points]
     hooks += capture_hooks(names, store, req.grad)
     return hooks, edited
 
