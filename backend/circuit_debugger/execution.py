@@ -17,6 +17,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
+from .interventions import build_hooks
 from .nodes import ATTN, EMBED_HOOK, MLP, POS_EMBED_HOOK, RESID, activation_hook
 
 LEAVES = (EMBED_HOOK, POS_EMBED_HOOK)  # where gradients start (captured as leaves when grad=True)
@@ -62,8 +63,6 @@ def capture_hooks(names: Sequence[str], store: dict, grad: bool) -> list[tuple[s
 
 def compile_hooks(model, req: RunRequest, store: dict) -> tuple[list, list]:
     """The hooks for `req` (in order) and the hook names of its sublayer / residual edits."""
-    from .interventions import build_hooks
-
     L = model.shape.n_layers
     edited = sorted({activation_hook(iv.node, L) for iv in req.interventions if iv.node.kind in EDITED_KINDS})
 
