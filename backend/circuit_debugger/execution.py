@@ -38,6 +38,17 @@ class RunRequest:
     batch_of: Optional[Sequence[Optional[int]]] = None
     batch: int = 1
     tokens: Optional[torch.Tensor] = None  # [batch, pos] instead of `ids` repeated `batch` times
+    # arbitrary tensor edits fn(x) -> x, keyed by hook name or by an autoencoder latent key
+    # (`splice.latent_key`; applied inside the splice, where latent interventions act)
+    edits: Mapping[str, Callable] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LatentEdit:
+    """An edit of a spliced autoencoder's latents, routed like a latent intervention."""
+
+    node: object  # nodes.NodeId of the latent family and layer
+    key: str
 
 
 @dataclass
@@ -73,8 +84,23 @@ def compile_hooks(model, req: RunRequest, store: dict) -> tuple[list, list]:
         return fn
 
     hooks = [(h, pre(h)) for h in edited]
-    hooks += build_hooks(req.interventions, L, req.source, req.batch_of, autoencoders=model.autoencoders,
-                         splice=req.splice, store=store, grad=req.grad)
+    latent_edits = {k: fn for k, fn in req.edits.items() if k not in model.hook_points}
+    hooks += [(h, (lambda fn: lambda x, hook=None: fn(x))(fn)) for h, fn in req.edits.items() if h in model.hook_points]
+    if not latent_edits:
+        hooks += build_hooks(req.interventions, L, req.source, req.batch_of, autoencoders=model.autoencoders,
+                             splice=req.splice, store=store, grad=req.grad)
+    else:  # the splice applies the latent edits (one splice per layer, so not through build_hooks' splice)
+        from .autoencoders.splice import latent_key, splice_hooks
+        from .nodes import AUTOENCODER_KINDS, NodeId, SAE, TRANSCODER
+
+        if any(iv.node.kind in AUTOENCODER_KINDS for iv in req.interventions):
+            raise ValueError("latent interventions and latent edits cannot be combined in one run")
+        hooks += build_hooks(req.interventions, L, req.source, req.batch_of)
+        items = [(LatentEdit(NodeId(k, l), latent_key(k, l)), None)
+                 for k, layers in ((TRANSCODER, req.splice.transcoders), (SAE, req.splice.saes)) for l in layers
+                 if latent_key(k, l) in latent_edits]
+        hooks += splice_hooks(model.autoencoders, req.splice, items,
+                              lambda x, iv, b, key: latent_edits[key](x), store, req.grad)
     names = [n for n in dict.fromkeys(list(req.capture) + edited) if n in model.hook_points]
     hooks += capture_hooks(names, store, req.grad)
     return hooks, edited

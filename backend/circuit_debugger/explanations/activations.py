@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..attribution import capture_hooks
+from ..execution import RunRequest, execute
 from ..autoencoders.splice import SpliceChoice, latent_key
-from ..interventions import build_hooks
 from ..nodes import HEAD, NEURON, SAE, TRANSCODER, NodeId, activation_hook, pattern_hook, value_hook
 
 
@@ -58,11 +57,8 @@ def batch_activations(model, ids: torch.Tensor) -> tuple[torch.Tensor, list, lis
     names = []
     for l in range(L):
         names += [activation_hook(NodeId(HEAD, l), L), activation_hook(NodeId(NEURON, l), L), pattern_hook(l), value_hook(l)]
-    store: dict = {}
-    hooks = build_hooks([], L, autoencoders=aes, splice=SpliceChoice(tuple(sorted(aes.transcoders)), tuple(sorted(aes.saes))),
-                        store=store)
-    hooks += capture_hooks(names, store, grad=False)
-    model.run(ids.to(model.device), hooks)
+    store = execute(model, None, RunRequest(capture=names, tokens=ids.to(model.device),
+                                            splice=SpliceChoice(tuple(sorted(aes.transcoders)), tuple(sorted(aes.saes))))).acts
     W = model.W
     cols = []
     for l in range(L):
