@@ -7,6 +7,7 @@ so nothing is trivially 0 or 1.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -67,10 +68,15 @@ def randomise(model, seed: int = 0) -> None:
                 p.copy_(0.15 * r)
 
 
+@lru_cache(maxsize=1)
+def _tokenizer():
+    return build_tokenizer(400)  # trained once per session (it is the same for every family)
+
+
 def build_family_dir(family: str, path: Path, seed: int = 0) -> Path:
     from transformers import AutoModelForCausalLM
 
-    tok = build_tokenizer(400)
+    tok = _tokenizer()
     cfg = _configs(len(tok), tok.bos_token_id)[family]
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg).eval()

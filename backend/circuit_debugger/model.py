@@ -109,8 +109,7 @@ class DebugModel:
         from .architecture import describe_bridge
 
         self.arch = describe_bridge(bridge)
-        self.shape = Shape(cfg.n_layers, cfg.n_heads, cfg.d_mlp, cfg.d_model, cfg.d_head,
-                           has_pos=self.arch.positions == "learned")
+
         self.n_ctx = cfg.n_ctx
         self.max_tokens = min(max_tokens or cfg.n_ctx, cfg.n_ctx)
         self.lock = threading.RLock()
@@ -119,6 +118,9 @@ class DebugModel:
         for p in bridge.parameters():
             p.requires_grad_(False)
         self.W = Weights.from_bridge(bridge, self.arch)
+        # sizes from the weights: some bridge configs misstate d_mlp (OPT's ffn_dim)
+        self.shape = Shape(cfg.n_layers, cfg.n_heads, int(self.W.W_out.shape[1]), cfg.d_model, cfg.d_head,
+                           has_pos=self.arch.positions == "learned")
         self.norm = {"layernorm": "LN", "rmsnorm": "RMS"}.get(self.arch.norm)
         self.attn_scale = self.arch.attn_scale
         self.device = self.W.W_E.device

@@ -68,5 +68,8 @@ def batch_activations(model, ids: torch.Tensor) -> tuple[torch.Tensor, list, lis
     cols += [store[latent_key(TRANSCODER, l)] for l in sorted(aes.transcoders)]
     cols += [store[latent_key(SAE, l)] for l in sorted(aes.saes)]
     patterns = [store[pattern_hook(l)] for l in range(L)]
-    vnorms = [torch.einsum("bkhe,hed->bhkd", store[value_hook(l)], W.W_O[l]).norm(dim=-1) for l in range(L)]
+    # GQA/MQA: a query head reads its shared key/value head h // (n_heads / n_kv_heads)
+    group = model.arch.group_size
+    vnorms = [torch.einsum("bkhe,hed->bhkd", store[value_hook(l)].repeat_interleave(group, dim=2), W.W_O[l]).norm(dim=-1)
+              for l in range(L)]
     return torch.cat(cols, -1).float(), patterns, vnorms
