@@ -304,8 +304,11 @@ class LatentPre(Target):
 
         ae = model.autoencoders.family(node.kind)[node.layer]
         self.is_tc = node.kind == TRANSCODER
-        hook = ln_normalized_hook(f"blocks.{node.layer}.ln2") if self.is_tc else activation_hook(NodeId(ATTN, node.layer),
-                                                                                                 model.shape.n_layers)
+        from .linear import mlp_read
+
+        self.read = mlp_read(model, node.layer)  # (stage, norm) of the MLP input a transcoder reads
+        hook = ln_normalized_hook(self.read[1]) if self.is_tc else activation_hook(NodeId(ATTN, node.layer),
+                                                                                   model.shape.n_layers)
         super().__init__("latent_pre", position, {hook})
         self.model, self.node, self.ae, self.hook = model, node, ae, hook
 
@@ -319,7 +322,7 @@ class LatentPre(Target):
         i, ae, l = self.node.index, self.ae, self.node.layer
         u = ae.W_enc[:, i]
         if self.is_tc:
-            return Readout(l, "mid", f"blocks.{l}.ln2", [self.position], u[None], float(ae.b_enc[i]), affine=False)
+            return Readout(l, self.read[0], self.read[1], [self.position], u[None], float(ae.b_enc[i]), affine=False)
         shift = float(ae.b_dec @ u) if ae.apply_b_dec_to_input else 0.0
         return Readout(l, "attn_out", "", [self.position], u[None], float(ae.b_enc[i]) - shift)
 
