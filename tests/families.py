@@ -43,7 +43,8 @@ def _configs(vocab: int, bos: int) -> dict:
                                attn_logit_softcapping=5.0, final_logit_softcapping=3.0, sliding_window=4,
                                query_pre_attn_scalar=8),
         "gemma3": Gemma3TextConfig(**dict(llama_like, hidden_act="gelu_pytorch_tanh"), num_key_value_heads=2,
-                                   head_dim=8, sliding_window=4, query_pre_attn_scalar=8),
+                                   head_dim=8, sliding_window=4, query_pre_attn_scalar=8,
+                                   layer_types=["sliding_attention", "full_attention"]),  # two rotary bases
         "phi": PhiConfig(**dict(COMMON, **ids), partial_rotary_factor=0.5),
         "phi3": Phi3Config(**llama_like, num_key_value_heads=2),
         "olmo2": Olmo2Config(**llama_like, num_key_value_heads=2),

@@ -217,3 +217,8 @@ def qk_norm(layer: int, which: str) -> str:
 def ln_out_hook(ln: str) -> str:
     """A norm's output (gain and bias applied): `ln_out_hook('ln_final')` is what the unembedding reads."""
     return f"{ln}.hook_out"
+
+
+def rotary_hooks(layer: int) -> tuple[str, str]:
+    """The cos / sin a rotary attention layer applied ([batch, pos, rotary_dim])."""
+    return f"blocks.{layer}.attn.hook_cos", f"blocks.{layer}.attn.hook_sin"

@@ -17,7 +17,7 @@ import torch
 
 from .errors import UserError
 from .model import DebugModel
-from .nodes import HEAD, NodeId, key_hook, ln_out_hook, ln_scale_hook, pre_hook, qk_norm, qk_normed_hook, query_hook, \
+from .nodes import HEAD, NodeId, key_hook, rotary_hooks, ln_out_hook, ln_scale_hook, pre_hook, qk_norm, qk_normed_hook, query_hook, \
     up_hook, validate, activation_hook, pattern_hook
 
 Acts = Mapping[str, torch.Tensor]
@@ -146,6 +146,9 @@ class AttentionScore(Target):
         self.q_hook = query_hook(l) if a.qk_norm == "none" else qk_normed_hook(l, "q")
         self.k_hook = key_hook(l) if a.qk_norm == "none" else qk_normed_hook(l, "k")
         hooks = {self.q_hook, self.k_hook}
+        self.cos_hook, self.sin_hook = rotary_hooks(l)
+        if a.positions == "rotary":
+            hooks |= {self.cos_hook, self.sin_hook}
         if a.qk_norm != "none":
             hooks |= {ln_scale_hook(qk_norm(l, "q")), ln_scale_hook(qk_norm(l, "k"))}
         super().__init__("attention_score", query, hooks)
@@ -165,10 +168,15 @@ class AttentionScore(Target):
             return x.reshape(x.shape[0], x.shape[1], n, d)
         return x
 
-    def _rot(self, pos: int, dtype):
+    def _rot(self, pos: int, dtype, acts=None):
+        """cos, sin at `pos`: as the layer received them where the bridge exposes them (rope
+        scaling and per-layer bases included), else recomputed from the rotary base."""
         from .architecture import rotary_cos_sin
 
-        cos, sin = rotary_cos_sin(self.model.arch, torch.tensor([pos]), dtype)
+        a = self.model.arch
+        if acts is not None and self.cos_hook in acts and acts[self.cos_hook].shape[-1] == a.rotary_dim:
+            return acts[self.cos_hook][0, pos].detach().to(dtype), acts[self.sin_hook][0, pos].detach().to(dtype)
+        cos, sin = rotary_cos_sin(a, torch.tensor([pos]), dtype)
         return cos[0].to(self.model.device), sin[0].to(self.model.device)
 
     def _bias(self) -> float:
@@ -185,8 +193,8 @@ class AttentionScore(Target):
         a, h = self.model.arch, self.node.index
         q = self._heads(acts, self.q_hook, a.n_heads)[:, self.query, h]
         k = self._heads(acts, self.k_hook, a.n_kv_heads)[:, self.key, self.kv]
-        q = rotate(a, q, *self._rot(self.query, q.dtype))
-        k = rotate(a, k, *self._rot(self.key, k.dtype))
+        q = rotate(a, q, *self._rot(self.query, q.dtype, acts))
+        k = rotate(a, k, *self._rot(self.key, k.dtype, acts))
         return (q * k).sum(-1) / a.attn_scale + self._bias()
 
     def _norm_dir(self, which: str, pos: int, head: int, v: torch.Tensor, acts) -> torch.Tensor:
@@ -207,13 +215,13 @@ class AttentionScore(Target):
         qn = self._heads(acts, self.q_hook, a.n_heads)[0, self.query, h].detach()
         kn = self._heads(acts, self.k_hook, a.n_kv_heads)[0, self.key, self.kv].detach()
         if self.through == "query":
-            other = rotate(a, kn, *self._rot(self.key, kn.dtype))
-            d = rotate(a, other, *self._rot(self.query, kn.dtype), inverse=True) / a.attn_scale
+            other = rotate(a, kn, *self._rot(self.key, kn.dtype, acts))
+            d = rotate(a, other, *self._rot(self.query, kn.dtype, acts), inverse=True) / a.attn_scale
             d = self._norm_dir("q", self.query, h, d, acts)
             u, b, pos = W.W_Q[l, h] @ d, W.b_Q[l, h] @ d, self.query
         else:
-            other = rotate(a, qn, *self._rot(self.query, qn.dtype))
-            d = rotate(a, other, *self._rot(self.key, qn.dtype), inverse=True) / a.attn_scale
+            other = rotate(a, qn, *self._rot(self.query, qn.dtype, acts))
+            d = rotate(a, other, *self._rot(self.key, qn.dtype, acts), inverse=True) / a.attn_scale
             d = self._norm_dir("k", self.key, self.kv, d, acts)
             u, b, pos = W.W_K[l, h] @ d, W.b_K[l, h] @ d, self.key
         return Readout(l, "pre", f"blocks.{l}.ln1", [pos], u[None], float(b) + self._bias())
