@@ -278,3 +278,39 @@ def test_http_round_trip_every_family(fdbg):
                                                 "top_k": 5})
             assert r.status_code == 200, (f, r.text)
             assert set(models[f]["architecture"]) >= {"norm", "positions", "attention", "mlp", "block"}
+
+
+@pytest.mark.parametrize("family", ["opt", "gpt_neox", "llama_gqa", "gemma2", "olmo2"])
+def test_dataset_attribution_equals_single_prompts(family, family_models, fdbg):
+    """The batched prompt-set path (dataset attribution) agrees with the per-prompt engine on
+    post-norms, GQA, parallel blocks, flattened norm scales and soft-capping."""
+    from circuit_debugger.dataset_attribution import per_prompt
+    from circuit_debugger.promptsets import parse_rows
+
+    m, _ = family_models[family]
+    rows = "\n".join(['{"prompt": "%s", "target": " Mary", "distractor": " John"}' % p for p in (PROMPT, CF_PROMPT)])
+    ps = parse_rows(rows, "jsonl", m.tokenize)
+    r = per_prompt(m, ps)
+    for p, row in enumerate(ps.rows):
+        single = fdbg.attribute(family, row.prompt, row.target, row.distractor, top_k=None)
+        assert float(r["metric"][p]) == pytest.approx(single["value"], abs=1e-5)
+        by = {n["id"]: n for n in single["nodes"]}
+        for j, node in enumerate(r["ids"]):
+            assert float(r["direct"][p, j]) == pytest.approx(by[node]["direct_effect"], abs=1e-5), node
+            assert float(r["total"][p, j]) == pytest.approx(by[node]["total_effect"], abs=1e-5), node
+
+
+def test_a_model_that_cannot_be_decomposed_is_refused_with_why(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from circuit_debugger.loading import load_model
+    from circuit_debugger.model import UnsupportedModel
+    from helpers import build_tokenizer
+
+    tok = build_tokenizer(400)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=32, n_embd=32, n_layer=2, n_head=4,
+                     scale_attn_by_inverse_layer_idx=True)
+    GPT2LMHeadModel(cfg).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    with pytest.raises(UnsupportedModel, match="cannot be decomposed exactly: scale_attn_by_inverse_layer_idx"):
+        load_model(str(tmp_path), name="odd")

@@ -13,7 +13,7 @@ import torch
 from .execution import LEAVES, RunRequest, execute
 from .linear import centre, post_norm_hooks
 from .model import DebugModel
-from .nodes import HEAD, NEURON, NodeId, activation_hook, ln_scale_hook
+from .nodes import HEAD, NEURON, NodeId, activation_hook, ln_out_hook, ln_scale_hook
 from .promptsets import PromptSet, batches, logit_diff
 
 
@@ -31,14 +31,16 @@ def per_prompt(m: DebugModel, ps: PromptSet) -> dict:
     posts = [activation_hook(NodeId(NEURON, l), L) for l in range(L)]
     scale = ln_scale_hook("ln_final")
     # the embeddings are made leaves that require grad, so the graph reaches every activation
-    names = list(LEAVES) + zs + posts + [scale] + post_norm_hooks(m)
+    # soft-capped logits (Gemma-2) are not linear in the residual: decompose the pre-cap difference
+    pre_cap = ln_out_hook("ln_final") if m.arch.final_softcap else None
+    names = list(LEAVES) + zs + posts + [scale] + post_norm_hooks(m) + ([pre_cap] if pre_cap else [])
     W = m.W
     for batch in batches(m, ps):
         rows, ids, t, d = torch.tensor(batch.rows), batch.ids, batch.t, batch.d
         with m.lock:
             cap = execute(m, None, RunRequest(capture=names, grad=True, tokens=ids))
             store, logits = cap.acts, cap.logits
-            last = logits[:, -1]
+            last = logits[:, -1] if pre_cap is None else store[pre_cap][:, -1] @ W.W_U + W.b_U
             value = logit_diff(last, t, d)
             grads = torch.autograd.grad(value.sum(), [store[n] for n in zs + posts])
         # the readout direction per prompt, through the frozen final LN: G [n, d_model]

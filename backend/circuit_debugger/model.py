@@ -95,6 +95,10 @@ class Weights:
         )
 
 
+class UnsupportedModel(UserError):
+    """The bridge loaded the model, but the debugger cannot decompose it exactly (the message says why)."""
+
+
 class DebugModel:
     """What the engine needs of a model; build one with `loading.load_model`."""
 
@@ -108,7 +112,10 @@ class DebugModel:
         cfg = bridge.cfg
         from .architecture import describe_bridge
 
-        self.arch = describe_bridge(bridge)
+        try:
+            self.arch = describe_bridge(bridge)
+        except UserError as e:
+            raise UnsupportedModel(f"model {name!r} cannot be decomposed exactly: {e}") from None
 
         self.n_ctx = cfg.n_ctx
         self.max_tokens = min(max_tokens or cfg.n_ctx, cfg.n_ctx)
