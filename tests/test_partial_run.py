@@ -130,3 +130,45 @@ def test_batched_exact_ablation_from_layers_equals_the_engines(tiny):
     at = exact_ablation_from_layers(m, ids, target, nodes, value, blocks, logit_position=target.position)
     assert at == pytest.approx(ref, abs=1e-5)
     assert max(abs(x) for x in ref) > 1e-3
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama_gqa"])
+def test_execute_partial_equals_execute(tmp_path, tiny, family):
+    """Through the engine's execution layer: same logits at the position, same captures (at or
+    after the first edited layer), same pre-edit records, for head, neuron and sublayer edits."""
+    from circuit_debugger.execution import RunRequest, execute
+    from circuit_debugger.loading import load_model
+    from circuit_debugger.partial_run import execute_partial, first_layer
+
+    if family == "gpt2":
+        m = tiny
+    else:
+        import transformers as T
+        from helpers import build_tokenizer
+
+        tok = build_tokenizer(400)
+        torch.manual_seed(1)
+        T.LlamaForCausalLM(T.LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
+                                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+                           ).eval().save_pretrained(tmp_path)
+        tok.save_pretrained(tmp_path)
+        m = load_model(str(tmp_path), name="llama")
+    ids = m.tokenize(PROMPT)
+    L = m.shape.n_layers
+    _, blocks = capture(m, ids)
+    last = len(ids) - 1
+    for spec, cap_names in (([("L1.H2", "zero")], [f"blocks.{L - 1}.hook_resid_post"]),
+                            ([("L1.MLP", "scale", 0.5)], []),
+                            ([("L1.N4", "scale", 4.0), (f"L{L - 1}.H0", "zero")], [f"blocks.{L - 1}.attn.hook_z"])):
+        ivs = [Intervention.make(node=s[0], op=s[1], value=s[2] if len(s) > 2 else None) for s in spec]
+        req = RunRequest(ivs, {}, cap_names)
+        assert first_layer(m, req) == 1
+        full = execute(m, ids, req)
+        part = execute_partial(m, blocks, req, logit_position=last)
+        assert torch.allclose(part.logits[:, last], full.logits[:, last], atol=1e-5, rtol=0), spec
+        assert part.edited == full.edited and set(part.acts) == set(full.acts)
+        for k in full.acts:
+            assert torch.allclose(part.acts[k], full.acts[k], atol=1e-5, rtol=0), (spec, k)
+    # a capture below the first edited layer lowers where the run starts
+    assert first_layer(m, RunRequest([Intervention.make(node="L2.H0", op="zero")], {}, ["blocks.0.hook_resid_post"])) == 0

@@ -9,14 +9,16 @@ its own masks, rotary tables and final norm, so nothing family-specific is re-im
 The logits equal a full re-run's (tests/test_partial_run.py checks this on GPT-2, GPT-NeoX and
 a GQA Llama through the bridge, and through the engine's intervention hooks).
 
-How the engine uses it (engine.py is not changed here; the call site is the intervention
-re-run, which needs only logits):
+How the engine can use it (engine.py is not changed here; the call sites are the
+intervention re-run, which reads logits at one position, and batched exact ablations):
 
-    from .partial_run import capture, rerun, start_layer
+    from .partial_run import capture, execute_partial
     logits, blocks = capture(m, ids)                # once per prompt, beside the clean pass
-    k = start_layer(ivs, m.shape.n_layers)          # first layer any intervention touches
-    new = rerun(m, blocks, hooks, k)                # == m.run(m.tokens_tensor(ids), hooks)
-    new = rerun(m, blocks, hooks, k, logit_position=pos)  # the same at `pos` (all intervene reads)
+    cap = execute_partial(m, blocks, RunRequest(ivs, src, splice=choice), logit_position=pos)
+    # == execution.execute(m, ids, same request), blocks below the first edited layer skipped,
+    #    cap.logits[:, pos] exact (other positions of the view are meaningless)
+    exact_ablation_from_layers(m, ids, target, nodes, clean_value, blocks, logit_position=pos)
+    # == attribution.exact_ablation(m, ids, target, [], {}, nodes, clean_value)
 
 Limits, by construction: hooks at layers below k never fire during a partial re-run (so use it
 only when nothing is captured there); interventions on EMB/POS start at 0 (no saving); the cache
@@ -157,6 +159,40 @@ def _hook_layer(name: str) -> int | None:
     return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
 
 
+def first_layer(model, req) -> int:
+    """The first block a `execution.RunRequest` needs computed: its interventions' first layer,
+    lowered to any block whose activations it captures or edits, and to any spliced
+    autoencoder's layer (its latents are captured inside the splice)."""
+    L = model.shape.n_layers
+    k = start_layer(req.interventions, L)
+    names = list(req.capture) + [n for n in req.edits if isinstance(n, str)]
+    layers = [l for l in map(_hook_layer, names) if l is not None]
+    splice = req.splice
+    if splice is not None:
+        layers += list(getattr(splice, "transcoders", ())) + list(getattr(splice, "saes", ()))
+    if req.edits and any(_hook_layer(n) is None and n not in ("hook_embed", "hook_pos_embed") for n in req.edits):
+        layers.append(0)  # an edit keyed by something else (a latent key): be safe
+    return min([k] + layers)
+
+
+def execute_partial(model, cache: BlockOutputs, req, start: int | None = None, logit_position=None):
+    """`execution.execute(model, ids, req)` for the cached prompt, computing blocks from
+    `first_layer(model, req)` (or `start`) on; with `logit_position`, logits at that position
+    only (a broadcast view, see `only_logits_at`). Returns the same `execution.Capture`."""
+    from .execution import Capture, compile_hooks
+
+    store: dict = {}
+    hooks, edited = compile_hooks(model, req, store)
+    k = first_layer(model, req) if start is None else start
+    seq = cache.tokens.shape[1]
+    if req.tokens is not None and not torch.equal(req.tokens[:1].to(cache.tokens.device), cache.tokens):
+        raise ValueError("execute_partial: the request's tokens are not the cached prompt")
+    tokens = cache.tokens.expand(req.batch, -1).contiguous()
+    with model.lock, skipping(model.bridge, cache, k, batch=req.batch), only_logits_at(model.bridge, logit_position):
+        logits = _broadcast(model.run(tokens, hooks, grad=req.grad), seq, logit_position)
+    return Capture(store, logits, edited)
+
+
 def exact_ablation_from_layers(m, ids: Sequence[int], target, nodes: Sequence, clean_value: float,
                                blocks: BlockOutputs, chunk: int = 32, logit_position=None) -> list[float]:
     """`attribution.exact_ablation` without other interventions (clean value − value with the
@@ -165,8 +201,8 @@ def exact_ablation_from_layers(m, ids: Sequence[int], target, nodes: Sequence, c
     in a model of many layers. Targets that capture activations at block l start at l at most.
     `logit_position`: the only position whose logits the target reads (a logit difference's),
     so the unembedding runs there alone."""
-    from .attribution import capture_hooks
-    from .interventions import Intervention, build_hooks
+    from .execution import RunRequest
+    from .interventions import Intervention
 
     L = m.shape.n_layers
     floor = min([l for l in map(_hook_layer, target.hooks) if l is not None], default=L)
@@ -179,13 +215,9 @@ def exact_ablation_from_layers(m, ids: Sequence[int], target, nodes: Sequence, c
         i += len(part)
         ablations = [Intervention(nodes[j].component, "zero", None if nodes[j].position is None
                                   else (nodes[j].position,)) for j in part]
-        store: dict = {}
-        hooks = build_hooks(ablations, L, {}, list(range(len(part))), autoencoders=m.autoencoders)
-        hooks += capture_hooks(sorted(target.hooks), store, grad=False)
-        tokens = blocks.tokens.expand(len(part), -1).contiguous()
-        with m.lock, skipping(m.bridge, blocks, k, batch=len(part)), only_logits_at(m.bridge, logit_position), \
-                torch.no_grad():
-            logits = _broadcast(m.run(tokens, hooks), tokens.shape[1], logit_position)
-        for j, v in zip(part, target.value(store, logits)):
+        req = RunRequest(ablations, {}, sorted(target.hooks), batch_of=list(range(len(part))), batch=len(part))
+        with torch.no_grad():
+            cap = execute_partial(m, blocks, req, start=k, logit_position=logit_position)
+        for j, v in zip(part, target.value(cap.acts, cap.logits)):
             out[j] = clean_value - float(v)
     return [out[j] for j in range(len(nodes))]
