@@ -6,9 +6,10 @@ Weights are read only from safetensors (`checkpoint_files.py`): pickled checkpoi
 with a message saying to convert them, and nothing is ever unpickled. Models bigger than one
 device load with an accelerate device map and optional disk offload (`placement.py`).
 
-`load_model` raises only `ModelLoadError`: whatever goes wrong while loading (a bad file, an
-architecture the engine cannot decompose yet, a bug), the caller gets a message it can show
-beside the models that did load, and a server keeps serving those.
+`load_model` raises only `ModelLoadError` or `UserError` (e.g. `model.UnsupportedModel`):
+whatever goes wrong while loading (a bad file, an architecture the engine cannot decompose, a
+bug), the caller gets a message it can show beside the models that did load, and a server
+keeps serving those.
 """
 
 from __future__ import annotations
@@ -214,12 +215,14 @@ def load_model(spec: str, name: Optional[str] = None, device: Optional[str] = No
     `device_map` ('auto', 'balanced', a {module: device} dict or its JSON) splits a HuggingFace
     model across devices with accelerate; 'disk' entries go to `offload_dir`.
 
-    Raises only ModelLoadError, whose message names the file or says what is wrong."""
+    Raises ModelLoadError (whose message names the file or says what is wrong) or a UserError
+    such as model.UnsupportedModel (an architecture the debugger refuses, saying why); every
+    other exception is turned into a ModelLoadError."""
     try:
         return _load(spec, name, device, dtype, parse_device_map(device_map), offload_dir)
-    except ModelLoadError:
+    except (ModelLoadError, UserError):  # UserError: e.g. model.UnsupportedModel, saying what cannot be decomposed
         raise
-    except (CheckpointError, UserError, ValueError) as e:
+    except (CheckpointError, ValueError) as e:
         raise ModelLoadError(str(e)) from None
     except Exception as e:  # anything else (e.g. an architecture the engine cannot read): say what, keep serving
         log.debug("loading %s failed", spec, exc_info=True)
