@@ -127,10 +127,18 @@ def bench(family: str, directory: Path, n_tokens: int, repeats: int) -> dict:
     L, H = cfg.num_hidden_layers, cfg.num_attention_heads
     dh = cfg.hidden_size // H
     text, ids = prompt_ids(tok, n_tokens)
-    assert len(ids) == n_tokens, (len(ids), n_tokens)
+    m, engine_error = None, None
+    try:
+        from circuit_debugger.loading import load_model
+
+        m = load_model(str(directory), name=family)
+        m.max_tokens = m.n_ctx
+        ids = m.tokenize(text)  # the engine's tokens (with or without BOS, as the model's config says)
+    except Exception as e:  # e.g. a family the engine does not read yet: the HF/nnsight rows still run
+        engine_error = f"failed: {type(e).__name__}: {str(e)[:300]}"
     toks = torch.tensor([ids])
     ta, tb = tok.encode(" Mary")[0], tok.encode(" John")[0]
-    r = {"family": family, "params_M": sum(p.numel() for p in hf.parameters()) / 1e6, "tokens": n_tokens}
+    r = {"family": family, "params_M": sum(p.numel() for p in hf.parameters()) / 1e6, "tokens": len(ids)}
     for p in list(hf.parameters()) + list(lm.parameters()):
         p.requires_grad_(False)
 
@@ -170,10 +178,13 @@ def bench(family: str, directory: Path, n_tokens: int, repeats: int) -> dict:
     r["check nnsight batched vs its single"] = abs(float(nn_effects[layer, head]) - (ld0 - nn_one_ld))
     single = {"fwd": hf_fwd, "fwd_bwd": hf_fwd_bwd, "nn_one": nn_one}
     batched = {"nn_all": nn_all}
-    try:
-        ours(family, directory, text, ids, ta, tb, layer, head, r, nn_effects, nn_one_ld, single, batched)
-    except Exception as e:  # e.g. a family the engine does not read yet: say so, keep the HF/nnsight rows
-        r["engine"] = f"failed: {type(e).__name__}: {str(e)[:300]}"
+    if engine_error:
+        r["engine"] = engine_error
+    else:
+        try:
+            ours(m, family, text, ids, ta, tb, layer, head, r, nn_effects, nn_one_ld, single, batched)
+        except Exception as e:  # say so, keep the HF/nnsight rows
+            r["engine"] = f"failed: {type(e).__name__}: {str(e)[:300]}"
     for k, v in timed_together(single, repeats).items():
         r[k + "_ms"] = v * 1e3
     for k, v in timed_together(batched, max(1, repeats - 1), warmup=False).items():
@@ -181,21 +192,17 @@ def bench(family: str, directory: Path, n_tokens: int, repeats: int) -> dict:
     return r
 
 
-def ours(family, directory, text, ids, ta, tb, layer, head, r, nn_effects, nn_one_ld, single, batched) -> None:
+def ours(m, family, text, ids, ta, tb, layer, head, r, nn_effects, nn_one_ld, single, batched) -> None:
     """Load the model into the engine, check its answers against nnsight's, and register the
     engine's timed callables beside the HF/nnsight ones."""
     from bench_engine import fresh
     from circuit_debugger import attribution as A
     from circuit_debugger.engine import Debugger
     from circuit_debugger.interventions import Intervention, build_hooks
-    from circuit_debugger.loading import load_model
     from circuit_debugger.nodes import parse_node
     from circuit_debugger.partial_run import capture, exact_ablation_from_layers, rerun, start_layer
     from circuit_debugger.targets import LogitDiff
 
-    m = load_model(str(directory), name=family)
-    m.max_tokens = m.n_ctx
-    assert m.tokenize(text) == ids, "the engine tokenizes the prompt differently"
     dbg = Debugger([m])
     L, H = m.shape.n_layers, m.shape.n_heads
 
