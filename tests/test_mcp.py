@@ -117,6 +117,36 @@ async def _investigate(session, api: httpx.AsyncClient, base: str) -> dict:
             "full_token_ids": full["token_ids"]}
 
 
+P_ARGS = {"prompt": PROMPT}
+EVERY_TOOL = [  # tool, arguments, the HTTP request giving the same JSON
+    ("tokenize", {"text": PROMPT}, "POST", "/api/tokenize"),
+    ("trace", {**P_ARGS, "target": {"kind": "attention", "node": "L2.H1", "key": 2}, "top_k": 5}, "POST", "/api/trace"),
+    ("attention", {**P_ARGS, "layer": 2}, "POST", "/api/attention"),
+    ("logit_lens", {**P_ARGS, "node": "L2.H1"}, "POST", "/api/logit-lens"),
+    ("activations", {**P_ARGS, "node": "L2.H1"}, "POST", "/api/activations"),
+    ("node_explanation", {"node": "L2.H1", "limit": 2}, "GET", "/api/explanations/default/node/L2.H1?limit=2"),
+    ("attribution_graph", {**WHY, "max_latents": 50}, "POST", "/api/graph"),
+    ("dataset_attribute", {"promptset": IOI, "top_k": 5}, "POST", "/api/dataset/attribute"),
+    ("dataset_ablate", {"promptset": IOI, "nodes": ["L2.H1"]}, "POST", "/api/dataset/ablate"),
+]
+VOLATILE = {"elapsed_ms", "cost", "link", "share_state"}
+
+
+async def _every_tool_is_its_route(session, api: httpx.AsyncClient) -> None:
+    """`full: true` returns exactly the HTTP route's JSON (timings aside); the compact view has a link."""
+    def strip(x: dict) -> dict:
+        return {k: v for k, v in x.items() if k not in VOLATILE}
+
+    for tool, args, method, route in EVERY_TOOL:
+        full = _data(await session.call_tool(tool, {**args, "full": True}))
+        http = await (api.post(route, json=args) if method == "POST" else api.get(route))
+        assert http.status_code == 200, http.text
+        assert strip(full) == strip(http.json()), tool
+        compact = _data(await session.call_tool(tool, {**args, "rows": 3}))
+        assert compact["link"].startswith(str(api.base_url).rstrip("/") + "/?v=1"), tool
+        assert len(json.dumps(compact)) < len(json.dumps(full)) or tool == "tokenize", tool
+
+
 BAD = [
     ("attribute", {"prompt": PROMPT, "target": " Maryx"}, "/api/attribute", 422),
     ("attribute", {"target": " Mary", "bogus": 1}, "/api/attribute", 422),
@@ -190,6 +220,7 @@ def test_agent_investigation_over_http_and_stdio(tmp_path):
                     await over_stdio.initialize()
                     seen_http = await _investigate(over_http, api, url)
                     seen_stdio = await _investigate(over_stdio, api, "http://ui.example:9000")
+                    await _every_tool_is_its_route(over_http, api)
                     await _bad_arguments(over_http, api)
                     await _bad_arguments(over_stdio, api)
                     resources = await _resources(over_stdio, api, seen_stdio["share"]["id"])

@@ -74,7 +74,8 @@ def share_link(base: str, share_id: str) -> str:
 # ---- the investigation each tool's result belongs to -------------------------------------
 
 def _question(req) -> dict:
-    return {"model": req.model, "prompt": req.prompt, "target": getattr(req, "target", None) or "",
+    target = getattr(req, "target", None)
+    return {"model": req.model, "prompt": req.prompt, "target": target if isinstance(target, str) else "",
             "distractor": getattr(req, "distractor", None) or "",
             "interventions": [i.model_dump(mode="json") for i in getattr(req, "interventions", [])],
             "counterfactual_prompt": getattr(req, "counterfactual_prompt", None) or ""}

@@ -137,6 +137,8 @@ def _args_model(tool: ToolDef, route: APIRoute) -> tuple[type[BaseModel], Option
     for p in route.dependant.path_params + route.dependant.query_params:
         info = p.field_info
         default = ... if info.default is PydanticUndefined else info.default
+        if p.name == "model" and default is ...:  # as in every request body: the default model unless named
+            default = "default"
         fields[p.name] = (info.annotation, Field(default, description=info.description))
     return create_model(f"{tool.name}_arguments", __base__=Strict, **fields, **extra), None, list(fields)
 
@@ -218,6 +220,13 @@ class McpTools:
         except Exception:
             log.exception("MCP tool %s failed", name)
             return error_result("internal error (logged on the server)", 500)
+        try:
+            return self._present(name, req, args, result, base)
+        except Exception:  # a bug in presenting a result must read as an error result, not a protocol error
+            log.exception("MCP tool %s: presenting the result failed", name)
+            return error_result("internal error (logged on the server)", 500)
+
+    def _present(self, name: str, req, args, result: dict, base: str) -> types.CallToolResult:
         kind = getattr(args, "node_kind", None)
         if kind and isinstance(result.get("nodes"), list):
             result = {**result, "nodes": [n for n in result["nodes"] if n.get("kind") == kind]}
