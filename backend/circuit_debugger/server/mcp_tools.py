@@ -242,6 +242,8 @@ class McpTools:
             if state is not None:
                 out["link"] = link(base, state)
                 out["share_state"] = _non_default(state)
+            elif name == "list_models":
+                out["link"] = base + "/"
             elif name.startswith(("dataset_", "evaluate_")):
                 out["link"] = None
                 out["link_note"] = ("an inline prompt set has no UI link: store it (POST /api/promptsets) and pass "
