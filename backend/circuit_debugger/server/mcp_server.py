@@ -80,7 +80,7 @@ def build_server(app: FastAPI, public_url: Optional[str] = None) -> Server:
     tools = McpTools(app, public_url)
 
     async def list_tools(ctx, params) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=tools.list())
+        return types.ListToolsResult(tools=tools.listing)
 
     async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
         return await tools.call(params.name, params.arguments, _base_url(ctx))

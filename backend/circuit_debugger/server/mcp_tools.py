@@ -169,16 +169,11 @@ class McpTools:
             args, body, params = _args_model(t, route)
             self.entries[t.name] = Entry(t, route, args, body, params, _response_adapter(route))
 
-    def list(self) -> list[types.Tool]:
-        out = []
-        for name, e in self.entries.items():
-            schema = e.args_model.model_json_schema()
-            out.append(types.Tool(
-                name=name, title=e.tool.title, description=e.tool.description, input_schema=schema,
-                annotations=types.ToolAnnotations(title=e.tool.title, read_only_hint=not e.tool.write,
-                                                  destructive_hint=False, idempotent_hint=not e.tool.write,
-                                                  open_world_hint=False)))
-        return out
+        self.listing = [types.Tool(
+            name=name, title=e.tool.title, description=e.tool.description, input_schema=e.args_model.model_json_schema(),
+            annotations=types.ToolAnnotations(title=e.tool.title, read_only_hint=not e.tool.write, destructive_hint=False,
+                                              idempotent_hint=not e.tool.write, open_world_hint=False))
+            for name, e in self.entries.items()]
 
     async def run_route(self, name: str, arguments: dict) -> tuple[Any, BaseModel, dict]:
         """Validate `arguments` for tool `name` and run its route: (request, display args, JSON result).
@@ -192,7 +187,8 @@ class McpTools:
             args = e.args_model.model_validate(arguments)
         except ValidationError as exc:
             raise UserError(validation_detail(exc.errors(include_url=False))) from None
-        rest = {k: v for k, v in arguments.items() if k not in Display.model_fields or k in (e.body_model or Strict).model_fields}
+        own = (e.body_model or Strict).model_fields
+        rest = {k: v for k, v in arguments.items() if k not in Display.model_fields or k in own}
         if e.body_model is not None:
             req = e.body_model.model_validate(rest)
             call = lambda: e.route.endpoint(req)  # noqa: E731
