@@ -324,5 +324,33 @@ def test_links_are_the_query_string_the_ui_writes():
     assert got["v"] == "1" and got["p"] == state["prompt"] and got["a"] == " Mary" and got["b"] == " John"
     assert json.loads(got["iv"]) == [{"node": "L2.H1", "op": "scale", "value": 0.5, "positions": [3, 4], "enabled": True}]
     assert got["view"] == "dataset" and got["k"] == "0" and got["kind"] == "head" and got["circ"] == "L2.H1,L1.H3@S2"
-    assert json.loads(got["ds"]) == {"builtin": "ioi", "n": 50, "seed": 2}
+    assert json.loads(got["ds"]) == {"builtin": "ioi", "id": None, "n": 50, "seed": 2}
     assert "model" not in got and "mlp" not in got  # defaults are left out, as url.ts does
+
+
+def test_writes_beyond_shares_are_opt_in(dbg):
+    """By default the only writing tool is create_share; with mcp_writes a prompt set can be stored,
+    and dataset results on it then get a UI link (an inline set gets a note instead)."""
+    from circuit_debugger.server.app import Settings, create_app
+    from circuit_debugger.server.mcp_tools import McpTools
+
+    app = create_app(Settings(models=[], serve_frontend=False), debugger=dbg, failed={})
+    assert {"create_promptset", "explain_node"}.isdisjoint(McpTools(app).entries)
+    tools = McpTools(app, "http://ui.example", writes=True)
+    assert {"create_promptset", "explain_node"} <= set(tools.entries)
+    template = {"templates": ["When {IO} and {S} went to the {P}, {S} gave a drink to"],
+                "values": {"IO": ["Mary", "John"], "S": ["Mary", "John"], "P": ["store", "park"]},
+                "target": " {IO}", "distractor": " {S}"}
+
+    async def main():
+        inline = _data(await tools.call("dataset_attribute", {"model": "tiny", "promptset": {"template": template, "n": 4}}))
+        made = _data(await tools.call("create_promptset", {"model": "tiny", "spec": {"template": template, "n": 4}}))
+        by_id = _data(await tools.call("dataset_attribute", {"model": "tiny", "promptset": {"id": made["id"]}}))
+        return inline, made, by_id
+
+    inline, made, by_id = anyio.run(main)
+    assert inline["link"] is None and "no UI link" in inline["link_note"]
+    assert made["n_rows"] == 4 and by_id["metric_mean"] == inline["metric_mean"]
+    assert json.loads(parse_qs(urlsplit(by_id["link"]).query)["ds"][0]) == {"builtin": None, "id": made["id"], "n": 100,
+                                                                          "seed": 0}
+    assert json.loads(parse_qs(urlsplit(made["link"]).query)["ds"][0])["n"] == 4

@@ -44,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
                    help="the UI's address used in MCP results' links (mcp default: http://HOST:PORT)")
     s.add_argument("--mcp-host", action="append", default=_env_list("CD_MCP_HOSTS"),
                    help="a Host name /mcp accepts beyond loopback (repeatable; '*': any)")
+    s.add_argument("--mcp-writes", action="store_true", default=os.environ.get("CD_MCP_WRITES") == "1",
+                   help="also offer MCP tools that store prompt sets and explanations (default: shares only)")
     m = sub.add_parser("mcp", help="run the MCP server over stdio (the same models and flags as serve)")
     for action in s._actions[1:]:  # every serve flag, so both commands configure the same server
         m._add_action(action)
@@ -74,7 +76,8 @@ def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
                     share_db=a.share_db or default_share_db(), frontend_dir=a.frontend_dir,
                     max_top_k=a.max_top_k, max_graph_latents=a.max_graph_latents,
                     max_reference_prompts=a.max_reference_prompts, max_pending=a.max_pending,
-                    cache_size=a.cache_size, public_url=a.public_url, mcp_hosts=a.mcp_host)
+                    cache_size=a.cache_size, public_url=a.public_url, mcp_hosts=a.mcp_host,
+                    mcp_writes=a.mcp_writes)
 
 
 def main(argv=None) -> None:
@@ -97,7 +100,7 @@ def main(argv=None) -> None:
     if a.cmd == "mcp":
         from .server.mcp_server import run_stdio
 
-        return run_stdio(app, settings.public_url)
+        return run_stdio(app, settings.public_url, settings.mcp_writes)
     uvicorn.run(app, host=a.host, port=a.port)
 
 

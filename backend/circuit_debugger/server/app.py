@@ -45,6 +45,7 @@ class Settings:
     serve_frontend: bool = True
     public_url: Optional[str] = None  # the UI's address in MCP results' links (default: the address the client used)
     mcp_hosts: list[str] = field(default_factory=list)  # Host names /mcp accepts beyond loopback ('*': any)
+    mcp_writes: bool = False  # MCP tools beyond create_share that write (store prompt sets, explain nodes)
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -290,7 +291,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
 
     from .mcp_server import mount_mcp
 
-    mount_mcp(app, settings.public_url, settings.mcp_hosts)  # MCP at /mcp (before the UI's catch-all route)
+    mount_mcp(app, settings.public_url, settings.mcp_hosts, settings.mcp_writes)  # MCP at /mcp (before the UI's catch-all route)
     if settings.serve_frontend:
         from .static import mount_frontend
 

@@ -165,9 +165,19 @@ def share(res: dict, req, rows: int) -> dict:
     return {"id": res["id"], "created": res["created"], "state": res.get("state")}
 
 
+def promptset(res: dict, req, rows: int) -> dict:
+    return {"id": res["id"], "name": res["name"], "slots": res["slots"], "n_rows": len(res["rows"]),
+            "rows": res["rows"][:rows], "more": _more(min(rows, len(res["rows"])), len(res["rows"]), "rows")}
+
+
+def explained(res: dict, req, rows: int) -> dict:
+    return r(res)
+
+
 COMPACT: dict[str, Callable[[dict, Any, int], dict]] = {
     "list_models": models, "tokenize": tokenize, "attribute": attribute, "trace": attribute, "intervene": intervene,
     "attention": attention, "logit_lens": logit_lens, "activations": activations, "node_explanation": node_explanation,
     "attribution_graph": graph, "dataset_attribute": dataset_attribute, "dataset_ablate": dataset_ablate,
-    "evaluate_circuit": circuit, "create_share": share, "get_share": share,
+    "evaluate_circuit": circuit, "create_share": share, "get_share": share, "create_promptset": promptset,
+    "explain_node": explained,
 }

@@ -57,7 +57,7 @@ def encode(state: dict) -> str:
     if s.top_k != d.top_k:
         q.append(("k", str(s.top_k)))
     if s.dataset:
-        q.append(("ds", _json(s.dataset.model_dump(mode="json", exclude_none=True))))
+        q.append(("ds", _json(s.dataset.model_dump(mode="json"))))  # every field, as the UI writes its Ref
     if s.circuit:
         q.append(("circ", ",".join(s.circuit)))
     return "&".join(f"{k}={_form(v)}" for k, v in q)
@@ -110,7 +110,7 @@ def state_for(tool: str, req, result: dict) -> Optional[dict]:
         return state_of(model=req.model, prompt=req.prompt, node=node)
     if tool in ("logit_lens", "activations"):
         return state_of(model=req.model, prompt=getattr(req, "prompt", None) or "", node=req.node.split("@")[0])
-    if tool == "node_explanation":
+    if tool in ("node_explanation", "explain_node"):
         return state_of(model=req.model, node=req.node)
     if tool == "tokenize":
         return state_of(model=req.model, prompt=req.text)

@@ -76,8 +76,8 @@ def _readme(source: str) -> Optional[str]:
     return path.read_text(encoding="utf-8", errors="replace") if source and path.is_file() else None
 
 
-def build_server(app: FastAPI, public_url: Optional[str] = None) -> Server:
-    tools = McpTools(app, public_url)
+def build_server(app: FastAPI, public_url: Optional[str] = None, writes: bool = False) -> Server:
+    tools = McpTools(app, public_url, writes)
 
     async def list_tools(ctx, params) -> types.ListToolsResult:
         return types.ListToolsResult(tools=tools.listing)
@@ -151,9 +151,10 @@ def transport_security(hosts: list[str]) -> TransportSecuritySettings:
                                      allowed_origins=origins)
 
 
-def mount_mcp(app: FastAPI, public_url: Optional[str] = None, hosts: Optional[list[str]] = None) -> None:
+def mount_mcp(app: FastAPI, public_url: Optional[str] = None, hosts: Optional[list[str]] = None,
+              writes: bool = False) -> None:
     """Serve MCP (streamable HTTP) at /mcp, with its session manager run by the app's lifespan."""
-    server = build_server(app, public_url)
+    server = build_server(app, public_url, writes)
     endpoint = _Endpoint()
     security = transport_security(hosts or [])
     app.add_route("/mcp", endpoint, include_in_schema=False)
@@ -173,12 +174,12 @@ def mount_mcp(app: FastAPI, public_url: Optional[str] = None, hosts: Optional[li
     app.router.lifespan_context = lifespan
 
 
-def run_stdio(app: FastAPI, public_url: Optional[str] = None) -> None:
+def run_stdio(app: FastAPI, public_url: Optional[str] = None, writes: bool = False) -> None:
     """Serve MCP over this process's stdin / stdout until the client closes it."""
     import anyio
     from mcp.server.stdio import stdio_server
 
-    server = build_server(app, public_url)
+    server = build_server(app, public_url, writes)
 
     async def main():
         async with stdio_server() as (read, write):

@@ -27,7 +27,7 @@ from pydantic_core import PydanticUndefined
 
 from ..errors import UserError
 from .mcp_compact import COMPACT
-from .mcp_links import link, share_link, state_for
+from .mcp_links import link, share_link, state_for, state_of
 from .schema_base import Strict
 from .validation import validation_detail
 
@@ -46,6 +46,7 @@ class ToolDef:
     title: str
     description: str
     write: bool = False
+    opt_in: bool = False  # a further write, offered only with --mcp-writes
 
 
 TOOLS = [
@@ -95,7 +96,13 @@ TOOLS = [
             "A stored investigation by id (what a /s/<id> link shows)."),
     ToolDef("create_share", "POST", "/api/shares", "Create a share",
             "Store an investigation (immutable, under a new unguessable id) and get its short link. Pass the "
-            "`share_state` another tool returned as `state`. The only tool that writes.", write=True),
+            "`share_state` another tool returned as `state`. The only tool that writes by default.", write=True),
+    ToolDef("create_promptset", "POST", "/api/promptsets", "Store a prompt set",
+            "Store a prompt set (template, rows or JSONL/CSV text) under a new unguessable id, immutable like a "
+            "share, so dataset tools can use it by id and their results get UI links.", write=True, opt_in=True),
+    ToolDef("explain_node", "POST", "/api/explain", "Explain a node now",
+            "Explain a node from its mined examples (offline) or with the configured LLM, and store the "
+            "explanation in the model's explanations database.", write=True, opt_in=True),
 ]
 
 INSTRUCTIONS = (
@@ -156,12 +163,14 @@ def error_result(detail: str, status: int = 422) -> types.CallToolResult:
 class McpTools:
     """The tool table bound to one FastAPI app's routes (the app a server serves, or one built for stdio)."""
 
-    def __init__(self, app: FastAPI, public_url: Optional[str] = None):
+    def __init__(self, app: FastAPI, public_url: Optional[str] = None, writes: bool = False):
         self.app = app
         self.public_url = public_url.rstrip("/") if public_url else None
         routes = {(m, r.path): r for r in app.routes if isinstance(r, APIRoute) for m in r.methods}
         self.entries: dict[str, Entry] = {}
         for t in TOOLS:
+            if t.opt_in and not writes:
+                continue
             route = routes.get((t.method, t.path))
             if route is None:  # a route renamed elsewhere: leave the tool out rather than fail to start
                 log.warning("MCP tool %s: no route %s %s", t.name, t.method, t.path)
@@ -227,7 +236,9 @@ class McpTools:
         if kind and isinstance(result.get("nodes"), list):
             result = {**result, "nodes": [n for n in result["nodes"] if n.get("kind") == kind]}
         out = dict(result) if args.full else COMPACT[name](result, req, args.rows)
-        if name in ("create_share", "get_share"):
+        if name == "create_promptset":
+            out["link"] = link(base, state_of(model=req.model, view="dataset", dataset={"id": result["id"], "n": len(result["rows"])}))
+        elif name in ("create_share", "get_share"):
             out["link"] = share_link(base, result["id"])
             if result.get("state"):
                 out["ui_link"] = link(base, result["state"])
