@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -302,31 +300,17 @@ def test_mcp_endpoint_shares_admission_control_and_checks_hosts():
         assert c.post("/mcp", json=init, headers=headers).status_code == 200
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="needs node for the browser's URLSearchParams")
 def test_links_are_the_query_string_the_ui_writes():
-    """Our encoder against the WHATWG URLSearchParams (node's, the browser's algorithm): the same
-    string from the same pairs, and it decodes back to the state's fields."""
-    from circuit_debugger.server.mcp_links import encode, state_of
+    """frontend/src/state/url.python.fixture.json holds a state (unicode, '&', '+', '~', '*', '%',
+    interventions, traces, a prompt set, a circuit) and its query string; the UI's Vitest checks that
+    url.ts writes exactly that string and reads it back as the state, this test that Python writes it."""
+    from circuit_debugger.server.mcp_links import encode
 
-    state = state_of(prompt="When Mary & John ~ went, 100% *sure*: «ünïcode»", target=" Mary", distractor=" John",
-                     interventions=[{"node": "L2.H1", "op": "scale", "value": 0.5, "positions": [3, 4]}],
-                     node="L2.H1", view="dataset", dataset={"builtin": "ioi", "n": 50, "seed": 2},
-                     circuit=["L2.H1", "L1.H3@S2"], kind_filter="head", top_k=0)
-    query = encode(state)
-    pairs = [kv.split("=", 1) for kv in query.split("&")]
-    script = ("const q=process.argv[1], p=JSON.parse(process.argv[2]);"
-              "const mine=new URLSearchParams(p.map(([k,v])=>[k,decodeURIComponent(v.replace(/\\+/g,' '))])).toString();"
-              "console.log(JSON.stringify({same: mine===q, got: Object.fromEntries(new URLSearchParams(q))}))")
-    out = json.loads(subprocess.run(["node", "-e", script, query, json.dumps(pairs)], capture_output=True, text=True,
-                                    check=True).stdout)
-    assert out["same"], query
-    got = out["got"]
-    assert got["v"] == "1" and got["p"] == state["prompt"] and got["a"] == " Mary" and got["b"] == " John"
-    assert json.loads(got["iv"]) == [{"node": "L2.H1", "op": "scale", "value": 0.5, "positions": [3, 4], "enabled": True}]
-    assert got["view"] == "dataset" and got["k"] == "0" and got["kind"] == "head" and got["circ"] == "L2.H1,L1.H3@S2"
-    assert json.loads(got["ds"]) == {"builtin": "ioi", "id": None, "n": 50, "seed": 2}
-    assert "model" not in got and "mlp" not in got  # defaults are left out, as url.ts does
-
+    fixture = json.loads((ROOT / "frontend/src/state/url.python.fixture.json").read_text(encoding="utf-8"))
+    assert encode(fixture["state"]) == fixture["query"]
+    got = {k: v[0] for k, v in parse_qs(fixture["query"]).items()}
+    assert got["p"] == fixture["state"]["prompt"] and got["v"] == "1" and "~" in got["p"]
+    assert json.loads(got["iv"]) == fixture["state"]["interventions"]
 
 def test_writes_beyond_shares_are_opt_in(dbg):
     """By default the only writing tool is create_share; with mcp_writes a prompt set can be stored,
