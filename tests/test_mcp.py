@@ -287,15 +287,17 @@ def test_mcp_endpoint_shares_admission_control_and_checks_hosts():
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
     headers = {"accept": "application/json, text/event-stream"}
-    full = create_app(Settings(models=[], max_pending=0, serve_frontend=False), debugger=Debugger([]), failed={})
+    full = create_app(Settings(models=[], max_pending=0), debugger=Debugger([]), failed={})  # with the UI's routes
     with TestClient(full, base_url="http://127.0.0.1:8000") as c:
         r = c.post("/mcp", json=init, headers=headers)
         assert r.status_code == 503 and "busy" in r.json()["detail"]
+        assert c.post("/mcp/", json=init, headers=headers).status_code == 503
         assert c.get("/api/health").status_code == 200
-    app = create_app(Settings(models=[], serve_frontend=False), debugger=Debugger([]), failed={})
+    app = create_app(Settings(models=[]), debugger=Debugger([]), failed={})
     with TestClient(app, base_url="http://127.0.0.1:8000") as c:
         assert c.post("/mcp", json=init, headers=headers).status_code == 200
         assert c.post("/mcp", json=init, headers={**headers, "host": "evil.example"}).status_code == 421
+        assert c.post("/mcp/", json=init, headers=headers).status_code == 200
     with TestClient(app, base_url="http://127.0.0.1:8000") as c:  # the app starts again: a fresh session manager
         assert c.post("/mcp", json=init, headers=headers).status_code == 200
 

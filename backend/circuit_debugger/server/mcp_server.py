@@ -157,7 +157,8 @@ def mount_mcp(app: FastAPI, public_url: Optional[str] = None, hosts: Optional[li
     server = build_server(app, public_url, writes)
     endpoint = _Endpoint()
     security = transport_security(hosts or [])
-    app.add_route("/mcp", endpoint, include_in_schema=False)
+    for path in ("/mcp", "/mcp/"):  # both spellings (the UI's catch-all route would answer the second 405)
+        app.add_route(path, endpoint, include_in_schema=False)
     previous = app.router.lifespan_context
 
     @asynccontextmanager
