@@ -155,6 +155,7 @@ def mount_mcp(app: FastAPI, public_url: Optional[str] = None, hosts: Optional[li
               writes: bool = False) -> None:
     """Serve MCP (streamable HTTP) at /mcp, with its session manager run by the app's lifespan."""
     server = build_server(app, public_url, writes)
+    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)  # not a line per stateless call
     endpoint = _Endpoint()
     security = transport_security(hosts or [])
     for path in ("/mcp", "/mcp/"):  # both spellings (the UI's catch-all route would answer the second 405)
