@@ -205,8 +205,10 @@ def test_agent_investigation_over_http_and_stdio(tmp_path):
 
     db = tmp_path / "investigations.sqlite"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "backend"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    stdio = StdioServerParameters(command=sys.executable, env=env, cwd=str(tmp_path), args=[
-        "-m", "circuit_debugger.cli", "mcp", "--share-db", str(db), "--public-url", "http://ui.example:9000"])
+    script = Path(sys.executable).parent / "circuit-debugger"  # the installed command (PYTHONPATH picks this checkout)
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "circuit_debugger.cli"]
+    stdio = StdioServerParameters(command=command[0], env=env, cwd=str(tmp_path), args=command[1:] + [
+        "mcp", "--model", "default", "--share-db", str(db), "--public-url", "http://ui.example:9000"])
 
     async def main():
         errlog = open(tmp_path / "stdio.err", "w")
