@@ -81,6 +81,7 @@ async def _investigate(session, api: httpx.AsyncClient, base: str) -> dict:
 
     models = _data(await session.call_tool("list_models", {}))
     assert models["models"][0]["name"] == "default" and models["models"][0]["transcoders"]
+    assert models["models"][0]["architecture"]["family"] == "gpt2"
 
     why = _data(await session.call_tool("attribute", {**WHY, "rows": 8}))
     full = (await api.post("/api/attribute", json=WHY)).json()

@@ -65,7 +65,7 @@ def intervene(res: dict, req, rows: int) -> dict:
 
 def models(res: dict, req, rows: int) -> dict:
     keep = ("name", "source", "n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx", "max_tokens",
-            "normalization", "transcoders", "saes", "has_reference_corpus", "device")
+            "normalization", "architecture", "transcoders", "saes", "has_reference_corpus", "device")
     return {"models": [{k: m.get(k) for k in keep} for m in res["models"]], "failed": res.get("failed", {}),
             "cards": "read the resource circuit-debugger://models/{name}/card for a model's card"}
 

@@ -54,6 +54,10 @@ def model_card(app: FastAPI, name: str) -> str:
              "| | |", "|---|---|"]
     for k in ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx", "max_tokens", "normalization"):
         lines.append(f"| {k} | {d.get(k)} |")
+    arch = d.get("architecture") or {}
+    if arch:
+        lines.append("| architecture | " + ", ".join(f"{k}: {v}" for k, v in arch.items() if v is not None and v != "")
+                     + " |")
     for kind in ("transcoders", "saes"):
         if d.get(kind):
             lines.append(f"| {kind} (layer: latents) | {', '.join(f'{l}: {n}' for l, n in d[kind].items())} |")
