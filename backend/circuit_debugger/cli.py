@@ -40,6 +40,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=os.environ.get("CD_DTYPE") or None,
                    help="weights and activations dtype (default float32; half precision for large models on a GPU)")
     s.add_argument("--device", default=os.environ.get("CD_DEVICE") or None, help="cpu or cuda (default: cuda if available)")
+    s.add_argument("--device-map", default=os.environ.get("CD_DEVICE_MAP") or None, metavar="auto|balanced|JSON",
+                   help="split each --model over several devices with accelerate: 'auto', 'balanced', or a JSON "
+                        "object {module: device} whose devices are GPU indices, 'cpu' or 'disk' (env CD_DEVICE_MAP)")
+    s.add_argument("--offload-dir", default=os.environ.get("CD_OFFLOAD_DIR") or None, metavar="DIR",
+                   help="where a device map's 'disk' modules keep their weights (env CD_OFFLOAD_DIR)")
     s.add_argument("--public-url", default=os.environ.get("CD_PUBLIC_URL") or None,
                    help="the UI's address used in MCP results' links (mcp default: http://HOST:PORT)")
     s.add_argument("--mcp-host", action="append", default=_env_list("CD_MCP_HOSTS"),
@@ -65,6 +70,12 @@ def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
         if not sep:
             ap.error(f"--autoencoders expects MODEL=DIR, got {item!r}")
         autoencoders.setdefault(model, []).append(directory)
+    from .placement import PlacementError, parse_device_map
+
+    try:
+        parse_device_map(a.device_map)
+    except PlacementError as e:
+        ap.error(f"--device-map: {e}")
     explanations = {}
     for item in a.explanations:
         model, sep, path = item.partition("=")
@@ -77,7 +88,8 @@ def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
                     max_top_k=a.max_top_k, max_graph_latents=a.max_graph_latents,
                     max_reference_prompts=a.max_reference_prompts, max_pending=a.max_pending,
                     cache_size=a.cache_size, public_url=a.public_url, mcp_hosts=a.mcp_host,
-                    mcp_writes=a.mcp_writes)
+                    mcp_writes=a.mcp_writes, device_map=a.device_map,
+                    offload_dir=a.offload_dir)
 
 
 def main(argv=None) -> None:

@@ -40,6 +40,8 @@ class Settings:
     cache_size: int = 512  # whole results kept (LRU); clean passes and cores: a quarter, at most 32 / 64
     device: Optional[str] = None
     dtype: Optional[str] = None  # 'float32' (default), 'float16' or 'bfloat16'
+    device_map: Optional[str] = None  # 'auto', 'balanced' or JSON {module: device}; models other than 'default'
+    offload_dir: Optional[str] = None  # where a device map's 'disk' modules keep their weights
     share_db: str = ":memory:"  # the investigations database (SQLite); ':memory:' keeps shares for this process only
     frontend_dir: Optional[str] = None  # the built UI; default: the repository's frontend/dist
     serve_frontend: bool = True
@@ -61,9 +63,11 @@ def load_debugger(settings: Settings) -> tuple[Debugger, dict[str, str]]:
     failed: dict[str, str] = {}
     for spec in dict.fromkeys(settings.models):
         try:
-            m = load_model(spec, device=settings.device, dtype=getattr(torch, settings.dtype) if settings.dtype else None)
-        except (ModelLoadError, UserError) as e:
-            failed[spec] = str(e)
+            m = load_model(spec, device=settings.device, dtype=getattr(torch, settings.dtype) if settings.dtype else None,
+                           device_map=None if spec == "default" else settings.device_map,
+                           offload_dir=settings.offload_dir)
+        except Exception as e:  # whatever the reason, the other models still serve
+            failed[spec] = str(e) if isinstance(e, (ModelLoadError, UserError)) else f"{type(e).__name__}: {e}"
             log.error("model %s not loaded: %s", spec, e)
             continue
         if settings.max_tokens:
