@@ -222,6 +222,7 @@ class ModelInfo(BaseModel):
     device: str
     transcoders: dict[str, int] = Field(default_factory=dict, description="layer -> number of transcoder latents")
     saes: dict[str, int] = Field(default_factory=dict, description="layer -> number of SAE latents")
+    supports: Optional["Capabilities"] = Field(None, description="what the UI may offer for this model")
 
 
 class ModelsResponse(BaseModel):
@@ -438,3 +439,8 @@ class ShareResponse(BaseModel):
     id: str = Field(description="unguessable; the short link is /s/{id}")
     created: float
     state: Optional[InvestigationState] = None
+
+
+from .ui_schemas import Capabilities  # noqa: E402  (ModelInfo.supports)
+
+ModelInfo.model_rebuild()

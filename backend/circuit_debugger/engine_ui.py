@@ -1,0 +1,183 @@
+"""Debugger methods the web UI needs to tell the truth: what each model supports (so the UI
+offers nothing that would fail), exact effects and integrated gradients beside the act×grad
+estimate (see effects.py), the attention pattern under interventions, and generation with and
+without interventions (see generation.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+from . import effects as E
+from .cache import request_key
+from .codec import HFCodec
+from .errors import UserError
+from .interventions import build_hooks
+from .nodes import pattern_hook
+from .targets import LogitDiff, check_position
+
+DEFAULT_EXAMPLES = [
+    {"prompt": "When Mary and John went to the store, John gave a drink to", "target": " Mary", "distractor": " John",
+     "label": "indirect object (IOI)"},
+    {"prompt": "The war lasted from the year 1732 to the year 17", "target": "50", "distractor": "30",
+     "label": "greater-than"},
+]
+
+
+class UIMixin:
+    # ------------------------------------------------------------------ capabilities
+    def capabilities(self, model: str) -> dict:
+        """What the UI may offer for this model: its own example questions, the ready-made prompt
+        sets that tokenize for it, the bases, the graph, mean ablation and generation."""
+        m = self.model(model)
+        key = request_key("capabilities", m.name)
+        hit = self._results.get(key)
+        if hit is not None:
+            return hit
+        from .promptsets import BUILTINS, builtin
+
+        sets = []
+        for name in BUILTINS:  # a set applies when its prompts and answers are this model's tokens
+            try:
+                ps = builtin(name, m.tokenize, n=2, seed=0)
+                for row in ps.rows:
+                    m.codec.output_token(row.target)
+                    if row.distractor:
+                        m.codec.output_token(row.distractor)
+                sets.append(name)
+            except (UserError, ValueError, KeyError):
+                continue
+        aes = m.autoencoders
+        out = {
+            "examples": self._examples(m),
+            "prompt_sets": sets,
+            "transcoders": bool(aes.transcoders),
+            "saes": bool(aes.saes),
+            "graph": bool(aes.transcoders) and all(l in aes.transcoders for l in range(m.shape.n_layers)),
+            "mean_ablation": bool(m.reference_prompts),
+            "generation": isinstance(m.codec, HFCodec),
+            "numerical_output": m.d_vocab_out == 1,
+        }
+        return self._results.put(key, out)
+
+    def _examples(self, m) -> list[dict]:
+        path = Path(m.source) / "examples.json" if m.source else None
+        if path is not None and path.is_file():  # tracr testbeds: inputs and the program's outputs
+            out = []
+            for ex in json.loads(path.read_text())[:12]:
+                if len(out) == 6:
+                    break
+                prompt = " ".join(str(x) for x in ex["input"])
+                if m.d_vocab_out == 1:
+                    target, distractor = m.codec.output_str(0), ""
+                else:
+                    target, label = ex["output"][-1], f"output {ex['output']}"
+                    if target is None:  # the program defines no output there: ask about what the model says
+                        target = self.outputs(m.name, prompt)["outputs"][-1]["token"]
+                        label = f"output {ex['output']}; at the last position the model's own top output"
+                    target = str(target)
+                    if target not in m.codec.output_tokens:
+                        continue
+                    others = [t for t in m.codec.output_tokens if t != target]
+                    distractor = others[0] if others else ""
+                out.append({"prompt": prompt, "target": target, "distractor": distractor,
+                            "label": label if m.d_vocab_out > 1 else f"output {ex['output']}"})
+            return out
+        good = []
+        for ex in DEFAULT_EXAMPLES:
+            try:
+                m.tokenize(ex["prompt"])
+                m.codec.output_token(ex["target"])
+                m.codec.output_token(ex["distractor"])
+                good.append(ex)
+            except UserError:
+                continue
+        return good
+
+    # ------------------------------------------------------------------ exact effects + IG
+    def effects(self, model: str, prompt: str, target: Optional[str] = None, distractor: Optional[str] = None,
+                position: Optional[int] = None, trace: Optional[dict] = None, *, interventions: Sequence = (),
+                counterfactual_prompt: Optional[str] = None, reference_prompts: Optional[Sequence[str]] = None,
+                ablation: str = "zero", neurons: bool = False, ig_steps: int = 16) -> dict:
+        """Every head's (and optionally neuron's) estimate, exact ablation effect and IG."""
+        import time
+
+        m = self.model(model)
+        ids = m.tokenize(prompt)
+        if ablation not in ("zero", "mean"):
+            raise UserError("ablation must be 'zero' or 'mean'")
+        if not 0 <= ig_steps <= 64:
+            raise UserError("ig_steps must be between 0 and 64 (0: no integrated gradients)")
+        if (target is None) == (trace is None):
+            raise UserError("give a target token (a question) or a trace target, not both")
+        if trace is not None:
+            build, tkey = self._trace_target(m, ids, dict(trace)), ("trace", request_key(trace))
+        else:
+            pos = check_position(position, len(ids))
+            t = m.codec.output_token(target, "target")
+            d = None if distractor in (None, "") else m.codec.output_token(distractor, "distractor")
+            if d == t:
+                raise UserError("target and distractor are the same token")
+            build, tkey = (lambda: LogitDiff(m, pos, t, d)), ("logit", pos, t, d)
+        ivs = self._interventions(m, ids, interventions, counterfactual_prompt, reference_prompts)
+        means = None
+        if ablation == "mean":
+            refs = reference_prompts or m.reference_prompts
+            if not refs:
+                raise UserError(f"model {m.name!r} has no reference corpus for mean-ablation; give reference_prompts "
+                                "or use zero-ablation")
+            means = self.mean_activations(m, refs)
+        key = request_key("effects", m.name, ids, tkey, [str(i) + str(i.vector) for i in ivs], counterfactual_prompt,
+                          reference_prompts, ablation, neurons, ig_steps)
+        hit = self._results.get(key)
+        if hit is not None:
+            return hit
+        t0 = time.perf_counter()
+        choice = self._choice(m, ivs, "neurons", "heads")
+        src = self._sources(m, ids, ivs, counterfactual_prompt, reference_prompts)
+        r = E.compute(m, ids, build(), ivs, src, choice, E.unit_groups(m, neurons), ablation, means, ig_steps)
+        scale = max([abs(x["exact"]) for x in r["rows"]] + [abs(r["value"]), 1e-6])
+        floor = 0.02 * scale  # differences this small are noise next to the largest effect, never flagged
+        for row in r["rows"]:
+            row["flag"] = E.disagreement(row["estimate"], row["exact"], floor)
+            row["ig_flag"] = E.disagreement(row["ig"], row["exact"], floor)
+        heads = [x for x in r["rows"] if x["kind"] == "head"]
+        out = {"model": m.name, "ablation": ablation, "ig_steps": ig_steps, "value": r["value"],
+               "rows": r["rows"], "groups": r["groups"], "flag_floor": floor,
+               "spearman_heads": {"estimate": E.spearman([x["estimate"] for x in heads], [x["exact"] for x in heads]),
+                                  "ig": E.spearman([x["ig"] for x in heads], [x["exact"] for x in heads])
+                                  if ig_steps else None},
+               "sign_disagreements": {"estimate": sum(x["flag"] == "sign" for x in r["rows"]),
+                                      "ig": sum(x["ig_flag"] == "sign" for x in r["rows"])},
+               "elapsed_ms": 0.0}
+        out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        return self._results.put(key, out)
+
+    # ------------------------------------------------------------------ attention under interventions
+    def attention_after(self, model: str, prompt: str, layer: int, head: Optional[int] = None, *,
+                        interventions: Sequence = (), counterfactual_prompt: Optional[str] = None,
+                        reference_prompts: Optional[Sequence[str]] = None) -> dict:
+        """The attention pattern of a layer (or one head) with the interventions applied upstream."""
+        m = self.model(model)
+        ids = m.tokenize(prompt)
+        if not 0 <= layer < m.shape.n_layers:
+            raise UserError(f"layer {layer} out of range (model has layers 0..{m.shape.n_layers - 1})")
+        if head is not None and not 0 <= head < m.shape.n_heads:
+            raise UserError(f"head {head} out of range (layer has heads 0..{m.shape.n_heads - 1})")
+        ivs = self._interventions(m, ids, interventions, counterfactual_prompt, reference_prompts)
+        src = self._sources(m, ids, ivs, counterfactual_prompt, reference_prompts)
+        choice = self._choice(m, ivs, "neurons", "heads")
+        store: dict = {}
+
+        def grab(x, hook=None):
+            store["p"] = x.detach()
+            return x
+
+        hooks = build_hooks(ivs, m.shape.n_layers, src, autoencoders=m.autoencoders, splice=choice)
+        m.run(m.tokens_tensor(ids), hooks + [(pattern_hook(layer), grab)])
+        pat = store["p"][0]
+        heads = range(m.shape.n_heads) if head is None else [head]
+        return {"model": m.name, "tokens": m.codec.token_strs(ids), "layer": layer,
+                "interventions": [str(i) for i in ivs],
+                "heads": {f"L{layer}.H{h}": pat[h].tolist() for h in heads}}
