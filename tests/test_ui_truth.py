@@ -304,3 +304,16 @@ def test_api_routes(dbg, shipped):
         assert r.status_code == 200 and len(r.json()["intervened"]) == 3
         r = c.post("/api/attention/intervened", json={"prompt": PROMPT, "layer": 1, "head": 9})
         assert r.status_code == 422
+
+
+def test_node_values_for_a_node_outside_the_table(dbg):
+    """The node panel's numbers: an ablated node drops out of the top rows, its row still comes back."""
+    ivs = [{"node": "L1.H0", "op": "zero"}]
+    r = dbg.node_values("tiny", PROMPT, "L1.H0", " Mary", " John", interventions=ivs)
+    full = {n["id"]: n for n in dbg.attribute("tiny", PROMPT, " Mary", " John", interventions=ivs, top_k=None)["nodes"]}
+    assert r["row"] == full["L1.H0"]
+    assert r["row"]["total_effect"] == 0 and r["row"]["baseline_total_effect"] is not None
+    at = dbg.node_values("tiny", PROMPT, "L0.N3@4", " Mary", " John")
+    assert at["row"]["position"] == 4
+    with pytest.raises(UserError):
+        dbg.node_values("tiny", PROMPT, "L1.RESID", " Mary", " John")

@@ -181,3 +181,28 @@ class UIMixin:
         return {"model": m.name, "tokens": m.codec.token_strs(ids), "layer": layer,
                 "interventions": [str(i) for i in ivs],
                 "heads": {f"L{layer}.H{h}": pat[h].tolist() for h in heads}}
+
+    # ------------------------------------------------------------------ one node's numbers
+    def node_values(self, model: str, prompt: str, node: str, target: Optional[str] = None,
+                    distractor: Optional[str] = None, trace: Optional[dict] = None, **options) -> dict:
+        """One node's row (current and baseline values) for a question, whatever the table shows:
+        the full table is computed (cached) and only this row returned. The basis follows the
+        node (a latent switches its autoencoder in)."""
+        from .nodes import SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, parse_node
+
+        n = parse_node(node)
+        if n.kind in (TRANSCODER, TRANSCODER_ERR):
+            options["mlp_basis"] = "transcoders"
+        if n.kind in (SAE, SAE_ERR):
+            options["attn_basis"] = "saes"
+        options["granularity"] = "component" if n.position is None else "position"
+        options["top_k"] = None
+        if (target is None) == (trace is None):
+            raise UserError("give a target token (a question) or a trace target, not both")
+        r = self.trace(model, prompt, trace, **options) if trace is not None else \
+            self.attribute(model, prompt, target, distractor, **options)
+        row = next((x for x in r["nodes"] if x["id"] == str(n)), None)
+        if row is None:
+            raise UserError(f"node {n} is not among this question's nodes (a residual stream or a node after the target)")
+        return {"model": r["model"], "node": str(n), "row": row, "position": r["position"],
+                "mlp_basis": r["mlp_basis"], "attn_basis": r["attn_basis"]}

@@ -429,6 +429,12 @@ class InvestigationState(BaseModel):
     search: Annotated[str, Field(max_length=200)] = ""
     dataset: Optional[DatasetRef] = Field(None, description="the prompt set of the dataset view")
     circuit: list[CircuitNode] = Field(default_factory=list, max_length=64, description="nodes selected as a circuit")
+    sort: Annotated[str, Field(max_length=60, pattern=r"^([a-z_]+:(asc|desc))?$")] = Field(
+        "", description="node table sort, 'column:desc'; empty: by |total effect|")
+    effects: Literal["", "zero", "mean"] = Field("", description="the exact-effects column: off, zero or mean ablation")
+    effects_neurons: bool = Field(False, description="exact effects for every neuron too")
+    ig_steps: Annotated[int, Field(ge=0, le=64)] = Field(16, description="integrated-gradients steps of the effects column")
+    circuit_eval: Literal["", "mean", "resample"] = Field("", description="the circuit was evaluated (with this ablation)")
 
 
 class ShareCreate(Strict):

@@ -33,4 +33,11 @@ def router(dbg, errors: dict) -> APIRouter:
         return dbg.generate(req.model, req.prompt, max_new_tokens=req.max_new_tokens, temperature=req.temperature,
                             seed=req.seed, top=req.top, **ivs(req))
 
+    @r.post("/api/node-values", response_model=U.NodeValuesResponse, responses=errors)
+    def node_values(req: U.NodeValuesRequest):
+        """One node's current and baseline numbers for a question, whether or not the table lists it."""
+        return dbg.node_values(req.model, req.prompt, req.node, req.target, req.distractor,
+                               req.trace.model_dump() if req.trace else None, mlp_basis=req.mlp_basis,
+                               attn_basis=req.attn_basis, **ivs(req))
+
     return r

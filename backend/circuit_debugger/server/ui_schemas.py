@@ -8,7 +8,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, Field
 
 from .schema_base import Finite, Position, Strict, Text
-from .schemas import InterventionIn, TraceTarget
+from .schemas import InterventionIn, NodeRow, TraceTarget
 
 
 class Example(BaseModel):
@@ -119,3 +119,21 @@ class GenerateResponse(BaseModel):
     baseline: list[GenStep]
     intervened: Optional[list[GenStep]] = Field(None, description="absent when no intervention is active")
     stopped_at_context: bool
+
+
+class NodeValuesRequest(Intervened):
+    node: str = Field(max_length=100, examples=["L1.H3"])
+    target: Optional[str] = Field(None, min_length=1, max_length=200)
+    distractor: Optional[str] = Field(None, max_length=200)
+    trace: Optional[TraceTarget] = None
+    mlp_basis: Literal["neurons", "transcoders"] = "neurons"
+    attn_basis: Literal["heads", "saes"] = "heads"
+
+
+class NodeValuesResponse(BaseModel):
+    model: str
+    node: str
+    row: NodeRow
+    position: int
+    mlp_basis: str
+    attn_basis: str
