@@ -317,3 +317,16 @@ def test_node_values_for_a_node_outside_the_table(dbg):
     assert at["row"]["position"] == 4
     with pytest.raises(UserError):
         dbg.node_values("tiny", PROMPT, "L1.RESID", " Mary", " John")
+
+
+def test_byte_level_pieces_are_shown_readably(shipped):
+    r = shipped.tokenize("default", "Café 東京 Mary")
+    assert "\ufffd" in "".join(r["tokens"])  # what the UI used to show: '� �'
+    shown = r["display"]
+    assert "\ufffd" not in "".join(shown)
+    tok = shipped.model("default").codec.tokenizer
+    # every split character is named by each of its pieces, and the pieces decode to it
+    for ch in ("é", "東", "京"):
+        parts = [i for i, s in enumerate(shown) if s.startswith(ch + "[")]
+        assert parts and tok.decode([r["token_ids"][i] for i in parts]) == ch
+    assert shipped.tokenize("default", "Mary")["display"] is None

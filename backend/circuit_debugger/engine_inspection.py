@@ -47,7 +47,7 @@ class InspectionMixin:
             i = m.codec.output_token(text)
             return {"model": m.name, "token_ids": [i], "tokens": [m.codec.output_str(i)]}
         ids = m.tokenize(text)
-        return {"model": m.name, "token_ids": ids, "tokens": m.codec.token_strs(ids)}
+        return {"model": m.name, "token_ids": ids, "tokens": m.codec.token_strs(ids), "display": self.readable_tokens(m, ids)}
 
     def attention(self, model: str, prompt: str, layer: int, head: Optional[int] = None) -> dict:
         m = self.model(model)

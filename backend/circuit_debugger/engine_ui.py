@@ -206,3 +206,42 @@ class UIMixin:
             raise UserError(f"node {n} is not among this question's nodes (a residual stream or a node after the target)")
         return {"model": r["model"], "node": str(n), "row": row, "position": r["position"],
                 "mlp_basis": r["mlp_basis"], "attn_basis": r["attn_basis"]}
+
+    # ------------------------------------------------------------------ readable byte-level pieces
+    @staticmethod
+    def readable_tokens(m, ids: Sequence[int]) -> Optional[list[str]]:
+        """Byte-level BPE splits a character into tokens that decode to '�' alone. Each such
+        token becomes 'é[1/2]': the character its run of tokens forms and its part of it
+        (undecodable runs: their bytes in hex, '⟨c3⟩'). None when no token needs it."""
+        if not isinstance(m.codec, HFCodec):
+            return None
+        strs = m.codec.token_strs(ids)
+        if not any("\ufffd" in s for s in strs):
+            return None
+        from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+        back = {c: b for b, c in bytes_to_unicode().items()}
+        pieces = m.codec.tokenizer.convert_ids_to_tokens(list(ids))
+        raw = [bytes(back[c] for c in p) if p and all(c in back for c in p) else None for p in pieces]
+        out = list(strs)
+        i = 0
+        while i < len(ids):
+            if "\ufffd" not in strs[i] or raw[i] is None:
+                i += 1
+                continue
+            j, text = i, None
+            while j < len(ids) and raw[j] is not None and j - i < 8:  # a run whose bytes decode cleanly
+                try:
+                    text = b"".join(raw[i:j + 1]).decode("utf-8")
+                    break
+                except UnicodeDecodeError:
+                    j += 1
+            if text is None:
+                out[i] = "⟨" + raw[i].hex(" ") + "⟩"
+                i += 1
+                continue
+            n = j - i + 1
+            for k in range(i, j + 1):
+                out[k] = f"{text.strip() or text}[{k - i + 1}/{n}]" if n > 1 else text
+            i = j + 1
+        return out

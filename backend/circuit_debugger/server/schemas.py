@@ -167,6 +167,7 @@ class TokenizeResponse(BaseModel):
     model: str
     token_ids: list[int]
     tokens: list[str]
+    display: Optional[list[str]] = Field(None, description="tokens made readable where byte-level BPE split a character ('é[1/2]')")
 
 
 class AttentionRequest(Strict):

@@ -2323,6 +2323,11 @@ export interface components {
         };
         /** TokenizeResponse */
         TokenizeResponse: {
+            /**
+             * Display
+             * @description tokens made readable where byte-level BPE split a character ('é[1/2]')
+             */
+            display?: string[] | null;
             /** Model */
             model: string;
             /** Token Ids */

@@ -78,7 +78,7 @@ export function QueryBar(props: {
           placeholder={example ? `e.g. ${example.prompt}` : "a prompt"} />
       </label>
       <div className="tokens" data-testid="prompt-tokens" aria-label="prompt tokens">
-        {promptTokens.data?.tokens.map((t, i) => <span key={i} className="tok" title={`position ${i}`}>{showToken(t)}</span>)}
+        {promptTokens.data?.tokens.map((t, i) => <span key={i} className="tok" title={`position ${i}`}>{showToken(promptTokens.data?.display?.[i] ?? t)}</span>)}
       </div>
       <div className="targets">
         <label className="field">
