@@ -11,10 +11,8 @@ test("IOI: run, read the top head, ablate it, and see the logit difference fall 
   const before = await shown(page, "logit-diff");
 
   await page.getByTestId("kind-filter").selectOption("head");
-  // sort heads by |direct effect|, largest first (two clicks: ascending, then descending)
-  const header = page.locator('[data-testid="node-table"] .ag-header-cell[col-id="direct_effect"]');
-  await header.click();
-  await header.click();
+  // sort heads by |direct effect|, largest first (one click: descending)
+  await page.locator('[data-testid="node-table"] .ag-header-cell[col-id="direct_effect"] .ag-header-cell-text').click();
   const top = await firstRowId(page);
   expect(top).toMatch(/^L\d+\.H\d+$/);
   await page.locator(`[data-testid="node-table"] .ag-row [col-id="id"]`, { hasText: top }).first().click();
@@ -134,6 +132,7 @@ test("patch a head from a counterfactual prompt: the UI shows the API's numbers"
   await expect(page.getByTestId("logit-diff")).toBeVisible();
   await page.getByTestId("patch").click();
   await page.getByTestId("counterfactual").fill(cf);
+  await page.getByTestId("counterfactual-apply").click();
   await expect(page.getByTestId("baseline-logit-diff")).toBeVisible();
   const r = await (await request.post("/api/intervene", { data: {
     prompt: IOI.p, target: IOI.a, distractor: IOI.b, counterfactual_prompt: cf, interventions: [{ node: "L1.H3", op: "patch" }] } })).json();

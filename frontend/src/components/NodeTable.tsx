@@ -85,8 +85,9 @@ export function NodeTable(props: {
 
   const count = () => props.onCount?.(gridApi.current?.getDisplayedRowCount() ?? data.length);
   const onSortChanged = (e: SortChangedEvent<Row>) => {
-    const s = e.api.getColumnState().find((c) => c.sort);
-    props.onSort(s ? `${s.colId}:${s.sort}` : "");
+    if (e.source === "api" || e.source === "gridOptionsChanged") return;  // our own column definitions, not a click
+    const c = (e.columns ?? []).find((col) => col.getSort());
+    props.onSort(c ? `${c.getColId()}:${c.getSort()}` : "");
   };
 
   return (
