@@ -3,7 +3,7 @@
 // interventions) or where it fires, its direct effect by source position, what it writes, its
 // explanation, and the actions (ablate, patch, scale, steer, trace upstream).
 import { useEffect, useState } from "react";
-import { api, unwrap, type Intervention, type NodeRow, type TraceTarget } from "../api/client";
+import { api, unwrap, type Intervention, type NodeRow, type Schemas, type TraceTarget } from "../api/client";
 import { useRequest } from "../hooks/useRequest";
 import { fmt, humanize, showToken } from "../format";
 import { isHead, isLatent, isNeuron, parseNode } from "../nodeId";
@@ -81,15 +81,20 @@ function Activations({ model, prompt, node }: { model: string; prompt: string; n
   return r.data ? <><h4>activation per token <small className="muted">(clean run)</small></h4><TokenStrip tokens={r.data.tokens} values={r.data.values} testid="token-activations" /></> : null;
 }
 
-function Values({ q, id }: { q: Question; id: string }) {
+type ValuesResult = { data: Schemas["NodeValuesResponse"] | null; error: string | null; loading: boolean };
+
+function useNodeValues(q: Question, id: string): ValuesResult {
   const ivs = active(q.interventions);
   const body = {
     model: q.model, prompt: q.prompt, node: id, interventions: ivs, counterfactual_prompt: q.counterfactual_prompt || null,
     mlp_basis: q.mlp_basis, attn_basis: q.attn_basis,
     ...(q.trace ? { trace: q.trace } : { target: q.target, distractor: q.distractor || null }),
   };
-  const r = useRequest(q.prompt && (q.target || q.trace) ? JSON.stringify(body) : null, (signal) =>
+  return useRequest(q.prompt && (q.target || q.trace) ? JSON.stringify(body) : null, (signal) =>
     unwrap(api.POST("/api/node-values", { body, signal })));
+}
+
+function Values({ r }: { r: ValuesResult }) {
   if (r.error) return <p className="muted" data-testid="detail-values-missing">numbers: {humanize(r.error)}</p>;
   const row = r.data?.row;
   const has = row?.baseline_total_effect != null;
@@ -121,7 +126,8 @@ export function NodeDetail({ q, id, row, tokens, meanAblation, onIntervene, onPa
   const pos = n.position ?? undefined;
   const traceHead = (through: "query" | "key", qp: number | null = null, kk: number = k) =>
     onTrace({ kind: "attention", node: n.base, query: qp, key: kk, through });
-  const bySource = row?.direct_by_source;
+  const values = useNodeValues(q, id);
+  const bySource = values.data?.row.direct_by_source ?? row?.direct_by_source;
 
   return (
     <aside className="detail" data-testid="node-detail" aria-label={`node ${id}`}>
@@ -129,7 +135,7 @@ export function NodeDetail({ q, id, row, tokens, meanAblation, onIntervene, onPa
         <h2 className="mono">{id}</h2>
         <button type="button" aria-label="close node panel" onClick={onClose}>✕</button>
       </header>
-      <Values q={q} id={id} />
+      <Values r={values} />
       {bySource && bySource.length > 0 && (
         <div data-testid="direct-by-source">
           <h4>direct effect by source position <small className="muted">(what each attended token contributes)</small></h4>

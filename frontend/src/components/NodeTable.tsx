@@ -47,7 +47,7 @@ export function NodeTable(props: {
   const columns = useMemo<ColDef<Row>[]>(() => {
     const colour = (key: "total" | "direct" | "act") => (p: { value: unknown }) => ({ background: diverging(p.value as number, scale[key]) });
     const metric = (field: keyof Row, header: string, key: "total" | "direct" | "act", extra: Partial<ColDef<Row>> = {}): ColDef<Row> => ({
-      field, headerName: header, flex: 1, minWidth: 84, cellClass: "num-cell", filter: "agNumberColumnFilter",
+      field, headerName: header, flex: 1, minWidth: 92, cellClass: "num-cell", filter: "agNumberColumnFilter",
       filterParams: { defaultOption: "greaterThan", maxNumConditions: 2 },
       valueFormatter: num, comparator: byAbs, cellStyle: colour(key), sortingOrder: ["desc", "asc", null],
       sort: field === sortCol ? (sortDir as "asc" | "desc") : null, ...extra,
@@ -56,9 +56,9 @@ export function NodeTable(props: {
     const cols: ColDef<Row>[] = [
       { field: "id", headerName: "node", width: 112, pinned: "left", filter: "agTextColumnFilter", cellClass: "mono",
         filterParams: { defaultOption: "contains" } },
-      { field: "kind", width: 84, filter: "agTextColumnFilter" },
-      { field: "layer", width: 62, filter: "agNumberColumnFilter", filterParams: { defaultOption: "equals" } },
-      { field: "position", headerName: "pos", width: 56, filter: "agNumberColumnFilter", filterParams: { defaultOption: "equals" } },
+      { field: "kind", headerName: "kind", width: 84, filter: "agTextColumnFilter" },
+      { field: "layer", headerName: "layer", width: 70, filter: "agNumberColumnFilter", filterParams: { defaultOption: "equals" } },
+      { field: "position", headerName: "pos", width: 62, filter: "agNumberColumnFilter", filterParams: { defaultOption: "equals" } },
       metric("activation", props.perPosition ? "activation" : `activation @${props.position}`, "act",
         { headerTooltip: props.perPosition ? "activation at this row's position" : `activation at the question's position ${props.position}; the effects are summed over every position` }),
       metric("direct_effect", "direct" + sum, "direct", { headerTooltip: "direct effect through the readout" + (props.perPosition ? "" : ", summed over positions") }),
