@@ -31,7 +31,8 @@ import torch
 
 from . import attribution as A
 from .autoencoders.splice import SpliceChoice
-from .interventions import Intervention, build_hooks
+from .execution import RunRequest, execute
+from .interventions import Intervention
 from .model import DebugModel
 from .nodes import HEAD, NEURON, NodeId, activation_hook
 from .targets import Target
@@ -56,10 +57,6 @@ def unit_groups(m: DebugModel, neurons: bool) -> list[Group]:
 def _reduce(g: Group, x: torch.Tensor) -> torch.Tensor:
     """[seq, units(, d_head)] -> [units]: sum over positions (and a head's dimensions)."""
     return x.sum(0) if g.kind == NEURON else x.sum((0, 2))
-
-
-def _hooks(m: DebugModel, ivs, src, choice, batch_of=None):
-    return build_hooks(ivs, m.shape.n_layers, src, batch_of, autoencoders=m.autoencoders, splice=choice)
 
 
 def compute(m: DebugModel, ids: Sequence[int], target: Target, ivs: Sequence[Intervention], src: dict,
@@ -116,10 +113,9 @@ def _ablated_values(m, ids, target, ivs, src, choice, per_copy: list[list[Interv
     """value − the target with copy b's interventions added (one batched forward)."""
     extra = [iv for ivl in per_copy for iv in ivl]
     batch_of = [None] * len(ivs) + [b for b, ivl in enumerate(per_copy) for _ in ivl]
-    store: dict = {}
-    hooks = _hooks(m, list(ivs) + extra, src, choice, batch_of)
-    hooks += A.capture_hooks(sorted(target.hooks), store, grad=False)
-    logits = m.run(m.tokens_tensor(ids, batch=len(per_copy)), hooks)
+    cap = execute(m, ids, RunRequest(list(ivs) + extra, src, sorted(target.hooks), splice=choice, batch_of=batch_of,
+                                     batch=len(per_copy)))
+    store, logits = cap.acts, cap.logits
     return [value - float(v) for v in target.value(store, logits)]
 
 
@@ -129,13 +125,13 @@ def _ig(m, ids, target, ivs, src, choice, g: Group, clean: torch.Tensor, base: t
     delta = clean - base
     path = (base + alphas.to(clean.dtype) * delta).detach().requires_grad_(True)  # [N, seq, units(, d_head)]
 
-    def replace(x, hook=None):  # after the request's interventions at this hook (hooks run in order)
-        return path.to(x.dtype)
-
-    store: dict = {}
-    hooks = _hooks(m, ivs, src, choice) + [(g.hook, replace)]
-    hooks += A.capture_hooks(sorted(target.hooks), store, grad=False)
-    logits = m.run(m.tokens_tensor(ids, batch=steps), hooks, grad=True)
+    # the path replaces the unit's group outright; the request's other interventions stay (those at
+    # this hook are already in `clean`, the value at α = 1)
+    L = m.shape.n_layers
+    rest = [iv for iv in ivs if iv.node.kind not in (HEAD, NEURON) or activation_hook(iv.node, L) != g.hook]
+    cap = execute(m, ids, RunRequest(rest, src, sorted(target.hooks), grad=True, splice=choice, batch=steps,
+                                     edits={g.hook: lambda x: path.to(x.dtype)}))
+    store, logits = cap.acts, cap.logits
     (grad,) = torch.autograd.grad(target.value(store, logits).sum(), path)
     return _reduce(g, delta[0].float() * grad.float().mean(0))
 

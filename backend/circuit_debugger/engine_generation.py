@@ -26,7 +26,7 @@ import torch
 from .cache import request_key
 from .codec import HFCodec
 from .errors import UserError
-from .interventions import build_hooks
+from .execution import RunRequest, execute
 
 
 def extend_positions(ivs, prompt_len: int):
@@ -71,22 +71,21 @@ class GenerationMixin:
         src = self._sources(m, ids, ivs, counterfactual_prompt, reference_prompts)
         choice = self._choice(m, ivs, "neurons", "heads")
         n = min(max_new_tokens, room)
-        hooks = build_hooks(extend_positions(ivs, len(ids)), m.shape.n_layers, src, autoencoders=m.autoencoders,
-                            splice=choice)
+        run = RunRequest(extend_positions(ivs, len(ids)), src, splice=choice)
         eos = getattr(m.codec.tokenizer, "eos_token_id", None)
         out = {"model": m.name, "prompt_tokens": m.codec.token_strs(ids), "interventions": [str(i) for i in ivs],
                "temperature": temperature, "seed": seed,
-               "baseline": self._continue(m, ids, [], n, temperature, seed, top, eos),
-               "intervened": self._continue(m, ids, hooks, n, temperature, seed, top, eos) if ivs else None,
+               "baseline": self._continue(m, ids, RunRequest(), n, temperature, seed, top, eos),
+               "intervened": self._continue(m, ids, run, n, temperature, seed, top, eos) if ivs else None,
                "stopped_at_context": n < max_new_tokens}
         return self._results.put(key, out)
 
     @staticmethod
-    def _continue(m, ids, hooks, n: int, temperature: float, seed: int, top: int, eos) -> list[dict]:
+    def _continue(m, ids, run: RunRequest, n: int, temperature: float, seed: int, top: int, eos) -> list[dict]:
         seq, steps = list(ids), []
         gen = torch.Generator().manual_seed(seed)
         for _ in range(n):
-            logits = m.run(m.tokens_tensor(seq), hooks)[0, -1].float().cpu()
+            logits = execute(m, seq, run).logits[0, -1].float().cpu()
             if not bool(torch.isfinite(logits).all()):
                 raise UserError("the interventions drove the model's outputs to NaN or infinity; use smaller values")
             probs = logits.softmax(-1)

@@ -13,7 +13,7 @@ from . import effects as E
 from .cache import request_key
 from .codec import HFCodec
 from .errors import UserError
-from .interventions import build_hooks
+from .execution import RunRequest, execute
 from .nodes import pattern_hook
 from .targets import LogitDiff, check_position
 
@@ -168,15 +168,8 @@ class UIMixin:
         ivs = self._interventions(m, ids, interventions, counterfactual_prompt, reference_prompts)
         src = self._sources(m, ids, ivs, counterfactual_prompt, reference_prompts)
         choice = self._choice(m, ivs, "neurons", "heads")
-        store: dict = {}
-
-        def grab(x, hook=None):
-            store["p"] = x.detach()
-            return x
-
-        hooks = build_hooks(ivs, m.shape.n_layers, src, autoencoders=m.autoencoders, splice=choice)
-        m.run(m.tokens_tensor(ids), hooks + [(pattern_hook(layer), grab)])
-        pat = store["p"][0]
+        cap = execute(m, ids, RunRequest(ivs, src, [pattern_hook(layer)], splice=choice))
+        pat = cap.acts[pattern_hook(layer)][0].detach()
         heads = range(m.shape.n_heads) if head is None else [head]
         return {"model": m.name, "tokens": m.codec.token_strs(ids), "layer": layer,
                 "interventions": [str(i) for i in ivs],
