@@ -45,7 +45,8 @@ test("IOI: run, read the top head, ablate it, and see the logit difference fall 
 
 test("a share link reopened in a new browser context shows identical numbers", async ({ page, browser }) => {
   await open(page, { ...IOI, iv: JSON.stringify([{ node: "L1.H3", op: "mean", enabled: true }]), node: "L1.H3" });
-  await expect(page.getByTestId("baseline-logit-diff")).toBeVisible();
+  // the first mean-ablation computes the reference corpus' means (seconds on a busy machine)
+  await expect(page.getByTestId("baseline-logit-diff")).toBeVisible({ timeout: 20_000 });
   await expect(page.getByTestId("detail-total")).not.toHaveText("–");
   const ids = ["logit-diff", "baseline-logit-diff", "logit-diff-change", "detail-activation", "detail-direct", "detail-total"];
   const numbers = await Promise.all(ids.map((id) => page.getByTestId(id).textContent()));

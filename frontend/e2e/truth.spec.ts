@@ -25,6 +25,7 @@ test("1: results never answer a question that is not on screen", async ({ page }
   await page.getByTestId("prompt").fill("When John and Mary went to the store, Mary gave a drink to");
   await page.getByTestId("target").fill(" John");
   await page.getByTestId("distractor").fill(" Mary");
+  await expect(page.getByTestId("errors")).toHaveCount(0);
   await page.getByTestId("run").click();
   await expect(page.getByTestId("stale")).toHaveCount(0);
   await expect(page.getByTestId("logit-diff")).not.toHaveText(before!);
@@ -197,8 +198,11 @@ test("13: table labels, counts over filters, descending first click, sort in the
   const header = page.locator('[data-testid="node-table"] .ag-header-cell[col-id="direct_effect"] .ag-header-cell-text');
   await header.click();
   await expect(page).toHaveURL(/sort=direct_effect%3Adesc/);
-  const vals = await page.locator('[data-testid="node-table"] .ag-row [col-id="direct_effect"]').allTextContents();
-  const abs = vals.slice(0, 4).map((v) => Math.abs(Number(v)));
+  await expect(page.locator('.ag-header-cell[col-id="direct_effect"][aria-sort="descending"]')).toHaveCount(1);
+  const abs = await page.evaluate(() => [...document.querySelectorAll('[data-testid="node-table"] .ag-row:has([col-id="direct_effect"])')]
+    .map((r) => [Number(r.getAttribute("row-index")), Math.abs(Number(r.querySelector('[col-id="direct_effect"]')!.textContent))])
+    .filter(([i]) => i < 4).sort((a, b) => a[0] - b[0]).map(([, v]) => v));
+  expect(abs.length).toBe(4);
   expect(abs).toEqual([...abs].sort((a, b) => b - a));
   await page.reload();
   await expect(page.locator('.ag-header-cell[col-id="direct_effect"][aria-sort="descending"]')).toHaveCount(1);

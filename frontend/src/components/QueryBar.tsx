@@ -46,7 +46,8 @@ export function QueryBar(props: {
   const errorKey = JSON.stringify(errors);
   const { onDraft } = props;
   useEffect(() => onDraft(draft, errors), [draft, errorKey, onDraft]); // eslint-disable-line react-hooks/exhaustive-deps
-  const canRun = !!draft.prompt.trim() && !!draft.target && errors.length === 0;
+  // never enabled on a stale check: A and B must be tokenized as typed
+  const canRun = !!draft.prompt.trim() && !!draft.target && errors.length === 0 && !a.loading && !b.loading;
   const run = () => canRun && props.onRun(draft);
   const set = (patch: Partial<Draft>) => setDraft((d) => ({ ...d, ...patch }));
   const onKey = (e: React.KeyboardEvent) => {
