@@ -219,8 +219,7 @@ for (const size of SIZES) {
     await open(page, { ...IOI, node: "L1.H3", iv: JSON.stringify([{ node: "L1.H3", op: "zero", enabled: true }]) });
     await expect(page.getByTestId("baseline-logit-diff")).toBeVisible();
     expect(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(0);
-    const grid = page.getByTestId("node-table");
-    await grid.scrollIntoViewIfNeeded();
+    await expect(page.locator('[data-testid="node-table"] .ag-row').first()).toBeVisible();  // as opened: no scrolling
     const visibleRows = await page.evaluate(() => {
       const vp = document.querySelector('[data-testid="node-table"]')!.getBoundingClientRect();
       const seen = new Set<string>();

@@ -41,8 +41,9 @@ function Lens({ model, node, prompt, position }: { model: string; node: string; 
 
 const active = (ivs: Intervention[]) => ivs.filter((i) => i.enabled !== false);
 
-function Attention({ q, layer, head, selectedKey, onPick, onDefaultKey }: {
-  q: Question; layer: number; head: number; selectedKey: number; onPick: (qp: number, k: number) => void; onDefaultKey: (k: number) => void;
+function Attention({ q, layer, head, selectedKey, onPick, onLook, onDefaultKey }: {
+  q: Question; layer: number; head: number; selectedKey: number; onPick: (qp: number, k: number) => void;
+  onLook: (k: number) => void; onDefaultKey: (k: number) => void;
 }) {
   const { model, prompt } = q;
   const r = useRequest(JSON.stringify([model, prompt, layer, head]), (signal) =>
@@ -62,7 +63,7 @@ function Attention({ q, layer, head, selectedKey, onPick, onDefaultKey }: {
   return pattern ? (
     <div className="patterns">
       <div><h4>attention pattern <small className="muted">(clean run)</small></h4>
-        <Heatmap pattern={pattern} tokens={r.data!.tokens} onPick={onPick} selectedKey={selectedKey} /></div>
+        <Heatmap pattern={pattern} tokens={r.data!.tokens} onPick={onPick} onHover={(_, k) => onLook(k)} selectedKey={selectedKey} /></div>
       {ivs.length > 0 && (
         <div><h4>after interventions</h4>
           {after.error ? <p className="error">{humanize(after.error)}</p> : afterPattern ?
@@ -178,7 +179,7 @@ export function NodeDetail({ q, id, row, tokens, meanAblation, onIntervene, onPa
         )}
       </div>
       {isHead(n) && <Attention q={q} layer={n.layer!} head={n.index!} selectedKey={k}
-        onDefaultKey={(kk) => setKey((cur) => cur ?? kk)} onPick={(qp, kk) => { setKey(kk); traceHead("query", qp, kk); }} />}
+        onDefaultKey={(kk) => setKey((cur) => cur ?? kk)} onLook={setKey} onPick={(qp, kk) => { setKey(kk); traceHead("query", qp, kk); }} />}
       {(isNeuron(n) || isLatent(n)) && <Activations model={q.model} prompt={q.prompt} node={n.base} />}
       <Lens model={q.model} node={n.base} prompt={isNeuron(n) || isLatent(n) ? undefined : q.prompt} position={pos} />
       {(isHead(n) || isNeuron(n) || isLatent(n)) && <><h3>explanation</h3><ExplanationPanel model={q.model} node={n.base} /></>}

@@ -75,7 +75,7 @@ export function QueryBar(props: {
       </label>
       <label className="field prompt">
         <span>prompt <small>(Ctrl+Enter runs)</small></span>
-        <textarea value={draft.prompt} rows={2} onChange={(e) => set({ prompt: e.target.value })} data-testid="prompt" aria-invalid={!!errP}
+        <textarea value={draft.prompt} rows={1} onChange={(e) => set({ prompt: e.target.value })} data-testid="prompt" aria-invalid={!!errP}
           placeholder={example ? `e.g. ${example.prompt}` : "a prompt"} />
       </label>
       <div className="tokens" data-testid="prompt-tokens" aria-label="prompt tokens">

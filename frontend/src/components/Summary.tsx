@@ -8,7 +8,7 @@ function Predictions({ title, items, testid }: { title: string; items: Schemas["
     <div className="predictions" data-testid={testid}>
       <h4>{title}</h4>
       <ol>
-        {items.slice(0, 8).map((p) => (
+        {items.slice(0, 6).map((p) => (
           <li key={p.id}><span className="tok">{showToken(p.token)}</span> <span className="num">{(p.prob * 100).toFixed(1)}%</span></li>
         ))}
       </ol>
