@@ -104,6 +104,10 @@ test("6: Back and Forward undo and redo every navigation", async ({ page }) => {
   await expect(page.getByTestId("compare-view")).toBeVisible();
   await page.goBack();
   await expect(page.getByTestId("node-table")).toBeVisible();
+  await page.getByLabel("granularity").selectOption("position");
+  await expect(page).toHaveURL(/gran=position/);
+  await page.goBack();
+  await expect(page.getByLabel("granularity")).toHaveValue("component");
   expect(new URL(page.url()).pathname).toBe("/");
 });
 
