@@ -330,3 +330,12 @@ def test_byte_level_pieces_are_shown_readably(shipped):
         parts = [i for i, s in enumerate(shown) if s.startswith(ch + "[")]
         assert parts and tok.decode([r["token_ids"][i] for i in parts]) == ch
     assert shipped.tokenize("default", "Mary")["display"] is None
+
+
+def test_single_byte_tokens_show_their_bytes(shipped):
+    ids = shipped.tokenize("default", "é")["token_ids"][-2:]
+    r = shipped.token_display("default", ids)
+    assert r["display"][0].startswith("⟨") and "\ufffd" not in "".join(r["display"])
+    assert bytes.fromhex(r["display"][0].strip("⟨⟩")) + bytes.fromhex(r["display"][1].strip("⟨⟩")) == "é".encode()
+    with pytest.raises(UserError, match="out of range"):
+        shipped.token_display("default", [10 ** 6])

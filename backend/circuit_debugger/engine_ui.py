@@ -238,3 +238,16 @@ class UIMixin:
                 out[k] = f"{text.strip() or text}[{k - i + 1}/{n}]" if n > 1 else text
             i = j + 1
         return out
+
+    def token_display(self, model: str, ids: Sequence[int]) -> dict:
+        """Each token id on its own, readable ('⟨c3⟩' for a byte that is part of a character)."""
+        m = self.model(model)
+        vocab = int(m.d_vocab_out)
+        bad = [i for i in ids if not 0 <= int(i) < vocab]
+        if bad:
+            raise UserError(f"token ids {bad[:5]} out of range (the model's outputs are 0..{vocab - 1})")
+        out = []
+        for i in ids:
+            shown = self.readable_tokens(m, [int(i)])
+            out.append(shown[0] if shown else m.codec.output_str(int(i)))
+        return {"model": m.name, "ids": [int(i) for i in ids], "display": out}

@@ -41,6 +41,9 @@ test("2: the leading space is visible, and a target with the other spacing is fl
   await page.getByTestId("target").fill(" Mary");
   await page.getByTestId("run").click();
   await expect(page.getByTestId("spacing-warning")).toHaveCount(0);
+  // a predicted token that is one byte of a character shows its byte, not '�'
+  await expect(page.getByTestId("predictions")).toContainText("⟨");
+  await expect(page.getByTestId("predictions")).not.toContainText("\ufffd");
 });
 
 test("3: the node panel always shows current and baseline values", async ({ page, request }) => {

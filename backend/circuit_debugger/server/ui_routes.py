@@ -40,4 +40,9 @@ def router(dbg, errors: dict) -> APIRouter:
                                req.trace.model_dump() if req.trace else None, mlp_basis=req.mlp_basis,
                                attn_basis=req.attn_basis, **ivs(req))
 
+    @r.post("/api/tokens/display", response_model=U.TokenDisplayResponse, responses=errors)
+    def token_display(req: U.TokenDisplayRequest):
+        """Token ids shown readably (byte-level pieces of a character as their bytes)."""
+        return dbg.token_display(req.model, req.ids)
+
     return r

@@ -137,3 +137,14 @@ class NodeValuesResponse(BaseModel):
     position: int
     mlp_basis: str
     attn_basis: str
+
+
+class TokenDisplayRequest(Strict):
+    model: str = "default"
+    ids: list[int] = Field(max_length=256)
+
+
+class TokenDisplayResponse(BaseModel):
+    model: str
+    ids: list[int]
+    display: list[str] = Field(description="each token readable on its own ('⟨c3⟩': a byte of a split character)")

@@ -502,6 +502,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/tokens/display": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Token Display
+         * @description Token ids shown readably (byte-level pieces of a character as their bytes).
+         */
+        post: operations["token_display_api_tokens_display_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/trace": {
         parameters: {
             query?: never;
@@ -2314,6 +2334,28 @@ export interface components {
                 [key: string]: string[];
             };
         };
+        /** TokenDisplayRequest */
+        TokenDisplayRequest: {
+            /** Ids */
+            ids: number[];
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+        };
+        /** TokenDisplayResponse */
+        TokenDisplayResponse: {
+            /**
+             * Display
+             * @description each token readable on its own ('⟨c3⟩': a byte of a split character)
+             */
+            display: string[];
+            /** Ids */
+            ids: number[];
+            /** Model */
+            model: string;
+        };
         /** TokenProb */
         TokenProb: {
             /** Id */
@@ -3654,6 +3696,57 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TokenizeResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    token_display_api_tokens_display_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TokenDisplayRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenDisplayResponse"];
                 };
             };
             /** @description Not Found */

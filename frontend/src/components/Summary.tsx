@@ -1,15 +1,25 @@
 // The question's answer at a glance: the logit difference (before / after interventions) and
 // the top next-token predictions.
-import type { AttributeResponse, Schemas } from "../api/client";
+import { api, unwrap, type AttributeResponse, type Schemas } from "../api/client";
+import { useRequest } from "../hooks/useRequest";
 import { changeClass, fmt, otherSpacing, showToken, signed } from "../format";
 
-function Predictions({ title, items, testid }: { title: string; items: Schemas["Prediction"][]; testid: string }) {
+/** Predicted tokens that are a byte of a split character ('�') shown as their bytes ('⟨c3⟩'). */
+function useReadable(model: string, items: Schemas["Prediction"][]): Map<number, string> {
+  const ids = items.filter((p) => p.token.includes("\ufffd")).map((p) => p.id);
+  const r = useRequest(ids.length ? JSON.stringify([model, ids]) : null, (signal) =>
+    unwrap(api.POST("/api/tokens/display", { body: { model, ids }, signal })));
+  return new Map((r.data?.ids ?? []).map((id, i) => [id, r.data!.display[i]]));
+}
+
+function Predictions({ title, items, testid, model }: { title: string; items: Schemas["Prediction"][]; testid: string; model: string }) {
+  const readable = useReadable(model, items);
   return (
     <div className="predictions" data-testid={testid}>
       <h4>{title}</h4>
       <ol>
         {items.slice(0, 6).map((p) => (
-          <li key={p.id}><span className="tok">{showToken(p.token)}</span> <span className="num">{(p.prob * 100).toFixed(1)}%</span></li>
+          <li key={p.id}><span className="tok">{showToken(readable.get(p.id) ?? p.token)}</span> <span className="num">{(p.prob * 100).toFixed(1)}%</span></li>
         ))}
       </ol>
     </div>
@@ -54,8 +64,8 @@ export function Summary({ r, isTrace }: { r: AttributeResponse; isTrace: boolean
           <span className="tok">{showToken(tgt)}</span> with {top.startsWith(" ") ? "a leading space" : "no leading space"}: you may be asking about the wrong token.
         </div>
       )}
-      {!isTrace && <Predictions title={base != null ? "top predictions (now)" : "top predictions"} items={r.top_predictions} testid="predictions" />}
-      {!isTrace && r.baseline_top_predictions && <Predictions title="before" items={r.baseline_top_predictions} testid="baseline-predictions" />}
+      {!isTrace && <Predictions title={base != null ? "top predictions (now)" : "top predictions"} items={r.top_predictions} testid="predictions" model={r.model} />}
+      {!isTrace && r.baseline_top_predictions && <Predictions title="before" items={r.baseline_top_predictions} testid="baseline-predictions" model={r.model} />}
     </section>
   );
 }
