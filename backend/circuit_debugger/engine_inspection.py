@@ -11,7 +11,7 @@ from .errors import NotFound, UserError
 from .ground_truth import ground_truth
 from .linear import write_vector
 from .autoencoders.splice import latent_key
-from .nodes import LATENT_KINDS, NEURON, RESID, SAE_ERR, TRANSCODER_ERR, parse_node, pattern_hook, validate
+from .nodes import LATENT_KINDS, NEURON, RESID, SAE_ERR, TRANSCODER, TRANSCODER_ERR, parse_node, pattern_hook, validate
 from .targets import check_position
 
 
@@ -74,12 +74,18 @@ class InspectionMixin:
         k = min(k, m.d_vocab_out)  # small testbed vocabularies have fewer output tokens than k
         if n.kind == NEURON and prompt is None:
             validate(n, m.shape)
-            vec, where = m.W.W_out[n.layer, n.index], "weights (W_out row)"
+            from .linear import post_norm
+
+            vec, where = post_norm(m, "mlp", n.layer, m.W.W_out[n.layer, n.index][None], None, [0])[0], "weights (W_out row)"
         elif n.kind in LATENT_KINDS:
             # a latent writes activation × its decoder row: the row's direction is the lens
-            # (activations are non-negative), with or without a prompt
+            # (activations are non-negative), with or without a prompt; through the sublayer's
+            # post-norm gain where the architecture has one
+            from .linear import post_norm
+
             validate(n, m.shape, latents=m.autoencoders.sizes())
-            vec = m.autoencoders.family(n.kind)[n.layer].W_dec[n.index].to(m.W.W_U.dtype)
+            row = m.autoencoders.family(n.kind)[n.layer].W_dec[n.index].to(m.W.W_U.dtype)
+            vec = post_norm(m, "mlp" if n.kind == TRANSCODER else "attn", n.layer, row[None], None, [0])[0]
             where = "weights (decoder row)"
         else:
             if prompt is None:
