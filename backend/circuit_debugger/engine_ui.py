@@ -46,11 +46,15 @@ class UIMixin:
                     if row.distractor:
                         m.codec.output_token(row.distractor)
                 sets.append(name)
-            except (UserError, ValueError, KeyError):
+            except Exception:  # noqa: BLE001 — any failure means "not offered"; /api/models must not fail
                 continue
+        try:
+            examples = self._examples(m)
+        except Exception:  # noqa: BLE001 — a malformed examples.json: offer none rather than fail /api/models
+            examples = []
         aes = m.autoencoders
         out = {
-            "examples": self._examples(m),
+            "examples": examples,
             "prompt_sets": sets,
             "transcoders": bool(aes.transcoders),
             "saes": bool(aes.saes),
