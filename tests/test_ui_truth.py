@@ -319,6 +319,14 @@ def test_node_values_for_a_node_outside_the_table(dbg):
         dbg.node_values("tiny", PROMPT, "L1.RESID", " Mary", " John")
 
 
+def test_node_values_follow_the_node_not_the_table_basis(shipped):
+    q = ("default", PROMPT, " Mary", " John")
+    for node, kw in (("L1.N7", {"mlp_basis": "transcoders"}), ("L1.H2", {"attn_basis": "saes"}),
+                     ("L1.T3", {}), ("L2.S5@14", {})):
+        r = shipped.node_values(*q[:2], node, *q[2:], **kw)
+        assert r["row"]["id"] == node and r["row"]["total_effect"] is not None
+
+
 def test_byte_level_pieces_are_shown_readably(shipped):
     r = shipped.tokenize("default", "Café 東京 Mary")
     assert "\ufffd" in "".join(r["tokens"])  # what the UI used to show: '� �'

@@ -185,13 +185,17 @@ class UIMixin:
         """One node's row (current and baseline values) for a question, whatever the table shows:
         the full table is computed (cached) and only this row returned. The basis follows the
         node (a latent switches its autoencoder in)."""
-        from .nodes import SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, parse_node
+        from .nodes import HEAD, NEURON, SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, parse_node
 
         n = parse_node(node)
         if n.kind in (TRANSCODER, TRANSCODER_ERR):
             options["mlp_basis"] = "transcoders"
         if n.kind in (SAE, SAE_ERR):
             options["attn_basis"] = "saes"
+        if n.kind == NEURON:  # a neuron selected while the table shows latents keeps its numbers
+            options["mlp_basis"] = "neurons"
+        if n.kind == HEAD:
+            options["attn_basis"] = "heads"
         options["granularity"] = "component" if n.position is None else "position"
         options["top_k"] = None
         if (target is None) == (trace is None):

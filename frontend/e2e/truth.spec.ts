@@ -55,7 +55,15 @@ test("3: the node panel always shows current and baseline values", async ({ page
   const api = await (await request.post("/api/node-values", { data: { prompt: IOI.p, target: IOI.a, distractor: IOI.b, node: "L1.H3",
     interventions: [{ node: "L1.H3", op: "zero" }] } })).json();
   await expect(page.getByTestId("detail-total-before")).toHaveText(api.row.baseline_total_effect.toFixed(3));
-  // another basis: a transcoder latent from the graph keeps its numbers
+  // switching the MLP basis keeps a selected neuron's numbers
+  await open(page, { ...IOI, node: "L1.N7" });
+  await expect(page.getByTestId("detail-total")).not.toHaveText("…");
+  const neuron = await page.getByTestId("detail-total").textContent();
+  await page.getByLabel("MLP basis").selectOption("transcoders");
+  await expect(page.locator('[data-testid="node-table"] [col-id="kind"]', { hasText: "transcoder" }).first()).toBeVisible();
+  await expect(page.getByTestId("detail-total")).toHaveText(neuron!);
+  await expect(page.getByTestId("detail-values-missing")).toHaveCount(0)
+    // another basis: a transcoder latent from the graph keeps its numbers
   await open(page, { ...IOI, node: "L1.T3", mlp: "transcoders" });
   await expect(page.getByTestId("detail-activation")).not.toHaveText("…");
   await expect(page.getByTestId("detail-values-missing")).toHaveCount(0);
