@@ -17,6 +17,8 @@ from .execution import RunRequest, execute
 from .nodes import pattern_hook
 from .targets import LogitDiff, check_position
 
+MAX_EXACT_UNITS = 8192  # heads + neurons of one exact-effects request (each one batch copy)
+
 DEFAULT_EXAMPLES = [
     {"prompt": "When Mary and John went to the store, John gave a drink to", "target": " Mary", "distractor": " John",
      "label": "indirect object (IOI)"},
@@ -124,6 +126,10 @@ class UIMixin:
             if d == t:
                 raise UserError("target and distractor are the same token")
             build, tkey = (lambda: LogitDiff(m, pos, t, d)), ("logit", pos, t, d)
+        units = m.shape.n_layers * (m.shape.n_heads + (m.shape.d_mlp if neurons else 0))
+        if units > MAX_EXACT_UNITS:  # one batch copy per unit: bounded, so one request cannot occupy the server
+            raise UserError(f"exact effects of {units} units (heads{' and neurons' if neurons else ''}) exceed this "
+                            f"server's {MAX_EXACT_UNITS}; ask for heads only")
         ivs = self._interventions(m, ids, interventions, counterfactual_prompt, reference_prompts)
         means = None
         if ablation == "mean":
