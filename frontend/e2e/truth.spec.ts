@@ -132,7 +132,9 @@ test("7: a tracr testbed is offered only what it supports, with its own examples
   await expect(page.getByLabel("MLP basis")).toHaveCount(0);
   await expect(page.getByTestId("generate")).toHaveCount(0);
   await page.getByTestId("view-dataset").click();
-  await expect(page.getByTestId("dataset-builtin").locator("option", { hasText: "IOI" })).toHaveCount(0);
+  await expect(page.getByTestId("dataset-builtin")).toBeVisible();
+  await expect(page.getByTestId("dataset-builtin").locator("option")).toHaveText(["none ready-made for this model: paste your own"]);
+  await expect(page.getByTestId("target-spacing")).toHaveCount(0); // testbed tokens are words: spacing means nothing
   await expect(page.getByText("is not in this model's vocabulary")).toHaveCount(0);
   await shot(page, "17-07-tracr");
 });
@@ -222,9 +224,16 @@ test("13: table labels, counts over filters, descending first click, sort in the
   await page.reload();
   await expect(page.locator('.ag-header-cell[col-id="direct_effect"][aria-sort="descending"]')).toHaveCount(1);
   // a filter icon sits inside its own column's header
-  const label = await page.locator('.ag-header-cell[col-id="total_effect"]').boundingBox();
-  const icon = await page.locator('.ag-header-cell[col-id="total_effect"] .ag-header-cell-filter-button, .ag-header-cell[col-id="total_effect"] .ag-header-icon').first().boundingBox();
-  if (icon) expect(icon.x).toBeGreaterThanOrEqual(label!.x);
+  for (const col of ["activation", "direct_effect", "total_effect"]) {
+    const box = (await page.locator(`.ag-header-cell[col-id="${col}"]`).boundingBox())!;
+    const text = (await page.locator(`.ag-header-cell[col-id="${col}"] .ag-header-cell-text`).boundingBox())!;
+    const icon = page.locator(`.ag-header-cell[col-id="${col}"] [class*="filter"]:visible`).first();
+    await expect(icon).toBeVisible();
+    const ib = (await icon.boundingBox())!;
+    expect(ib.x).toBeGreaterThanOrEqual(box.x);
+    expect(ib.x + ib.width).toBeLessThanOrEqual(box.x + box.width + 1);
+    expect(ib.x).toBeGreaterThan(text.x);  // after its own label, never beside the previous column's
+  }
   await shot(page, "17-13-table");
 });
 

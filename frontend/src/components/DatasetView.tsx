@@ -102,7 +102,7 @@ export function DatasetView(props: {
 
   return (
     <section className="dataset" data-testid="dataset-view">
-      <SetPicker model={props.model} value={ref} onChange={props.onDataset} />
+      <SetPicker model={props.model} promptSets={props.promptSets} value={ref} onChange={props.onDataset} />
       {r.loading && <p className="muted">running the question over the set… <button type="button" onClick={r.cancel}>cancel</button></p>}
       {r.error && <p className="error" role="alert">{r.error}</p>}
       {r.data && (

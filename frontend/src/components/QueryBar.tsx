@@ -30,6 +30,7 @@ export function QueryBar(props: {
   useEffect(() => setDraft(props.value), [props.value.model, props.value.prompt, props.value.target, props.value.distractor]);
   const info = props.models.find((m) => m.name === draft.model);
   const example = info?.supports?.examples?.[0];
+  const textual = info?.supports?.generation !== false;  // a text tokenizer (testbeds split on spaces: spacing means nothing)
   const promptTokens = useTokens(draft.model, draft.prompt, "prompt");
   const a = useTokens(draft.model, draft.target, "output");
   const b = useTokens(draft.model, draft.distractor, "output");
@@ -83,14 +84,14 @@ export function QueryBar(props: {
       </div>
       <div className="targets">
         <label className="field">
-          <span>target A <Spacing value={draft.target} testid="target-spacing" /></span>
+          <span>target A {textual && <Spacing value={draft.target} testid="target-spacing" />}</span>
           <input value={draft.target} onChange={(e) => set({ target: e.target.value })} data-testid="target" aria-invalid={!!errA || same}
             placeholder={example ? `e.g. "${example.target}"` : ""} />
         </label>
         <button type="button" title="swap A and B" aria-label="swap target and distractor" data-testid="swap"
           onClick={() => set({ target: draft.distractor, distractor: draft.target })}>⇄</button>
         <label className="field">
-          <span>distractor B <small>(empty: mean logit)</small> <Spacing value={draft.distractor} testid="distractor-spacing" /></span>
+          <span>distractor B <small>(empty: mean logit)</small> {textual && <Spacing value={draft.distractor} testid="distractor-spacing" />}</span>
           <input value={draft.distractor} onChange={(e) => set({ distractor: e.target.value })} data-testid="distractor" aria-invalid={!!errB || same}
             placeholder={example?.distractor ? `e.g. "${example.distractor}"` : ""} />
         </label>
