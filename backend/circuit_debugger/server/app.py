@@ -155,7 +155,8 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
 
     @app.get("/api/models", response_model=S.ModelsResponse)
     def models():
-        return {"models": [m.describe() for m in dbg.models.values()], "failed": failed}
+        return {"models": [{**m.describe(), "supports": dbg.capabilities(m.name)} for m in dbg.models.values()],
+                "failed": failed}
 
     @app.post("/api/attribute", response_model=S.AttributeResponse, responses=errors)
     def attribute(req: S.AttributeRequest):
@@ -292,6 +293,10 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
         """Faithfulness, completeness and minimality of a circuit over a prompt set."""
         return dbg.evaluate_circuit(req.model, promptset(req.promptset), req.nodes, req.ablation, req.n_random,
                                     req.greedy_steps, req.seed)
+
+    from .ui_routes import router as ui_router
+
+    app.include_router(ui_router(dbg, errors))
 
     from .mcp_server import mount_mcp
 
