@@ -138,6 +138,9 @@ def parse_rows(text: str, fmt: str, tokenize, name: str = "pasted") -> PromptSet
                     items.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise UserError(f"line {i}: not JSON ({e.msg})") from None
+                except (RecursionError, ValueError) as e:  # nesting past Python's stack; a 5,000-digit number
+                    why = "nested too deeply" if isinstance(e, RecursionError) else "a number too long"
+                    raise UserError(f"line {i}: not a prompt row ({why})") from None
     elif fmt == "csv":
         items = list(csv.DictReader(io.StringIO(text)))
     else:
@@ -154,9 +157,12 @@ def rows_from_items(items: list, tokenize, name: str = "rows") -> PromptSet:
     for i, it in enumerate(items, 1):
         if not isinstance(it, dict) or not it.get("prompt") or not it.get("target"):
             raise UserError(f"row {i}: needs 'prompt' and 'target'")
+        for key in ("prompt", "target", "distractor", "counterfactual"):
+            if it.get(key) is not None and not isinstance(it[key], str):
+                raise UserError(f"row {i}: '{key}' must be text")
         n = len(tokenize(it["prompt"]))
         slots = it.get("slots") or {}
-        if not isinstance(slots, dict) or not all(isinstance(v, int) and 0 <= v < n for v in slots.values()):
+        if not isinstance(slots, dict) or not all(type(v) is int and 0 <= v < n for v in slots.values()):
             raise UserError(f"row {i}: slots must map names to positions 0..{n - 1}")
         rows.append(Row(str(it["prompt"]), str(it["target"]), it.get("distractor") or None,
                         it.get("counterfactual") or None, {**{str(k): v for k, v in slots.items()}, END: n - 1}))

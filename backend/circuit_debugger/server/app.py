@@ -10,7 +10,6 @@ from typing import Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 import torch
@@ -20,9 +19,10 @@ from ..errors import UserError
 from ..promptsets import slot_order
 from ..shares import ShareStore
 from . import schemas as S
-from .capacity import Capacity
+from .hardening import document_statuses, install_guards
 
 log = logging.getLogger("circuit_debugger.server")
+DEV_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")  # `npm run dev` (Vite)
 
 
 @dataclass
@@ -30,7 +30,15 @@ class Settings:
     models: list[str] = field(default_factory=lambda: ["default"])  # 'default', directories or hub names
     autoencoders: dict[str, list[str]] = field(default_factory=dict)  # model name -> autoencoder directories
     explanations: dict[str, str] = field(default_factory=dict)  # model name -> explanations SQLite file
-    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    # browser origins allowed to call the API cross-origin (same-origin pages need none): the Vite dev server
+    cors_origins: list[str] = field(default_factory=lambda: list(DEV_ORIGINS))
+    allowed_hosts: list[str] = field(default_factory=lambda: ["*"])  # Host header names served (the CLI narrows it)
+    auth_token_file: Optional[str] = None  # hashed access tokens (see server/access.py); None: no tokens
+    identity_header: Optional[str] = None  # a trusted reverse proxy's user header, e.g. X-Forwarded-User
+    max_body_bytes: int = 16 * 1024 * 1024  # request bodies above this get 413 (before they are read)
+    body_timeout: float = 30.0  # seconds a request body may take to arrive (408 after)
+    max_pending_per_client: int = 16  # API requests one client (identity or address) may have in flight
+    rate_limit: int = 0  # API requests per minute per client (0: no limit)
     max_tokens: Optional[int] = 256
     max_top_k: int = 5000
     max_graph_latents: int = 5000
@@ -111,8 +119,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
     dbg = debugger
     app = FastAPI(title="Circuit Debugger", version="0.1.0",
                   description="Why did the model say A and not B? Attribute, intervene, trace upstream.")
-    app.add_middleware(Capacity, max_pending=settings.max_pending)
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    install_guards(app, settings)
     app.state.debugger = dbg
     shares = ShareStore(settings.share_db)
     app.state.shares = shares
@@ -137,11 +144,6 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
             torch.cuda.empty_cache()
         return JSONResponse({"detail": "out of memory for this request: use a shorter prompt, fewer rows or a smaller "
                                        "graph"}, status_code=503)
-
-    @app.exception_handler(Exception)
-    async def internal(_: Request, e: Exception):
-        log.exception("request failed")
-        return JSONResponse({"detail": f"internal error: {type(e).__name__}: {e}"}, status_code=500)
 
     errors = {422: {"model": S.ErrorBody}, 404: {"model": S.ErrorBody}, 413: {"model": S.ErrorBody}}
 
@@ -293,4 +295,5 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
         from .static import mount_frontend
 
         mount_frontend(app, settings.frontend_dir)
+    document_statuses(app, limits_of(settings))
     return app
