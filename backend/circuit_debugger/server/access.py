@@ -85,6 +85,7 @@ class Access:
         self.app = app
         self.hashes = list((token_hashes or {}).items())
         self.header = identity_header.lower().encode() if identity_header else None
+        self.header_name = identity_header
         self.enabled = bool(self.hashes or self.header)
 
     def identify(self, headers: dict) -> Optional[str]:
@@ -111,10 +112,10 @@ class Access:
         if who is None and not is_open(scope.get("method", "GET"), scope.get("path", "")):
             if scope["type"] == "websocket":
                 return await send({"type": "websocket.close", "code": 1008})
-            how = (f"sign in through the proxy (header {self.header.decode()})" if self.header and not self.hashes else
-                   "send 'Authorization: Bearer <token>'")
+            how = [f"sign in through the proxy (it sets {self.header_name})"] if self.header else []
+            how += ["send 'Authorization: Bearer <token>'"] if self.hashes else []
             bad = b"authorization" in headers and self.hashes
-            detail = "access token not recognised" if bad else f"this server needs an access token: {how}"
+            detail = "access token not recognised" if bad else f"this server needs to know who you are: {' or '.join(how)}"
             return await send_json(send, 401, detail, [(b"www-authenticate", b'Bearer realm="circuit-debugger"')])
         if who is not None:
             scope[IDENTITY] = who
