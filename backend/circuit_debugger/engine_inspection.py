@@ -82,8 +82,9 @@ class InspectionMixin:
             vec = write_vector(m, n.component, self.clean_pass(m, ids), pos)
             where = f"write at position {pos}"
         if "ln_final" in m.W.ln:
-            vec = vec - vec.mean() if m.norm == "LN" else vec
-            vec = vec * m.W.ln["ln_final"][0]
+            from .linear import centre
+
+            vec = centre(m, vec) * m.W.ln["ln_final"][0]
         logits = vec @ m.W.W_U
         top, bot = logits.topk(k), (-logits).topk(k)
         fmt = lambda vals, idx, sign: [{"token": m.codec.output_str(int(i)), "id": int(i), "value": sign * float(v)}
