@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A larger fuzz run of every route (schemathesis, loopback only, bounded): 500 cases per route.
+# A larger fuzz run of every route (schemathesis, every check it has, i.e. `--checks all`; valid and
+# invalid inputs; loopback only, bounded): 500 cases per route and mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh

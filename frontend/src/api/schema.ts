@@ -576,7 +576,7 @@ export interface components {
             prompt: string;
             /**
              * Reference Prompts
-             * @description for 'mean'; default: the model's reference corpus
+             * @description for 'mean'; default: the model's reference corpus; at most --max-reference-prompts
              */
             reference_prompts?: string[] | null;
             /**
@@ -586,7 +586,7 @@ export interface components {
             target: string;
             /**
              * Top K
-             * @description rows: top_k by |total| ∪ top_k by |direct|; null = all
+             * @description rows: top_k by |total| ∪ top_k by |direct|; null = all; at most --max-top-k
              * @default 100
              */
             top_k?: number | null;
@@ -612,6 +612,11 @@ export interface components {
             bias_terms: {
                 [key: string]: number;
             };
+            /**
+             * Decomposed
+             * @description set when the decomposed quantity is not the model's own output (soft-capped models: the pre-cap value)
+             */
+            decomposed?: string | null;
             /** Elapsed Ms */
             elapsed_ms: number;
             /** Granularity */
@@ -801,6 +806,7 @@ export interface components {
             promptset: components["schemas"]["PromptSetSpec"];
             /**
              * Top K
+             * @description at most --max-top-k
              * @default 50
              */
             top_k?: number;
@@ -892,6 +898,11 @@ export interface components {
         ErrorBody: {
             /** Detail */
             detail: string;
+            /**
+             * Request Id
+             * @description 5xx: the id the server's log files the error under
+             */
+            request_id?: string | null;
         };
         /** ExampleItem */
         ExampleItem: {
@@ -1033,6 +1044,7 @@ export interface components {
             edge_threshold?: number;
             /**
              * Max Latents
+             * @description at most --max-graph-latents
              * @default 500
              */
             max_latents?: number;
@@ -1189,7 +1201,10 @@ export interface components {
             position?: number | null;
             /** Prompt */
             prompt: string;
-            /** Reference Prompts */
+            /**
+             * Reference Prompts
+             * @description at most --max-reference-prompts
+             */
             reference_prompts?: string[] | null;
             /** Target */
             target?: string | null;
@@ -1472,6 +1487,13 @@ export interface components {
         };
         /** ModelInfo */
         ModelInfo: {
+            /**
+             * Architecture
+             * @description how the model reads and writes its residual stream (norms, positions, attention, MLP, block; see README)
+             */
+            architecture?: {
+                [key: string]: unknown;
+            };
             /** D Head */
             d_head: number;
             /** D Mlp */
@@ -1529,6 +1551,13 @@ export interface components {
         };
         /** NeuronTarget */
         NeuronTarget: {
+            /**
+             * Input
+             * @description gated MLPs: trace the gate pre-activation or the up value
+             * @default gate
+             * @enum {string}
+             */
+            input?: "gate" | "up";
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -1897,14 +1926,14 @@ export interface components {
             prompt: string;
             /**
              * Reference Prompts
-             * @description for 'mean'; default: the model's reference corpus
+             * @description for 'mean'; default: the model's reference corpus; at most --max-reference-prompts
              */
             reference_prompts?: string[] | null;
             /** Target */
             target: components["schemas"]["NeuronTarget"] | components["schemas"]["AttentionTarget"] | components["schemas"]["HeadOutputTarget"] | components["schemas"]["LatentTarget"];
             /**
              * Top K
-             * @description rows: top_k by |total| ∪ top_k by |direct|; null = all
+             * @description rows: top_k by |total| ∪ top_k by |direct|; null = all; at most --max-top-k
              * @default 100
              */
             top_k?: number | null;
@@ -1946,8 +1975,35 @@ export interface operations {
                     "application/json": components["schemas"]["ActivationsResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1966,6 +2022,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1997,8 +2080,35 @@ export interface operations {
                     "application/json": components["schemas"]["AttentionResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2017,6 +2127,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2048,8 +2185,35 @@ export interface operations {
                     "application/json": components["schemas"]["AttributeResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2068,6 +2232,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2099,8 +2290,35 @@ export interface operations {
                     "application/json": components["schemas"]["CircuitResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2119,6 +2337,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2150,8 +2395,35 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetAblateResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2170,6 +2442,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2201,8 +2500,35 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetAttributeResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2221,6 +2547,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2254,8 +2607,35 @@ export interface operations {
                     };
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2274,6 +2654,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2307,8 +2714,35 @@ export interface operations {
                     "application/json": components["schemas"]["NodeExplanationResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2327,6 +2761,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2358,8 +2819,35 @@ export interface operations {
                     "application/json": components["schemas"]["GraphResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2378,6 +2866,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2405,6 +2920,78 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body is over the server's size limit, or the prompt over the token limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request is well-formed but wrong (the detail says what) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     intervene_api_intervene_post: {
@@ -2429,8 +3016,35 @@ export interface operations {
                     "application/json": components["schemas"]["InterveneResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2449,6 +3063,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2482,8 +3123,35 @@ export interface operations {
                     };
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2502,6 +3170,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2535,8 +3230,35 @@ export interface operations {
                     };
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2555,6 +3277,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2586,8 +3335,35 @@ export interface operations {
                     "application/json": components["schemas"]["LogitLensResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2606,6 +3382,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2633,6 +3436,78 @@ export interface operations {
                     "application/json": components["schemas"]["ModelsResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body is over the server's size limit, or the prompt over the token limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request is well-formed but wrong (the detail says what) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     ground_truth_api_models__name__ground_truth_get: {
@@ -2655,8 +3530,35 @@ export interface operations {
                     "application/json": components["schemas"]["GroundTruthResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2675,6 +3577,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2706,8 +3635,35 @@ export interface operations {
                     "application/json": components["schemas"]["OutputsResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2726,6 +3682,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2757,8 +3740,35 @@ export interface operations {
                     "application/json": components["schemas"]["PromptSetResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2777,6 +3787,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2806,8 +3843,35 @@ export interface operations {
                     "application/json": components["schemas"]["PromptSetResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2826,6 +3890,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2857,8 +3948,35 @@ export interface operations {
                     "application/json": components["schemas"]["ShareResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2877,6 +3995,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2906,8 +4051,35 @@ export interface operations {
                     "application/json": components["schemas"]["ShareResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2926,6 +4098,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2957,8 +4156,35 @@ export interface operations {
                     "application/json": components["schemas"]["TokenizeResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2977,6 +4203,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3008,8 +4261,35 @@ export interface operations {
                     "application/json": components["schemas"]["AttributeResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3028,6 +4308,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
