@@ -232,3 +232,19 @@ def test_host_header_is_checked_against_dns_rebinding(tiny):
                                  debugger=Debugger([tiny]), failed={}), base_url="http://a.lab.example")
     assert wild.get("/api/health").status_code == 200
     assert wild.get("/api/health", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_a_failing_llm_endpoint_is_a_502_without_its_address(monkeypatch):
+    from circuit_debugger.explanations.build import REPO_EXPLANATIONS
+    from circuit_debugger.loading import load_model
+
+    db = REPO_EXPLANATIONS / "default.sqlite"
+    if not db.exists():
+        pytest.skip("no explanations database for the default model")
+    dbg = Debugger([load_model("default")])
+    dbg.attach_explanations("default", db)
+    monkeypatch.setenv("CD_LLM_BASE_URL", "http://127.0.0.1:9/secret-internal")
+    client = TestClient(create_app(Settings(models=[], serve_frontend=False), debugger=dbg, failed={}))
+    r = client.post("/api/explain", json={"model": "default", "node": "L0.N1", "explainer": "llm"})
+    assert r.status_code == 502, r.text
+    assert "secret-internal" not in r.text and "127.0.0.1" not in r.text and "refused" not in r.text.lower()
