@@ -208,6 +208,29 @@ def test_one_client_cannot_take_every_slot():
     assert [d.status_code for d in done] == [200, 200, 200] and gated.pending == 0 and not gated.by_client
 
 
+def test_mcp_tool_calls_count_against_admission():
+    app, release = slow_app()
+
+    @app.post("/mcp")
+    async def mcp():
+        await release.wait()
+        return {"jsonrpc": "2.0"}
+
+    gated = Capacity(app, max_pending=1)
+
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gated), base_url="http://t") as c:
+            first = asyncio.create_task(c.post("/mcp"))
+            while gated.pending < 1:
+                await asyncio.sleep(0.01)
+            refused = await c.post("/api/slow")
+            release.set()
+            return refused, await first
+
+    refused, first = asyncio.run(main())
+    assert refused.status_code == 503 and first.status_code == 200 and gated.pending == 0
+
+
 def test_rate_limit_per_client_answers_429():
     app, release = slow_app()
     release.set()

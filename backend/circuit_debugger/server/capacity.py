@@ -22,7 +22,8 @@ def client_key(scope) -> str:
 
 
 class Capacity:
-    """Pure ASGI middleware; cheap routes (health, models, reading a share) always pass."""
+    """Pure ASGI middleware over the API and MCP tool calls (POST /mcp); cheap routes (health,
+    models, reading a share) always pass."""
 
     FREE = ("/api/health", "/api/models", "/api/shares/")
 
@@ -51,7 +52,9 @@ class Capacity:
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if not path.startswith("/api/") or path.startswith(self.FREE) and scope.get("method") == "GET":
+        method = scope.get("method")
+        mcp_call = method == "POST" and (path == "/mcp" or path.startswith("/mcp/"))  # tool calls run the model too
+        if not (path.startswith("/api/") or mcp_call) or path.startswith(self.FREE) and method == "GET":
             return await self.app(scope, receive, send)
         key = client_key(scope)
         status, detail, retry = 0, "", 1
