@@ -16,7 +16,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
-EXAMPLES = int(os.environ.get("CD_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("CD_FUZZ_EXAMPLES", "8"))  # per operation and mode (valid, invalid)
 
 
 @pytest.fixture(scope="module")
