@@ -71,6 +71,16 @@ def test_hostile_jsonl_prompt_sets_are_422(client, text):
     assert r.status_code == 422 and ("line 1" in r.json()["detail"] or "row 1" in r.json()["detail"]), r.text[:300]
 
 
+def test_hostile_csv_prompt_sets_are_422(client):
+    r = client.post("/api/promptsets", json={"model": "tiny", "spec": {"format": "csv",
+                                                                       "text": 'prompt,target\n"' + "a" * 200_000 + '", b\n'}})
+    no_internals(r)
+    assert r.status_code == 422 and "field larger than field limit" in r.json()["detail"], r.text[:300]
+    r = client.post("/api/promptsets", json={"model": "tiny", "spec": {"format": "csv",
+                                                                       "text": "\ufeffprompt,target\nMary and John, Mary\n"}})
+    assert r.status_code == 201 and r.json()["rows"][0]["target"] == " Mary", r.text  # a BOM is not part of the header
+
+
 @pytest.mark.parametrize("path", ["/s/%00", "/index.html%00.js", "/s/" + "a" * 4100, "/assets/%00", "/assets/" + "a" * 4100,
                                   "/x/%01/y", "/" + "b/" * 1500])
 def test_hostile_paths_are_4xx_without_the_install_path(client, path):

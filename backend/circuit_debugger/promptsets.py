@@ -142,7 +142,10 @@ def parse_rows(text: str, fmt: str, tokenize, name: str = "pasted") -> PromptSet
                     why = "nested too deeply" if isinstance(e, RecursionError) else "a number too long"
                     raise UserError(f"line {i}: not a prompt row ({why})") from None
     elif fmt == "csv":
-        items = list(csv.DictReader(io.StringIO(text)))
+        try:
+            items = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
+        except csv.Error as e:  # a field over csv's 128 KiB limit, a broken quote
+            raise UserError(f"not CSV ({e})") from None
     else:
         raise UserError("format must be 'jsonl' or 'csv'")
     return rows_from_items(items, tokenize, name)
