@@ -259,6 +259,10 @@ def test_every_intervention_keeps_the_sum(family, family_models, fdbg):
             fdbg.trace(family, PROMPT, {"kind": "head_output", "node": "L1.H0", "direction_node": "L1.N2"})
     r = fdbg.trace(family, PROMPT, {"kind": "head_output", "node": "L0.H0", "direction_node": "L1.N2"}, top_k=None)
     assert _rows_sum(r), r["sum_check"]
+    a = m.arch
+    plain = a.block == "sequential" and not a.post_norms and not a.final_softcap and not a.attn_softcap
+    with pytest.raises(UserError, match="needs? a transcoder" if plain else "not supported for this model"):
+        fdbg.graph(family, PROMPT, " Mary", " John")  # graphs need transcoders, and plain blocks
 
 
 def test_http_round_trip_every_family(fdbg):

@@ -56,6 +56,17 @@ class Architecture:
         return asdict(self)
 
 
+def require_plain_blocks(arch: Architecture, what: str) -> None:
+    """Refuse (422) a feature whose linear freeze is written for sequential blocks without
+    post-norms or soft-capping, naming what this model has instead."""
+    odd = [x for x, bad in (("parallel blocks", arch.block == "parallel"), ("post-norms", arch.post_norms),
+                            ("logit soft-capping", bool(arch.final_softcap)),
+                            ("attention soft-capping", bool(arch.attn_softcap))) if bad]
+    if odd:
+        raise UserError(f"{what} are not supported for this model ({arch.family}: {', '.join(odd)}); "
+                        "per-node attribution and traces are")
+
+
 def _cfg(hf, *names, default=None):
     for n in names:
         v = getattr(hf, n, None)

@@ -167,8 +167,13 @@ def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Met
             d[P] = (out[P] * G).sum(-1)
         m.sub_direct[(k, l)] = d
         m.sub_act[(k, l)] = out.norm(dim=-1)
+    # a spliced autoencoder reads the sublayer's output after the edit: its latents + error already are the edit
+    spliced = {(ATTN if g.sublayer == "attn" else MLP, g.layer) for g in present
+               if g.kind in (SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR)}
     for hook in fw.edited:  # a sublayer / residual edit: what it changed, read through the same direction
         kind, layer = _edit_site(hook, L)
+        if (kind, layer) in spliced:
+            continue
         before = (layer < n_attn if kind == ATTN else layer < n_mlp if kind == MLP else layer <= ro.layer) \
             and ro.stage != "attn_out"
         if before:

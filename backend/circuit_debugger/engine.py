@@ -30,7 +30,7 @@ from .ground_truth import ground_truth
 from .execution import RunRequest, execute
 from .interventions import Intervention, check, needed_sources
 from .autoencoders.splice import SpliceChoice
-from .linear import mlp_read, residual_direction
+from .linear import mlp_read, post_norm_hooks, residual_direction
 from .model import DebugModel
 from .nodes import EMBED_HOOK, POS_EMBED_HOOK, ATTN, AUTOENCODER_KINDS, HEAD, LATENT_KINDS, MLP, NEURON, RESID, TRANSCODER, TRANSCODER_ERR, \
     NodeId, activation_hook, ln_scale_hook, parse_node, pattern_hook, validate
@@ -90,6 +90,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
         names = [EMBED_HOOK, POS_EMBED_HOOK] + [activation_hook(NodeId(RESID, l), L) for l in range(L + 1)]
         for l in range(L):
             names += [activation_hook(NodeId(k, l), L) for k in (HEAD, NEURON, ATTN, MLP)] + [pattern_hook(l)]
+        names += post_norm_hooks(m)  # what unit writes pass through (logit lens of a head / neuron)
         aes = m.autoencoders
         every = SpliceChoice(tuple(sorted(aes.transcoders)), tuple(sorted(aes.saes)))
         cap = execute(m, ids, RunRequest(capture=names, splice=every))

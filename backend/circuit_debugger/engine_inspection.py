@@ -72,7 +72,9 @@ class InspectionMixin:
             raise UserError("logit lens of L{l}.RESID is not a node write; use a head, neuron, sublayer or embedding")
         if n.kind == NEURON and prompt is None:
             validate(n, m.shape)
-            vec, where = m.W.W_out[n.layer, n.index], "weights (W_out row)"
+            from .linear import post_norm
+
+            vec, where = post_norm(m, "mlp", n.layer, m.W.W_out[n.layer, n.index][None], None, [0])[0], "weights (W_out row)"
         else:
             if prompt is None:
                 raise UserError(f"logit lens of {n} needs a prompt (its write depends on the input)")

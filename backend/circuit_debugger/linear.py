@@ -47,10 +47,18 @@ def write_direction(model: DebugModel, sublayer: str, layer: int, G: torch.Tenso
                     positions: Sequence[int]) -> torch.Tensor:
     """The direction a unit of `sublayer` ('attn' | 'mlp') at `layer` must write along, before
     any post-norm, for its write to contribute `write · G` to the residual (G [P, d])."""
+    # the post-norm multiplies elementwise by gain / s, so a write x contributes x · (G · gain / s)
+    return post_norm(model, sublayer, layer, G, acts, positions)
+
+
+def post_norm(model: DebugModel, sublayer: str, layer: int, x: torch.Tensor, acts, positions) -> torch.Tensor:
+    """A unit's raw writes x [P, d] as they reach the residual: through the post-norm's gain
+    and frozen scale (`acts=None`: the gain only, for weight-based views)."""
     name = f"blocks.{layer}.{'ln1_post' if sublayer == 'attn' else 'ln2_post'}"
-    if not model.arch.post_norms or name not in model.W.norms:
-        return G
-    return G * model.W.norms[name] / scale_at(acts, ln_scale_hook(name), positions)
+    if name not in model.W.norms:
+        return x
+    x = x * model.W.norms[name]
+    return x if acts is None else x / scale_at(acts, ln_scale_hook(name), positions)
 
 
 def post_norm_hooks(model: DebugModel) -> list[str]:
@@ -79,14 +87,13 @@ def layers_before(ro: Readout) -> tuple[int, int]:
 
 
 def write_vector(model: DebugModel, node: NodeId, acts: Acts, position: int) -> torch.Tensor:
-    """What `node` adds to the residual stream at `position` on this prompt [d_model]
-    (before any post-norm)."""
+    """What `node` adds to the residual stream at `position` on this prompt [d_model]."""
     L, W = model.shape.n_layers, model.W
-    if node.kind == HEAD:
-        z = acts[activation_hook(node, L)][0, position, node.index].detach()
-        return z @ W.W_O[node.layer, node.index]
-    if node.kind == NEURON:
-        return acts[activation_hook(node, L)][0, position, node.index].detach() * W.W_out[node.layer, node.index]
+    if node.kind in (HEAD, NEURON):  # through the sublayer's post-norm where there is one (scale frozen)
+        sub = "attn" if node.kind == HEAD else "mlp"
+        a = acts[activation_hook(node, L)][0, position, node.index].detach()
+        raw = a @ W.W_O[node.layer, node.index] if node.kind == HEAD else a * W.W_out[node.layer, node.index]
+        return post_norm(model, sub, node.layer, raw[None], acts, [position])[0]
     if node.kind in (ATTN, MLP, EMB, POS):
         return acts[activation_hook(node, L)][0, position].detach()
     raise ValueError(f"{node} has no write vector")

@@ -48,6 +48,9 @@ def capture(model, ids: Sequence[int]) -> Frozen:
     from ..execution import RunRequest, execute
     from .splice import SpliceChoice
 
+    from ..architecture import require_plain_blocks
+
+    require_plain_blocks(model.arch, "attribution graphs")
     L = model.shape.n_layers
     tcs = model.autoencoders.transcoders
     missing = [l for l in range(L) if l not in tcs]
