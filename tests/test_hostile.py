@@ -64,7 +64,9 @@ def test_parse_node_takes_ascii_digits_only():
 
 
 @pytest.mark.parametrize("text", ["[" * 100_000, "{\"a\":" * 50_000, '{"prompt": "x", "target": "y", "slots": {"S": ' + BIG + "}}",
-                                  '{"prompt": ["x"], "target": " y"}', '{"prompt": "x y", "target": " y", "slots": {"S": true}}'])
+                                  '{"prompt": ["x"], "target": " y"}', '{"prompt": "x y", "target": " y", "slots": {"S": true}}',
+                                  '{"prompt": "\\ud800 x", "target": " y"}',  # a lone surrogate: JSON allows it
+                                  '{"prompt": "x y", "target": " y", "slots": {"\\ud800": 0}}'])
 def test_hostile_jsonl_prompt_sets_are_422(client, text):
     r = client.post("/api/promptsets", json={"model": "tiny", "spec": {"text": text, "format": "jsonl"}})
     no_internals(r)

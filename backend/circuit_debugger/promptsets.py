@@ -151,6 +151,18 @@ def parse_rows(text: str, fmt: str, tokenize, name: str = "pasted") -> PromptSet
     return rows_from_items(items, tokenize, name)
 
 
+def _text(s, max_len: int = 100) -> bool:
+    """Text a tokenizer and a JSON response can carry: no lone surrogate ("\\ud800", which JSON
+    allows), at most `max_len` characters."""
+    if not isinstance(s, str) or len(s) > max_len:
+        return False
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def rows_from_items(items: list, tokenize, name: str = "rows") -> PromptSet:
     """Validated rows from dicts (prompt, target, distractor?, counterfactual?, slots?); END is
     added as the last position."""
@@ -163,9 +175,11 @@ def rows_from_items(items: list, tokenize, name: str = "rows") -> PromptSet:
         for key in ("prompt", "target", "distractor", "counterfactual"):
             if it.get(key) is not None and not isinstance(it[key], str):
                 raise UserError(f"row {i}: '{key}' must be text")
+            if isinstance(it.get(key), str) and not _text(it[key], 10**9):
+                raise UserError(f"row {i}: '{key}' is not valid Unicode text")
         n = len(tokenize(it["prompt"]))
         slots = it.get("slots") or {}
-        if not isinstance(slots, dict) or not all(type(v) is int and 0 <= v < n for v in slots.values()):
+        if not isinstance(slots, dict) or not all(type(v) is int and 0 <= v < n and _text(k) for k, v in slots.items()):
             raise UserError(f"row {i}: slots must map names to positions 0..{n - 1}")
         rows.append(Row(str(it["prompt"]), str(it["target"]), it.get("distractor") or None,
                         it.get("counterfactual") or None, {**{str(k): v for k, v in slots.items()}, END: n - 1}))
