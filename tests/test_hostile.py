@@ -260,3 +260,20 @@ def test_a_failing_llm_endpoint_is_a_502_without_its_address(monkeypatch):
     r = client.post("/api/explain", json={"model": "default", "node": "L0.N1", "explainer": "llm"})
     assert r.status_code == 502, r.text
     assert "secret-internal" not in r.text and "127.0.0.1" not in r.text and "refused" not in r.text.lower()
+
+
+def test_the_limit_defaults_agree_everywhere(monkeypatch):
+    """One table (the `serve` flags) gives Settings its defaults; the engine's own Limits agree."""
+    from circuit_debugger.cli import parser, settings_from
+    from circuit_debugger.engine import Limits
+    from circuit_debugger.server.app import limits_of
+
+    for name in ("CD_MAX_TOP_K", "CD_MAX_GRAPH_LATENTS", "CD_MAX_REFERENCE_PROMPTS", "CD_MAX_TOKENS", "CD_MAX_PENDING"):
+        monkeypatch.delenv(name, raising=False)
+    ap = parser()
+    from_flags = settings_from(ap, ap.parse_args(["serve"]))
+    plain = Settings()
+    for field in ("max_tokens", "max_top_k", "max_graph_latents", "max_reference_prompts", "max_pending",
+                  "max_pending_per_client", "rate_limit", "cache_size", "max_body_bytes", "body_timeout"):
+        assert getattr(from_flags, field) == getattr(plain, field), field
+    assert limits_of(plain) == Limits()

@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..promptsets import slot_order
 from ..shares import ShareStore
 from . import schemas as S
+from .cli_security import LIMIT_DEFAULTS
 from .hardening import document_statuses, install_guards
 
 log = logging.getLogger("circuit_debugger.server")
@@ -35,16 +36,17 @@ class Settings:
     allowed_hosts: list[str] = field(default_factory=lambda: ["*"])  # Host header names served (the CLI narrows it)
     auth_token_file: Optional[str] = None  # hashed access tokens (see server/access.py); None: no tokens
     identity_header: Optional[str] = None  # a trusted reverse proxy's user header, e.g. X-Forwarded-User
-    max_body_bytes: int = 16 * 1024 * 1024  # request bodies above this get 413 (before they are read)
-    body_timeout: float = 30.0  # seconds a request body may take to arrive (408 after)
-    max_pending_per_client: int = 16  # API requests one client (identity or address) may have in flight
-    rate_limit: int = 0  # API requests per minute per client (0: no limit)
-    max_tokens: Optional[int] = 256
-    max_top_k: int = 5000
-    max_graph_latents: int = 5000
-    max_reference_prompts: int = 256
-    max_pending: int = 64  # API requests in flight beyond which the server answers 503 at once
-    cache_size: int = 512  # whole results kept (LRU); clean passes and cores: a quarter, at most 32 / 64
+    # limits: the defaults are the `serve` flags' (server/cli_security.py LIMITS), one table
+    max_body_bytes: int = int(LIMIT_DEFAULTS["max_body_mb"] * 1024 * 1024)  # 413 above (before reading)
+    body_timeout: float = LIMIT_DEFAULTS["body_timeout"]  # seconds a request body may take to arrive (408 after)
+    max_pending_per_client: int = LIMIT_DEFAULTS["max_pending_per_client"]  # in flight per client (identity or address)
+    rate_limit: int = LIMIT_DEFAULTS["rate_limit"]  # API requests per minute per client (0: no limit)
+    max_tokens: Optional[int] = LIMIT_DEFAULTS["max_tokens"]
+    max_top_k: int = LIMIT_DEFAULTS["max_top_k"]
+    max_graph_latents: int = LIMIT_DEFAULTS["max_graph_latents"]
+    max_reference_prompts: int = LIMIT_DEFAULTS["max_reference_prompts"]
+    max_pending: int = LIMIT_DEFAULTS["max_pending"]  # API requests in flight beyond which the server answers 503
+    cache_size: int = LIMIT_DEFAULTS["cache_size"]  # whole results kept (LRU); clean passes and cores: a quarter
     device: Optional[str] = None
     dtype: Optional[str] = None  # 'float32' (default), 'float16' or 'bfloat16'
     share_db: str = ":memory:"  # the investigations database (SQLite); ':memory:' keeps shares for this process only

@@ -44,6 +44,8 @@ LIMITS = [
     ("header-timeout", 10, 0.1, float, "seconds a connection may take to send a request's headers (closed after)"),
 ]
 
+LIMIT_DEFAULTS = {flag.replace("-", "_"): default for flag, default, *_ in LIMITS}  # Settings' defaults
+
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
     for flag, default, low, kind, what in LIMITS:
