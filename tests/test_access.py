@@ -127,3 +127,15 @@ def test_token_command_and_settings_from_flags(tmp_path, capsys, monkeypatch):
     assert (s.auth_token_file, s.identity_header, s.max_body_bytes, s.rate_limit, s.allowed_hosts) == \
         (str(file), "X-User", 2 * 1024 * 1024, 30, ["lab.example"])
     assert "*" not in s.cors_origins and "http://localhost:5173" in s.cors_origins
+
+
+def test_the_schema_says_which_operations_need_a_token(tiny, dist, tokens):
+    path, alice, _ = tokens
+    schema = TestClient(app_with(tiny, dist, auth_token_file=str(path))).get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    ops = schema["paths"]
+    assert ops["/api/attribute"]["post"]["security"] == [{"bearer": []}]
+    assert ops["/api/shares"]["post"]["security"] == [{"bearer": []}]
+    assert "security" not in ops["/api/health"]["get"] and "security" not in ops["/api/shares/{share_id}"]["get"]
+    plain = TestClient(app_with(tiny, dist)).get("/openapi.json").json()
+    assert "securitySchemes" not in plain.get("components", {})

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from ..engine import Limits
-from .access import Access, read_token_file
+from .access import Access, is_open, read_token_file
 from .capacity import Capacity
 from .guard import Bodies, Errors, Hosts
 
@@ -62,6 +62,13 @@ def document_statuses(app: FastAPI, limits: Limits) -> None:
                 for code, why in COMMON_STATUSES.items():
                     responses.setdefault(code, {"description": why, "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+        if getattr(app.state, "access_enabled", False):  # /docs gets an "Authorize" button; clients see what needs it
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an access token (--auth-token-file)"}}
+            for path, ops in schema.get("paths", {}).items():
+                for method, op in ops.items():
+                    if not is_open(method.upper(), path):
+                        op["security"] = [{"bearer": []}]
         for name, model in schema.get("components", {}).get("schemas", {}).items():
             if not name.endswith("Request"):  # requests only (a share's state keeps its own top_k: 0 = all)
                 continue
