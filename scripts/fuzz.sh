@@ -14,4 +14,4 @@ server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 240); do curl -sf "http://127.0.0.1:$port/api/health" >/dev/null && break; sleep 0.5; done
 .venv/bin/schemathesis --config-file tests/schemathesis.toml run "http://127.0.0.1:$port/openapi.json" \
-  --checks all --max-examples "${CD_FUZZ_CLI_EXAMPLES:-100}" --seed 1 --workers 2
+  --checks all --max-examples "${CD_FUZZ_CLI_EXAMPLES:-100}" --seed 1 --workers 2 --request-timeout 300
