@@ -81,7 +81,8 @@ def default_allowed_hosts(host: str) -> list[str]:
 def security_settings(a: argparse.Namespace) -> dict:
     """The Settings fields these flags set."""
     env_hosts = [x.strip() for x in os.environ.get("CD_ALLOWED_HOSTS", "").split(",") if x.strip()]
-    return dict(allowed_hosts=a.allowed_hosts or env_hosts or default_allowed_hosts(a.host),
+    mcp_hosts = [h.rpartition(":")[0] if h.count(":") == 1 else h for h in getattr(a, "mcp_host", None) or []]
+    return dict(allowed_hosts=a.allowed_hosts or env_hosts or default_allowed_hosts(a.host) + mcp_hosts,
                 auth_token_file=a.auth_token_file, identity_header=a.trust_identity_header,
                 max_body_bytes=int(a.max_body_mb * 1024 * 1024), body_timeout=a.body_timeout,
                 max_pending_per_client=a.max_pending_per_client, rate_limit=a.rate_limit)
