@@ -10,6 +10,8 @@
     L{l}.S{i}     SAE latent i of layer l           (needs an autoencoder)
     L{l}.TERR     the transcoder's reconstruction error at layer l (what it misses of the MLP)
     L{l}.SERR     the SAE's reconstruction error at layer l (what it misses of the attention output)
+    L{l}.R{i}     residual-stream SAE latent i of the residual entering layer l (l == n_layers: final)
+    L{l}.RERR     that residual SAE's reconstruction error
     ...@{p}       optional suffix: only token position p, e.g. L1.H3@7
 
 This module is the only place that knows TransformerLens hook names.
@@ -27,15 +29,19 @@ HEAD, NEURON, ATTN, MLP, RESID, EMB, POS, TRANSCODER, SAE = (
     "head", "neuron", "attn", "mlp", "resid", "embed", "pos_embed", "transcoder", "sae",
 )
 TRANSCODER_ERR, SAE_ERR = "transcoder_error", "sae_error"
-LATENT_KINDS = (TRANSCODER, SAE)
-AUTOENCODER_KINDS = (TRANSCODER, SAE, TRANSCODER_ERR, SAE_ERR)
-ERROR_OF = {TRANSCODER: TRANSCODER_ERR, SAE: SAE_ERR}
+RESID_SAE, RESID_SAE_ERR = "resid_sae", "resid_sae_error"  # residual-stream SAEs (issue 15)
+LATENT_KINDS = (TRANSCODER, SAE, RESID_SAE)
+AUTOENCODER_KINDS = (TRANSCODER, SAE, TRANSCODER_ERR, SAE_ERR, RESID_SAE, RESID_SAE_ERR)
+ERROR_OF = {TRANSCODER: TRANSCODER_ERR, SAE: SAE_ERR, RESID_SAE: RESID_SAE_ERR}
+FAMILY_OF = {TRANSCODER: TRANSCODER, TRANSCODER_ERR: TRANSCODER, SAE: SAE, SAE_ERR: SAE, RESID_SAE: RESID_SAE,
+             RESID_SAE_ERR: RESID_SAE}
 
-_INDEXED = {"H": HEAD, "N": NEURON, "T": TRANSCODER, "S": SAE}
-_SUBLAYER = {"ATTN": ATTN, "MLP": MLP, "RESID": RESID, "TERR": TRANSCODER_ERR, "SERR": SAE_ERR}
+_INDEXED = {"H": HEAD, "N": NEURON, "T": TRANSCODER, "S": SAE, "R": RESID_SAE}
+_SUBLAYER = {"ATTN": ATTN, "MLP": MLP, "RESID": RESID, "TERR": TRANSCODER_ERR, "SERR": SAE_ERR,
+             "RERR": RESID_SAE_ERR}
 _PATTERN = re.compile(
     r"^(?:(?P<emb>EMB|POS)"
-    r"|L(?P<layer>\d+)\.(?:(?P<letter>[HNTS])(?P<index>\d+)|(?P<sub>ATTN|MLP|RESID|TERR|SERR)))"
+    r"|L(?P<layer>\d+)\.(?:(?P<letter>[HNTSR])(?P<index>\d+)|(?P<sub>ATTN|MLP|RESID|TERR|SERR|RERR)))"
     r"(?:@(?P<pos>\d+))?$"
 )
 
@@ -84,7 +90,7 @@ def parse_node(text: str) -> NodeId:
     if not m:
         raise UserError(
             f"unknown node id {text!r}: expected e.g. 'L1.H3', 'L0.N117', 'L2.MLP', 'L1.ATTN', "
-            "'L0.RESID', 'EMB', 'POS', 'L1.T300', 'L1.S5', optionally with '@position'"
+            "'L0.RESID', 'EMB', 'POS', 'L1.T300', 'L1.S5', 'L3.R12', optionally with '@position'"
         )
     pos = int(m["pos"]) if m["pos"] is not None else None
     if m["emb"]:
@@ -102,7 +108,7 @@ def validate(node: NodeId, shape: Shape, seq_len: Optional[int] = None,
     `latents` maps 'transcoder' / 'sae' to {layer: number of latents} for the loaded autoencoders.
     """
     if node.kind in AUTOENCODER_KINDS:
-        family = TRANSCODER if node.kind in (TRANSCODER, TRANSCODER_ERR) else SAE
+        family = FAMILY_OF[node.kind]
         sizes = (latents or {}).get(family, {})
         if node.layer not in sizes:
             have = ", ".join(f"L{l}" for l in sorted(sizes)) or "none"
@@ -110,7 +116,7 @@ def validate(node: NodeId, shape: Shape, seq_len: Optional[int] = None,
         if node.kind in LATENT_KINDS and node.index >= sizes[node.layer]:
             raise UserError(f"node {node}: latent {node.index} out of range ({family} has latents 0..{sizes[node.layer] - 1})")
     if node.layer is not None:
-        top = shape.n_layers if node.kind == RESID else shape.n_layers - 1
+        top = shape.n_layers if node.kind in (RESID, RESID_SAE, RESID_SAE_ERR) else shape.n_layers - 1
         if node.layer > top:
             raise UserError(f"node {node}: layer {node.layer} out of range (model has layers 0..{shape.n_layers - 1})")
     if node.kind == HEAD and node.index >= shape.n_heads:
@@ -153,6 +159,8 @@ def activation_hook(node: NodeId, n_layers: int) -> str:
         return f"blocks.{l}.hook_mlp_out"  # latents live inside the transcoder splice there
     if node.kind in (SAE, SAE_ERR):
         return f"blocks.{l}.hook_attn_out"
+    if node.kind in (RESID_SAE, RESID_SAE_ERR):
+        return activation_hook(NodeId(RESID, l), n_layers)
     raise UserError(f"node {node} has no activation hook")
 
 
