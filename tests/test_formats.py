@@ -1,0 +1,225 @@
+"""Public dictionary formats (issue 15): SAELens folders and releases in the HF cache (ReLU,
+TopK, JumpReLU; residual, hook_z, attention and MLP sites), circuit-tracer transcoder sets
+and cross-layer transcoders, residual-stream SAEs as nodes. Every folder is written here from
+the published layouts, with random weights at reduced width; every reference forward is
+written here from the published definitions, independently of the loader."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from circuit_debugger.autoencoders import AutoencoderLoadError, load_onto
+from circuit_debugger.engine import Debugger
+from circuit_debugger.loading import load_model
+
+PROMPT = "When Mary and John went to the store, John gave a drink to"
+F = 40  # latents (reduced width)
+
+
+def rnd(*shape, seed, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return scale * torch.randn(*shape, generator=g)
+
+
+def saelens_folder(path, d_in, seed, cfg, threshold=False, d_out=None):
+    d_out = d_out or d_in
+    t = {"W_enc": rnd(d_in, F, seed=seed, scale=d_in ** -0.5), "b_enc": rnd(F, seed=seed + 1, scale=0.3) - 0.1,
+         "W_dec": rnd(F, d_out, seed=seed + 2, scale=F ** -0.5), "b_dec": rnd(d_out, seed=seed + 3, scale=0.1)}
+    if threshold:
+        t["threshold"] = rnd(F, seed=seed + 4, scale=0.1).abs()
+    path.mkdir(parents=True)
+    (path / "cfg.json").write_text(json.dumps(cfg))
+    save_file({k: v.contiguous() for k, v in t.items()}, str(path / "sae_weights.safetensors"))
+    return t
+
+
+def jumprelu(pre, th):  # SAELens / Gemma Scope: ReLU gated by pre > threshold
+    return torch.relu(pre) * (pre > th)
+
+
+def logits_with(m, hooks):
+    return m.run(m.tokens_tensor(m.tokenize(PROMPT)), hooks)[0, -1]
+
+
+def ld(m, logits):
+    return float(logits[m.codec.output_token(" Mary")] - logits[m.codec.output_token(" John")])
+
+
+# ---------------------------------------------------------------- loading and reporting
+def test_one_dictionary_folder_loads_and_failures_are_reported(tmp_path, tiny_dir):
+    m = load_model(str(tiny_dir), name="one")
+    saelens_folder(tmp_path / "res1", 32, 1, {"architecture": "standard", "hook_name": "blocks.1.hook_resid_pre"})
+    assert load_onto(m, tmp_path / "res1") == {}  # the folder itself, not a parent of folders
+    assert 1 in m.autoencoders.resids
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "parent").mkdir()
+    errs = load_onto(m, tmp_path / "junk")
+    assert "no dictionaries found" in errs[str(tmp_path / "junk")]
+    assert "directory not found" in load_onto(m, tmp_path / "nope")[str(tmp_path / "nope")]
+    errs = load_onto(m, tmp_path)  # res1 again (already placed) + junk + parent: all reported
+    assert "already has a dictionary" in errs[str(tmp_path / "res1")]
+    assert str(tmp_path / "junk") in errs and str(tmp_path / "parent") in errs
+    saelens_folder(tmp_path / "gated", 32, 1, {"architecture": "gated", "hook_name": "blocks.0.hook_attn_out"})
+    assert "unsupported architecture 'gated'" in load_onto(m, tmp_path / "gated")[str(tmp_path / "gated")]
+    saelens_folder(tmp_path / "cnr", 32, 1, {"architecture": "standard", "hook_name": "blocks.0.hook_resid_pre",
+                                             "normalize_activations": "constant_norm_rescale"})
+    assert "not linear" in load_onto(m, tmp_path / "cnr")[str(tmp_path / "cnr")]
+    desc = m.describe()
+    assert desc["resid_saes"] == {"1": F}
+    assert desc["dictionaries"][0]["site"] == "resid" and desc["dictionaries"][0]["letter"] == "R"
+
+
+def test_server_reports_what_did_not_load(tmp_path, tiny_dir):
+    from circuit_debugger.server.app import Settings, load_debugger
+
+    (tmp_path / "empty").mkdir()
+    _, failed = load_debugger(Settings(models=[str(tiny_dir)], autoencoders={tiny_dir.name: [str(tmp_path / "empty")]},
+                                       serve_frontend=False))
+    assert any("no dictionaries found" in why for why in failed.values()), failed
+
+
+# ---------------------------------------------------------------- SAELens architectures and sites
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory, tiny_dir):
+    """One model with a JumpReLU residual SAE (L1), a hook_z SAE (L0, attention site), an
+    MLP-out SAE (L1, MLP site) and a TopK residual SAE on the final residual."""
+    root = tmp_path_factory.mktemp("zoo")
+    m = load_model(str(tiny_dir), name="zoo")
+    s = m.shape
+    hz = s.n_heads * s.d_head
+    t = {"res": saelens_folder(root / "res", 32, 10, {"architecture": "jumprelu", "hook_name": "blocks.0.hook_resid_post",
+                                                      "apply_b_dec_to_input": True}, threshold=True),
+         "z": saelens_folder(root / "z", hz, 20, {"architecture": "standard", "hook_name": "blocks.0.attn.hook_z",
+                                                  "apply_b_dec_to_input": True}),
+         "mlp": saelens_folder(root / "mlp", 32, 30, {"architecture": "jumprelu", "hook_name": "blocks.1.hook_mlp_out",
+                                                      "normalize_activations": "expected_average_only_in",
+                                                      "norm_scaling_factor": 1.7}, threshold=True),
+         "fin": saelens_folder(root / "fin", 32, 40, {"architecture": "topk", "activation_fn_kwargs": {"k": 6},
+                                                      "hook_name": "blocks.1.hook_resid_post"})}
+    assert load_onto(m, root) == {}
+    return m, t, Debugger([m])
+
+
+def test_jumprelu_and_scaled_inputs_give_the_original_outputs(zoo):
+    m, t, _ = zoo
+    x = torch.randn(5, 32)
+    r = t["res"]
+    ref = jumprelu((x - r["b_dec"]) @ r["W_enc"] + r["b_enc"], r["threshold"])
+    ae = m.autoencoders.resids[1]
+    assert ae.activation == "jumprelu" and torch.allclose(ae.encode(x), ref, atol=1e-6)
+    assert torch.allclose(ae.decode(ae.encode(x)), ref @ r["W_dec"] + r["b_dec"], atol=1e-6)
+    # expected_average_only_in: encode(s·x), decode, then / s
+    q, s = t["mlp"], 1.7
+    ref = jumprelu((s * x - q["b_dec"]) @ q["W_enc"] + q["b_enc"], q["threshold"])
+    mlp = m.autoencoders.transcoders[1]
+    assert torch.allclose(mlp.encode(x), ref, atol=1e-5)
+    assert torch.allclose(mlp.decode(mlp.encode(x)), (ref @ q["W_dec"] + q["b_dec"]) / s, atol=1e-5)
+
+
+def test_splicing_every_site_leaves_logits_unchanged(zoo):
+    m, _, dbg = zoo
+    ids = m.tokenize(PROMPT)
+    spliced = dbg.clean_pass(m, ids)["logits"]
+    assert torch.allclose(spliced, m.run(m.tokens_tensor(ids)), atol=1e-5)
+    for key in ("rsae:1", "rsae:2", "sae:0", "tc:1", "rsaeerr:1"):
+        assert key in dbg.clean_pass(m, ids)
+
+
+def test_hook_z_latent_zero_equals_editing_z(zoo):
+    """Zeroing a hook_z SAE latent == subtracting act·W_dec row from z (reference at hook_z)."""
+    m, t, dbg = zoo
+    z = t["z"]
+    keep = {}
+
+    def acts_of(zz):
+        flat = zz.flatten(-2)
+        return torch.relu((flat - z["b_dec"]) @ z["W_enc"] + z["b_enc"])
+
+    base = logits_with(m, [("blocks.0.attn.hook_z", lambda x, hook: keep.setdefault("a", acts_of(x)) is None or x)])
+    live = (keep["a"][0] > 0).any(0).nonzero().flatten().tolist()
+    assert live
+    i = live[0]
+
+    def edit(x, hook):
+        a = acts_of(x)[..., i]
+        return x - (a[..., None] * z["W_dec"][i]).reshape(x.shape)
+
+    ref = ld(m, logits_with(m, [("blocks.0.attn.hook_z", edit)]))
+    got = dbg.intervene("zoo", PROMPT, [{"node": f"L0.S{i}", "op": "zero"}], target=" Mary", distractor=" John")
+    assert got["logit_diff"] == pytest.approx(ref, abs=1e-5)
+    assert abs(ref - ld(m, base)) > 1e-6
+
+
+# ---------------------------------------------------------------- residual-stream SAEs as nodes
+@pytest.mark.parametrize("opts", [{"resid_basis": "saes"}, {"resid_basis": "saes", "attn_basis": "saes",
+                                                              "mlp_basis": "transcoders"}])
+def test_resid_latent_attributions_sum_to_logit_diff(zoo, opts):
+    m, _, dbg = zoo
+    r = dbg.attribute("zoo", PROMPT, " Mary", " John", top_k=None, **opts)
+    assert abs(r["sum_check"]["residual"]) < 1e-5
+    rows = {n["id"]: n for n in r["nodes"]}
+    # the final residual SAE (layer 2) cuts: nothing upstream has a direct effect
+    assert "L2.RERR" in rows and "L1.RERR" in rows
+    assert rows["EMB"]["direct_effect"] == 0 and rows["L0.ATTN"]["direct_effect"] == 0
+    assert rows["L1.RERR"]["direct_effect"] == 0
+    lat = sum(n["direct_effect"] for n in r["nodes"] if n["kind"] == "resid_sae" and n["layer"] == 2)
+    total = lat + rows["L2.RERR"]["direct_effect"] + sum(v for k, v in r["bias_terms"].items()
+                                                         if k.startswith("L2.RESID") or k.startswith("ln_final")
+                                                         or k == "readout.bias")
+    assert total == pytest.approx(r["logit_diff"], abs=1e-4)
+
+
+def test_resid_latent_zero_matches_reference_and_total_effect_matches_finite_difference(zoo):
+    m, t, dbg = zoo
+    r = dbg.attribute("zoo", PROMPT, " Mary", " John", top_k=None, resid_basis="saes")
+    live = sorted((n for n in r["nodes"] if n["kind"] == "resid_sae" and n["layer"] == 1 and n["activation"] > 0),
+                  key=lambda n: -abs(n["total_effect"]))
+    assert live
+    i = live[0]["index"]
+    q = t["res"]
+
+    def edit(x, hook):
+        a = jumprelu((x - q["b_dec"]) @ q["W_enc"][:, i] + q["b_enc"][i], q["threshold"][i])
+        return x - a[..., None] * q["W_dec"][i]
+
+    ref = ld(m, logits_with(m, [("blocks.1.hook_resid_pre", edit)]))
+    got = dbg.intervene("zoo", PROMPT, [{"node": f"L1.R{i}", "op": "zero"}], target=" Mary", distractor=" John")
+    assert got["logit_diff"] == pytest.approx(ref, abs=1e-5)
+    checked = 0
+    for n in live[:3]:
+        eps = 1e-2
+        f = lambda s: dbg.attribute("zoo", PROMPT, " Mary", " John", top_k=1, resid_basis="saes",
+                                    interventions=[{"node": n["id"], "op": "scale", "value": s}])["logit_diff"]
+        assert n["total_effect"] == pytest.approx((f(1 + eps) - f(1 - eps)) / (2 * eps), rel=2e-2, abs=2e-4)
+        checked += 1
+    assert checked
+
+
+def test_resid_latent_trace_sums_to_preactivation(zoo):
+    m, t, dbg = zoo
+    r = dbg.trace("zoo", PROMPT, {"kind": "latent", "node": "L1.R3", "position": 6}, top_k=None)
+    assert abs(r["sum_check"]["residual"]) < 1e-5
+    q = t["res"]
+    resid = {}
+    m.run(m.tokens_tensor(m.tokenize(PROMPT)), [("blocks.1.hook_resid_pre", lambda x, hook: resid.setdefault("x", x))])
+    pre = float((resid["x"][0, 6] - q["b_dec"]) @ q["W_enc"][:, 3] + q["b_enc"][3])
+    assert r["value"] == pytest.approx(pre, abs=1e-5)
+    for bad in ("L0.S1",):  # a hook_z SAE's latents are not traced (said so, not guessed)
+        from circuit_debugger.errors import UserError
+
+        with pytest.raises(UserError, match="hook_z"):
+            dbg.trace("zoo", PROMPT, {"kind": "latent", "node": bad, "position": 6})
+
+
+def test_resid_node_ids_validate(zoo):
+    from circuit_debugger.errors import UserError
+
+    m, _, dbg = zoo
+    with pytest.raises(UserError, match="latent 99 out of range"):
+        dbg.intervene("zoo", PROMPT, [{"node": "L1.R99", "op": "zero"}])
+    with pytest.raises(UserError, match="no resid_sae is loaded for layer 0"):
+        dbg.intervene("zoo", PROMPT, [{"node": "L0.RERR", "op": "zero"}])
+    r = dbg.intervene("zoo", PROMPT, [{"node": "L2.RERR", "op": "zero"}], target=" Mary", distractor=" John")
+    assert r["change"] != 0
