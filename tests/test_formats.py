@@ -223,3 +223,137 @@ def test_resid_node_ids_validate(zoo):
         dbg.intervene("zoo", PROMPT, [{"node": "L0.RERR", "op": "zero"}])
     r = dbg.intervene("zoo", PROMPT, [{"node": "L2.RERR", "op": "zero"}], target=" Mary", distractor=" John")
     assert r["change"] != 0
+
+
+# ---------------------------------------------------------------- releases in the HF cache
+def hf_cache_file(home, repo, rel_path, write):
+    org, name = repo.split("/")
+    base = home / "hub" / f"models--{org}--{name}"
+    (base / "refs").mkdir(parents=True, exist_ok=True)
+    (base / "refs" / "main").write_text("abc123")
+    target = base / "snapshots" / "abc123" / rel_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write(target)
+
+
+def test_saelens_release_and_gemma_scope_resolve_offline(tmp_path, tiny_dir, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    src = tmp_path / "src"
+    t = saelens_folder(src, 32, 50, {"architecture": "standard", "hook_name": "blocks.1.hook_resid_pre"})
+    for f in ("cfg.json", "sae_weights.safetensors"):
+        hf_cache_file(tmp_path / "hf", "jbloom/GPT2-Small-SAEs-Reformatted", f"blocks.1.hook_resid_pre/{f}",
+                      lambda p, f=f: p.write_bytes((src / f).read_bytes()))
+    g = {"W_enc": rnd(32, F, seed=60, scale=0.2).numpy(), "W_dec": rnd(F, 32, seed=61, scale=0.2).numpy(),
+         "b_enc": rnd(F, seed=62, scale=0.1).numpy(), "b_dec": rnd(32, seed=63, scale=0.1).numpy(),
+         "threshold": rnd(F, seed=64, scale=0.05).abs().numpy()}
+    hf_cache_file(tmp_path / "hf", "google/gemma-scope-2b-pt-res", "layer_0/width_16k/average_l0_7/params.npz",
+                  lambda p: np.savez(p, **g))
+    m = load_model(str(tiny_dir), name="rel")
+    assert load_onto(m, "saelens:gpt2-small-res-jb/blocks.1.hook_resid_pre") == {}
+    res = m.autoencoders.resids[1]
+    x = torch.randn(3, 32)
+    assert torch.allclose(res.encode(x), torch.relu((x - t["b_dec"]) @ t["W_enc"] + t["b_enc"]), atol=1e-6)
+    # Gemma Scope layer 0 is hook_resid_post 0 = the residual entering layer 1: same slot, refused and named
+    errs = load_onto(m, "saelens:google/gemma-scope-2b-pt-res/layer_0/width_16k/average_l0_7")
+    assert "layer 1 already has a dictionary at the resid site" in next(iter(errs.values()))
+    m2 = load_model(str(tiny_dir), name="rel2")
+    assert load_onto(m2, "saelens:google/gemma-scope-2b-pt-res/layer_0/width_16k/average_l0_7") == {}
+    gs = m2.autoencoders.resids[1]
+    ref = jumprelu(x @ torch.tensor(g["W_enc"]) + torch.tensor(g["b_enc"]), torch.tensor(g["threshold"]))
+    assert gs.activation == "jumprelu" and torch.allclose(gs.encode(x), ref, atol=1e-6)
+    errs = load_onto(m2, "saelens:gpt2-small-res-jb/blocks.5.hook_resid_pre")
+    assert "not in the HuggingFace cache" in next(iter(errs.values()))
+    assert "never unpickled" in next(iter(load_onto(m2, "saelens:gpt2-small-hook-z-kk").values()))
+    assert "unknown release" in next(iter(load_onto(m2, "saelens:nope").values()))
+
+
+# ---------------------------------------------------------------- circuit-tracer transcoders and CLTs
+def test_circuit_tracer_transcoder_set(tmp_path, tiny_dir):
+    import yaml
+
+    m = load_model(str(tiny_dir), name="ct")
+    ref = {}
+    entries = []
+    for l in range(2):
+        w = {"W_enc": rnd(F, 32, seed=70 + l, scale=0.2), "W_dec": rnd(F, 32, seed=80 + l, scale=0.2),
+             "b_enc": rnd(F, seed=90 + l, scale=0.1), "b_dec": rnd(32, seed=95 + l, scale=0.1),
+             "threshold": rnd(F, seed=99 + l, scale=0.05)}  # may be negative: x·[x > θ] keeps negatives
+        save_file({k: v.contiguous() for k, v in w.items()}, str(tmp_path / f"layer_{l}.safetensors"))
+        entries.append({"id": f"tc{l}", "layer": l, "filepath": f"layer_{l}.safetensors"})
+        ref[l] = w
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"model_name": "tiny", "feature_input_hook": "hook_resid_mid",
+                                                          "feature_output_hook": "hook_mlp_out",
+                                                          "transcoders": entries}))
+    assert load_onto(m, tmp_path) == {}
+    x = torch.randn(4, 32)
+    pre = x @ ref[1]["W_enc"].T + ref[1]["b_enc"]
+    assert torch.allclose(m.autoencoders.transcoders[1].encode(x), pre * (pre > ref[1]["threshold"]), atol=1e-6)
+    dbg = Debugger([m])
+    ids = m.tokenize(PROMPT)
+    assert torch.allclose(dbg.clean_pass(m, ids)["logits"], m.run(m.tokens_tensor(ids)), atol=1e-5)
+    r = dbg.attribute("ct", PROMPT, " Mary", " John", top_k=None, mlp_basis="transcoders")
+    assert abs(r["sum_check"]["residual"]) < 1e-5
+    tr = dbg.trace("ct", PROMPT, {"kind": "latent", "node": "L1.T2", "position": 5}, top_k=None)
+    assert abs(tr["sum_check"]["residual"]) < 1e-5
+    mid = {}
+    m.run(m.tokens_tensor(ids), [("blocks.1.ln2.hook_in", lambda x, hook: mid.setdefault("x", x))])
+    assert tr["value"] == pytest.approx(float(mid["x"][0, 5] @ ref[1]["W_enc"][2] + ref[1]["b_enc"][2]), abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def clt(tmp_path_factory, tiny_dir):
+    root = tmp_path_factory.mktemp("clt")
+    n, d = 2, 32
+    ref = {}
+    for l in range(n):
+        enc = {f"W_enc_{l}": rnd(F, d, seed=110 + l, scale=0.25), f"b_enc_{l}": rnd(F, seed=120 + l, scale=0.1),
+               f"b_dec_{l}": rnd(d, seed=130 + l, scale=0.1), f"threshold_{l}": rnd(F, seed=140 + l, scale=0.05).abs()}
+        dec = {f"W_dec_{l}": rnd(F, n - l, d, seed=150 + l, scale=0.25)}
+        save_file(enc, str(root / f"W_enc_{l}.safetensors"))
+        save_file(dec, str(root / f"W_dec_{l}.safetensors"))
+        ref[l] = {**enc, **dec}
+    m = load_model(str(tiny_dir), name="clt")
+    assert load_onto(m, root) == {}
+    return m, ref, Debugger([m])
+
+
+def test_clt_splice_is_exact_and_sums(clt):
+    m, ref, dbg = clt
+    ids = m.tokenize(PROMPT)
+    assert torch.allclose(dbg.clean_pass(m, ids)["logits"], m.run(m.tokens_tensor(ids)), atol=1e-5)
+    r = dbg.attribute("clt", PROMPT, " Mary", " John", top_k=None, mlp_basis="transcoders")
+    assert abs(r["sum_check"]["residual"]) < 1e-5
+    assert {"transcoder", "transcoder_error"} <= {n["kind"] for n in r["nodes"]}
+    assert m.describe()["dictionaries"][0]["architecture"] == "cross-layer transcoder"
+
+
+def test_clt_latent_zero_matches_reference_and_finite_difference(clt):
+    """Zeroing L0.T{i} removes its writes into the MLP outputs of layers 0 AND 1."""
+    m, ref, dbg = clt
+    r = dbg.attribute("clt", PROMPT, " Mary", " John", top_k=None, mlp_basis="transcoders")
+    live = sorted((n for n in r["nodes"] if n["kind"] == "transcoder" and n["layer"] == 0 and n["activation"] > 0),
+                  key=lambda n: -abs(n["total_effect"]))
+    assert live
+    i = live[0]["index"]
+    e = ref[0]
+    keep = {}
+
+    def read(x, hook):
+        pre = x @ e["W_enc_0"][i] + e["b_enc_0"][i]
+        keep["a"] = pre * (pre > e["threshold_0"][i])
+        return x
+
+    def edit(l):
+        return lambda out, hook: out - keep["a"][..., None] * e["W_dec_0"][i, l]
+
+    hooks = [("blocks.0.ln2.hook_in", read), ("blocks.0.hook_mlp_out", edit(0)), ("blocks.1.hook_mlp_out", edit(1))]
+    want = ld(m, logits_with(m, hooks))
+    got = dbg.intervene("clt", PROMPT, [{"node": f"L0.T{i}", "op": "zero"}], target=" Mary", distractor=" John")
+    assert got["logit_diff"] == pytest.approx(want, abs=1e-5)
+    eps = 1e-2
+    f = lambda s: dbg.attribute("clt", PROMPT, " Mary", " John", top_k=1, mlp_basis="transcoders",
+                                interventions=[{"node": f"L0.T{i}", "op": "scale", "value": s}])["logit_diff"]
+    assert live[0]["total_effect"] == pytest.approx((f(1 + eps) - f(1 - eps)) / (2 * eps), rel=2e-2, abs=2e-4)
