@@ -357,3 +357,11 @@ def test_clt_latent_zero_matches_reference_and_finite_difference(clt):
     f = lambda s: dbg.attribute("clt", PROMPT, " Mary", " John", top_k=1, mlp_basis="transcoders",
                                 interventions=[{"node": f"L0.T{i}", "op": "scale", "value": s}])["logit_diff"]
     assert live[0]["total_effect"] == pytest.approx((f(1 + eps) - f(1 - eps)) / (2 * eps), rel=2e-2, abs=2e-4)
+
+
+def test_graphs_refuse_clts_by_name(clt):
+    from circuit_debugger.errors import UserError
+
+    m, _, dbg = clt
+    with pytest.raises(UserError, match="cross-layer transcoders"):
+        dbg.graph("clt", PROMPT, " Mary", " John")
