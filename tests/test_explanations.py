@@ -9,7 +9,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from circuit_debugger.explanations.activations import batch_activations, node_index
-from circuit_debugger.explanations.build import build, corpus
+from circuit_debugger.explanations.build import CorpusSpec, build, corpus, valid_of
 from circuit_debugger.explanations.mine import Config, mine
 from circuit_debugger.explanations.store import Store
 from circuit_debugger.loading import load_model
@@ -56,9 +56,27 @@ def test_unused_head_is_described_as_never_active(planted):
     assert e["text"].startswith("never active") and e["score"] is None
 
 
-def test_streaming_statistics_equal_brute_force(tiny):
-    rows = corpus(tiny, 1500, seed=3)
-    valid = rows != tiny.codec.bos_id
+@pytest.fixture(scope="module")
+def user_corpus(tmp_path_factory):
+    """The user's own text as JSONL (a `text` field), as a researcher would bring it."""
+    from helpers import CORPUS
+
+    path = tmp_path_factory.mktemp("corpus") / "mine.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(CORPUS * 3)))
+    return CorpusSpec(str(path), "text", 24)
+
+
+def test_hf_models_are_never_mined_on_the_default_models_synthetic_text(tiny):
+    from circuit_debugger.explanations.corpus import CorpusError
+
+    with pytest.raises(CorpusError, match="give --corpus"):
+        corpus(tiny, 100, seed=1)
+
+
+def test_streaming_statistics_equal_brute_force(tiny, user_corpus):
+    rows = corpus(tiny, 1500, seed=3, spec=user_corpus)
+    valid = valid_of(tiny, rows)
+    assert rows.shape[1] == 24 and rows[:, 1:].numel() >= 1500 and 0 < valid.sum() < rows[:, 1:].numel()
     cfg = Config(k=5, r=4, batch=7)
     miner = mine(tiny, rows, valid, cfg, progress=False)
     acts = torch.cat([batch_activations(tiny, rows[b:b + 7])[0] for b in range(0, len(rows), 7)])
@@ -74,9 +92,10 @@ def test_streaming_statistics_equal_brute_force(tiny):
     assert (miner.s["rnd_val"][ok] > 0).all()
 
 
-def test_resume_equals_uninterrupted(tiny, tmp_path):
-    rows = corpus(tiny, 1200, seed=4)
-    valid = rows != tiny.codec.bos_id
+def test_resume_equals_uninterrupted(tiny, tmp_path, user_corpus):
+    rows = corpus(tiny, 1200, seed=4, spec=user_corpus)
+    assert torch.equal(rows, corpus(tiny, 1200, seed=4, spec=user_corpus))  # deterministic for a seed
+    valid = valid_of(tiny, rows)
     cfg = Config(k=4, r=3, batch=8)
     whole = mine(tiny, rows, valid, cfg, progress=False)
     half = len(rows) // 2 // 8 * 8
