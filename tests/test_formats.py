@@ -365,3 +365,32 @@ def test_graphs_refuse_clts_by_name(clt):
     m, _, dbg = clt
     with pytest.raises(UserError, match="cross-layer transcoders"):
         dbg.graph("clt", PROMPT, " Mary", " John")
+
+
+def test_mining_covers_every_site_and_equals_brute_force(zoo, tmp_path):
+    """Latents of resid / hook_z / MLP-out dictionaries are mined like any node (user JSONL corpus)."""
+    from helpers import CORPUS
+
+    from circuit_debugger.explanations.activations import batch_activations, node_index
+    from circuit_debugger.explanations.build import CorpusSpec, corpus, valid_of
+    from circuit_debugger.explanations.mine import Config, mine
+
+    m, t, _ = zoo
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps({"text": x}) + "\n" for x in CORPUS))
+    rows = corpus(m, 400, 0, CorpusSpec(str(tmp_path / "c.jsonl"), "text", 16))
+    valid = valid_of(m, rows)
+    index = node_index(m)
+    assert {"L1.R0", "L2.R5", "L0.S3", "L1.T7"} <= set(index.ids)
+    miner = mine(m, rows, valid, Config(k=3, r=2, batch=5), progress=False)
+    # brute force for the residual SAE at layer 1, from the model's own residual and the published formula
+    resid = []
+    for b in range(0, len(rows), 5):
+        keep = {}
+        m.run(rows[b:b + 5], [("blocks.1.hook_resid_pre", lambda x, hook: keep.setdefault("x", x))])
+        resid.append(keep["x"])
+    q = t["res"]
+    acts = jumprelu((torch.cat(resid) - q["b_dec"]) @ q["W_enc"] + q["b_enc"], q["threshold"])
+    flat = acts.reshape(-1, F)[valid.reshape(-1)]
+    cols = [index.ids.index(f"L1.R{i}") for i in range(F)]
+    assert torch.allclose(miner.s["top_val"][cols], flat.T.topk(3, dim=1).values, atol=1e-5)
+    assert torch.allclose(batch_activations(m, rows[:2])[0][..., cols], acts[:2], atol=1e-5)

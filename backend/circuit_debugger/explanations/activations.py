@@ -1,7 +1,8 @@
 """Every node's activation at every token of a batch, as one [batch, pos, n_nodes] tensor.
 
 Columns follow `node_index(model)`: heads (their write norm ‖z·W_O‖ at the query position),
-MLP neurons (post-activation), then transcoder and SAE latents for the layers that have them.
+MLP neurons (post-activation), then MLP-site (transcoder, MLP-out SAE or CLT), attention-site
+and residual-stream latents for the layers that have them.
 Heads also give their attention patterns, for (query token, key token) statistics.
 """
 
@@ -12,9 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from ..attribution import capture_hooks
-from ..autoencoders.splice import SpliceChoice, latent_key
+from ..autoencoders.splice import latent_key
 from ..interventions import build_hooks
-from ..nodes import HEAD, NEURON, SAE, TRANSCODER, NodeId, activation_hook, pattern_hook, value_hook
+from ..nodes import HEAD, NEURON, RESID_SAE, SAE, TRANSCODER, NodeId, activation_hook, pattern_hook, value_hook
 
 
 @dataclass
@@ -43,10 +44,10 @@ def node_index(model) -> NodeIndex:
         add(HEAD, l, H, "H")
     for l in range(L):
         add(NEURON, l, N, "N")
-    for l, ae in sorted(model.autoencoders.transcoders.items()):
-        add(TRANSCODER, l, ae.d_sae, "T")
-    for l, ae in sorted(model.autoencoders.saes.items()):
-        add(SAE, l, ae.d_sae, "S")
+    aes = model.autoencoders
+    for kind, letter in ((TRANSCODER, "T"), (SAE, "S"), (RESID_SAE, "R")):
+        for l, ae in sorted(aes.family(kind).items()):
+            add(kind, l, ae.d_sae, letter)
     return out
 
 
@@ -59,8 +60,7 @@ def batch_activations(model, ids: torch.Tensor) -> tuple[torch.Tensor, list, lis
     for l in range(L):
         names += [activation_hook(NodeId(HEAD, l), L), activation_hook(NodeId(NEURON, l), L), pattern_hook(l), value_hook(l)]
     store: dict = {}
-    hooks = build_hooks([], L, autoencoders=aes, splice=SpliceChoice(tuple(sorted(aes.transcoders)), tuple(sorted(aes.saes))),
-                        store=store)
+    hooks = build_hooks([], L, autoencoders=aes, splice=aes.every(), store=store)
     hooks += capture_hooks(names, store, grad=False)
     model.run(ids.to(model.device), hooks)
     W = model.W
@@ -69,8 +69,8 @@ def batch_activations(model, ids: torch.Tensor) -> tuple[torch.Tensor, list, lis
         z = store[activation_hook(NodeId(HEAD, l), L)]  # [b, p, h, e]
         cols.append(torch.einsum("bphe,hed->bphd", z, W.W_O[l]).norm(dim=-1))
     cols += [store[activation_hook(NodeId(NEURON, l), L)] for l in range(L)]
-    cols += [store[latent_key(TRANSCODER, l)] for l in sorted(aes.transcoders)]
-    cols += [store[latent_key(SAE, l)] for l in sorted(aes.saes)]
+    for kind in (TRANSCODER, SAE, RESID_SAE):
+        cols += [store[latent_key(kind, l)] for l in sorted(aes.family(kind))]
     patterns = [store[pattern_hook(l)] for l in range(L)]
     vnorms = [torch.einsum("bkhe,hed->bhkd", store[value_hook(l)], W.W_O[l]).norm(dim=-1) for l in range(L)]
     return torch.cat(cols, -1).float(), patterns, vnorms

@@ -84,8 +84,11 @@ def write_lens(model, index, k: int = 5) -> dict:
     tok = lambda i: model.codec.output_str(int(i))
     out: dict = {}
     blocks = [("N", l, W.W_out[l], None) for l in range(model.shape.n_layers)]
-    blocks += [("T", l, ae.W_dec, ae.W_enc) for l, ae in sorted(model.autoencoders.transcoders.items())]
-    blocks += [("S", l, ae.W_dec, None) for l, ae in sorted(model.autoencoders.saes.items())]
+    aes = model.autoencoders
+    blocks += [("T", l, ae.W_dec, ae.W_enc if ae.read in ("", "ln2_normalized") else None)
+               for l, ae in sorted(aes.family("transcoder").items())]
+    blocks += [("S", l, ae.W_dec, None) for l, ae in sorted(aes.saes.items())]
+    blocks += [("R", l, ae.W_dec, None) for l, ae in sorted(aes.resids.items())]
     for letter, l, dec, enc in blocks:
         logits = (centre(dec) * gain) @ W.W_U  # [n, vocab]
         top = logits.topk(min(k, logits.shape[1]), dim=1)
