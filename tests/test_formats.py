@@ -394,3 +394,20 @@ def test_mining_covers_every_site_and_equals_brute_force(zoo, tmp_path):
     cols = [index.ids.index(f"L1.R{i}") for i in range(F)]
     assert torch.allclose(miner.s["top_val"][cols], flat.T.topk(3, dim=1).values, atol=1e-5)
     assert torch.allclose(batch_activations(m, rows[:2])[0][..., cols], acts[:2], atol=1e-5)
+
+
+def test_clt_latents_as_circuit_components(clt):
+    """Zero-ablating CLT latents over a prompt set equals the single-prompt latent interventions."""
+    from circuit_debugger.circuits import ablate_over_set
+    from circuit_debugger.promptsets import PromptSet, Row
+
+    m, _, dbg = clt
+    prompts = [PROMPT, "When Alice and Bob went to the park, Bob gave a ball to"]
+    ps = PromptSet("two", [Row(p, " Mary" if "Mary" in p else " Alice", " John" if "Mary" in p else " Bob")
+                           for p in prompts])
+    nodes = ["L0.T3", "L1.T7"]
+    out = ablate_over_set(m, ps, nodes, "zero")
+    for p, row in enumerate(ps.rows):
+        r = dbg.intervene("clt", row.prompt, [{"node": n, "op": "zero"} for n in nodes], target=row.target,
+                          distractor=row.distractor)
+        assert out["after"][p] == pytest.approx(r["logit_diff"], abs=1e-4)
