@@ -107,6 +107,7 @@ def build(model, out: Path, tokens: int, work=None, seed: int = 777, held_tokens
           progress: bool = True, spec: Optional[CorpusSpec] = None) -> dict:
     from .activations import node_index
     from .explain import explain_all, held_out
+    from .heads import head_explanations
     from .mine import Config, mine
     from .store import Store, write
 
@@ -121,8 +122,10 @@ def build(model, out: Path, tokens: int, work=None, seed: int = 777, held_tokens
            "config": vars(cfg), "created": time.time(), "mine_seconds": round(mined_s, 1)})
     # held out: the disjoint split of the same stream (a user corpus), or another seed (built-in)
     held_rows = corpus(model, held_tokens, seed, spec, split="held") if spec else corpus(model, held_tokens, seed + 1)
-    held = held_out(model, held_rows, valid_of(model, held_rows))
-    n = explain_all(model, Store(out, model.codec), held, index)
+    held_valid = valid_of(model, held_rows)
+    held = held_out(model, held_rows, held_valid)
+    heads = head_explanations(model, held_rows, held_valid)
+    n = explain_all(model, Store(out, model.codec), held, index, heads=heads)
     return {"nodes": len(index), "explained": n, "tokens": int(miner.s["n_tokens"][0]), "mine_seconds": mined_s,
             "bytes": out.stat().st_size}
 
