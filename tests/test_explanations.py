@@ -85,6 +85,12 @@ def test_streaming_statistics_equal_brute_force(tiny, user_corpus):
     assert torch.allclose(miner.s["top_val"], want, atol=1e-5)
     assert torch.allclose(miner.s["active"] / miner.s["n_tokens"], (flat > 0).float().mean(0), atol=1e-6)
     assert torch.allclose(miner.s["max"], flat.max(0).values, atol=1e-5)
+    assert torch.allclose(miner.s["sum"], flat.sum(0), rtol=1e-4, atol=1e-3)
+    from circuit_debugger.explanations.mine import EDGES
+
+    bins = torch.bucketize(flat, EDGES)  # [tokens, nodes]
+    want_hist = torch.stack([torch.bincount(bins[:, n], minlength=len(EDGES) + 1) for n in range(flat.shape[1])])
+    assert torch.equal(miner.s["hist"], want_hist.float())
     # each kept top example's window holds its own activation at the centre
     assert torch.allclose(miner.s["top_win"][:, :, cfg.before], miner.s["top_val"], atol=1e-5)
     # random samples are real active activations

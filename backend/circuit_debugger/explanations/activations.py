@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..attribution import capture_hooks
-from ..autoencoders.splice import latent_key
-from ..interventions import build_hooks
+from ..autoencoders.splice import latent_key, splice_hooks
 from ..nodes import HEAD, NEURON, RESID_SAE, SAE, TRANSCODER, NodeId, activation_hook, pattern_hook, value_hook
 
 
@@ -60,7 +59,8 @@ def batch_activations(model, ids: torch.Tensor) -> tuple[torch.Tensor, list, lis
     for l in range(L):
         names += [activation_hook(NodeId(HEAD, l), L), activation_hook(NodeId(NEURON, l), L), pattern_hook(l), value_hook(l)]
     store: dict = {}
-    hooks = build_hooks([], L, autoencoders=aes, splice=aes.every(), store=store)
+    # latents only: no decode, no error (the model's own forward is what the splice computes)
+    hooks = splice_hooks(aes, aes.every(), [], None, store, grad=False, read_only=True)
     hooks += capture_hooks(names, store, grad=False)
     model.run(ids.to(model.device), hooks)
     W = model.W

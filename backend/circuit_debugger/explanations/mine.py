@@ -56,26 +56,25 @@ class Miner:
         }
         self.batches = 0
 
-    def _merge(self, prefix: str, keys: torch.Tensor, base: int, acts: torch.Tensor, valid: torch.Tensor,
-               values=None) -> None:
-        """Merge this batch's candidates (ranking keys [N, BT]) into the kept lists, for the
-        nodes with a candidate beating their worst kept key only: once the lists fill up few
-        nodes qualify, which keeps mining cheap."""
+    def _merge(self, prefix: str, rows: torch.Tensor, keys: torch.Tensor, pos: torch.Tensor, base: int,
+               acts: torch.Tensor, valid: torch.Tensor, values: Optional[torch.Tensor] = None) -> None:
+        """Merge this batch's candidates into the kept lists of nodes `rows`: keys [R, nv] over
+        the batch's real tokens (flat positions `pos`), -inf where a token is no candidate."""
+        if len(rows) == 0:
+            return
         s, c = self.s, self.cfg
         kept = s["rnd_key"] if prefix == "rnd" else s["top_val"]
         K = kept.shape[1]
-        rows = (keys > kept[:, -1:]).any(1).nonzero().flatten()
-        if len(rows) == 0:
-            return
         T = acts.shape[1]
-        top = torch.cat([kept[rows], keys[rows]], 1).topk(K, dim=1)
-        pos = top.indices
-        from_batch = pos >= K
-        j = (pos - K).clamp(min=0)
-        old = pos.clamp(max=K - 1)
+        top = torch.cat([kept[rows], keys], 1).topk(K, dim=1)
+        idx = top.indices
+        from_batch = idx >= K
+        jv = (idx - K).clamp(min=0)  # index among the real tokens
+        j = pos[jv]  # flat position in the batch
+        old = idx.clamp(max=K - 1)
         b, t = j // T, j % T
         pad = torch.nn.functional.pad(torch.where(valid[..., None], acts[..., rows], torch.zeros(())),
-                                      (0, 0, c.before, c.after))  # [B, T + before + after, rows]
+                                      (0, 0, c.before, c.after))  # [B, T + before + after, R]
         n = torch.arange(len(rows))[:, None].expand(-1, K)
         new_win = torch.stack([pad[b, t + w, n] for w in range(c.width)], -1)
         win = s[prefix + "_win"][rows]
@@ -83,30 +82,51 @@ class Miner:
                                                win.gather(1, old[..., None].expand(-1, -1, c.width)))
         s[prefix + "_idx"][rows] = torch.where(from_batch, base + j, s[prefix + "_idx"][rows].gather(1, old))
         if prefix == "rnd":
-            s["rnd_val"][rows] = torch.where(from_batch, values[rows].gather(1, j), s["rnd_val"][rows].gather(1, old))
+            s["rnd_val"][rows] = torch.where(from_batch, values.gather(1, jv), s["rnd_val"][rows].gather(1, old))
             s["rnd_key"][rows] = top.values
         else:
             s["top_val"][rows] = top.values
 
     def update(self, acts: torch.Tensor, valid: torch.Tensor, patterns: list, vnorms: list, row_offset: int):
-        """acts [B, T, N] for rows row_offset.., valid [B, T] marks real tokens."""
+        """acts [B, T, N] for rows row_offset.., valid [B, T] marks real tokens.
+
+        Cost: a few passes over the real tokens' activations [nv, N] (max, sign, sum); the
+        top-k and reservoir merges touch only nodes with a candidate beating their kept
+        k-th (after the first batches, few); histogram and reservoir keys are computed for
+        the active entries only."""
         s, c = self.s, self.cfg
         B, T, N = acts.shape
         base = row_offset * T
-        a = acts.reshape(B * T, N).T.contiguous()  # [N, BT]
-        v = valid.reshape(-1)
-        masked = torch.where(v[None], a, torch.full_like(a, float("-inf")))
-        self._merge("top", masked, base, acts, valid)
-        g = torch.Generator().manual_seed(c.seed * 1_000_003 + row_offset)
-        keys = torch.where(masked > 0, torch.rand(a.shape, generator=g), torch.full_like(a, float("-inf")))
-        self._merge("rnd", keys, base, acts, valid, values=a)
-        av = torch.where(v[None], a, torch.zeros_like(a))
-        s["active"] += ((a > 0) & v[None]).sum(1)
-        s["sum"] += av.sum(1)
-        s["max"] = torch.maximum(s["max"], masked.max(1).values)
-        bins = torch.bucketize(a, EDGES)
-        s["hist"] += torch.zeros_like(s["hist"]).scatter_add_(1, bins, v[None].expand(N, -1).float())
-        s["n_tokens"] += v.sum()
+        pos = valid.reshape(-1).nonzero().flatten()
+        a = acts.reshape(B * T, N)[pos]  # [nv, N]
+        nv = len(pos)
+        if nv:
+            bmax = a.max(0).values
+            rows = (bmax > s["top_val"][:, -1]).nonzero().flatten()
+            self._merge("top", rows, a[:, rows].T, pos, base, acts, valid)
+            positive = a > 0
+            n_pos = positive.sum(0)
+            s["active"] += n_pos
+            s["sum"] += a.sum(0)
+            s["max"] = torch.maximum(s["max"], bmax)
+            r, col = positive.nonzero(as_tuple=True)  # the active entries
+            vals = a[r, col]
+            nb = s["hist"].shape[1]
+            s["hist"] += torch.bincount(col * nb + torch.bucketize(vals, EDGES), minlength=N * nb).reshape(N, nb)
+            s["hist"][:, 0] += nv - n_pos  # bin 0: ≤ 0
+            # reservoir (priority keys): one uniform key per active entry; only entries beating
+            # their node's kept r-th key are candidates
+            g = torch.Generator().manual_seed(c.seed * 1_000_003 + row_offset)
+            keys = torch.rand(len(vals), generator=g)
+            cand = keys > s["rnd_key"][col, -1]
+            if cand.any():
+                rows = torch.unique(col[cand])
+                slot = torch.full((N,), -1, dtype=torch.long)
+                slot[rows] = torch.arange(len(rows))
+                dense = torch.full((len(rows), nv), float("-inf"))
+                dense[slot[col[cand]], r[cand]] = keys[cand]
+                self._merge("rnd", rows, dense, pos, base, acts, valid, values=a[:, rows].T)
+        s["n_tokens"] += nv
         # heads: (query, key) pairs by weight and by write norm; BOS keys and padding excluded
         pw, pn = [], []
         for pat, vn in zip(patterns, vnorms):
