@@ -72,14 +72,17 @@ class Miner:
         jv = (idx - K).clamp(min=0)  # index among the real tokens
         j = pos[jv]  # flat position in the batch
         old = idx.clamp(max=K - 1)
-        b, t = j // T, j % T
-        pad = torch.nn.functional.pad(torch.where(valid[..., None], acts[..., rows], torch.zeros(())),
-                                      (0, 0, c.before, c.after))  # [B, T + before + after, R]
-        n = torch.arange(len(rows))[:, None].expand(-1, K)
-        new_win = torch.stack([pad[b, t + w, n] for w in range(c.width)], -1)
-        win = s[prefix + "_win"][rows]
-        s[prefix + "_win"][rows] = torch.where(from_batch[..., None], new_win,
-                                               win.gather(1, old[..., None].expand(-1, -1, c.width)))
+        win = s[prefix + "_win"][rows].gather(1, old[..., None].expand(-1, -1, c.width))
+        ri, ki = from_batch.nonzero(as_tuple=True)  # windows only for the entries that are new
+        if len(ri):
+            jj = j[ri, ki]
+            bb, tt = jj // T, jj % T
+            P = tt[:, None] + torch.arange(-c.before, c.after + 1)[None]  # [n_new, width]
+            inside = (P >= 0) & (P < T)
+            Pc = P.clamp(0, T - 1)
+            vals = acts[bb[:, None], Pc, rows[ri][:, None]]
+            win[ri, ki] = torch.where(inside & valid[bb[:, None], Pc], vals, torch.zeros(()))
+        s[prefix + "_win"][rows] = win
         s[prefix + "_idx"][rows] = torch.where(from_batch, base + j, s[prefix + "_idx"][rows].gather(1, old))
         if prefix == "rnd":
             s["rnd_val"][rows] = torch.where(from_batch, values.gather(1, jv), s["rnd_val"][rows].gather(1, old))
