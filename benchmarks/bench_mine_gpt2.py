@@ -1,6 +1,6 @@
 """Mining cost at scale: a GPT-2-small-shaped model (random weights: 12 layers, d 768, 50,257
-vocabulary) with every head and neuron (36,864) plus one 24,576-latent residual SAE per layer
-(294,912 latents), as a ratio to a bare HuggingFace forward over the same tokens (goal ≤ 3×),
+vocabulary) with every head and neuron (36,864) plus one 24,576-latent residual TopK SAE (k = 64) per
+layer (294,912 latents), as a ratio to a bare HuggingFace forward over the same tokens (goal ≤ 3×),
 and the peak resident memory (the miner's state is O(nodes × k); one batch of activations is
 O(batch tokens × nodes)).
 
@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--ctx", type=int, default=64)
     ap.add_argument("--latents", type=int, default=24576)
+    ap.add_argument("--k", type=int, default=64, help="active latents per token (TopK SAEs)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -54,9 +55,10 @@ def main() -> None:
     d, F, L = 768, a.latents, 12
     g = torch.Generator().manual_seed(1)
     for l in range(L):
-        ae = Autoencoder(f"res{l}", torch.randn(d, F, generator=g) / d ** 0.5, -0.5 + 0.1 * torch.randn(F, generator=g),
+        # TopK with k = 64: the L0 of public residual SAEs (random ReLU ones would be unrealistically dense)
+        ae = Autoencoder(f"res{l}", torch.randn(d, F, generator=g) / d ** 0.5, torch.zeros(F),
                          torch.randn(F, d, generator=g) / F ** 0.5, torch.zeros(d), f"blocks.{l}.hook_resid_pre",
-                         activation="standard")
+                         activation="topk", k=a.k)
         place(m, ae, f"res{l}")
     rss_model = rss_gib()
     rows = torch.randint(0, 50257, (max(1, a.tokens // a.ctx), a.ctx), generator=g)

@@ -50,9 +50,10 @@ def node_index(model) -> NodeIndex:
     return out
 
 
-def batch_activations(model, ids: torch.Tensor) -> tuple[torch.Tensor, list, list]:
+def batch_activations(model, ids: torch.Tensor, blocks: bool = False) -> tuple:
     """([batch, pos, n_nodes], patterns per layer [batch, head, q, k], head value-write norms
-    per layer [batch, head, k]) for token ids [batch, pos]."""
+    per layer [batch, head, k]) for token ids [batch, pos]. `blocks`: the activations as the
+    list of per-layer column blocks, in node order, without concatenating them."""
     L = model.shape.n_layers
     aes = model.autoencoders
     names = []
@@ -73,4 +74,6 @@ def batch_activations(model, ids: torch.Tensor) -> tuple[torch.Tensor, list, lis
         cols += [store[latent_key(kind, l)] for l in sorted(aes.family(kind))]
     patterns = [store[pattern_hook(l)] for l in range(L)]
     vnorms = [torch.einsum("bkhe,hed->bhkd", store[value_hook(l)], W.W_O[l]).norm(dim=-1) for l in range(L)]
+    if blocks:
+        return cols, patterns, vnorms
     return torch.cat(cols, -1).float(), patterns, vnorms

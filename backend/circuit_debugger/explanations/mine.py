@@ -56,23 +56,25 @@ class Miner:
         }
         self.batches = 0
 
-    def _merge(self, prefix: str, rows: torch.Tensor, keys: torch.Tensor, pos: torch.Tensor, base: int,
+    def _merge(self, prefix: str, rows: torch.Tensor, off: int, keys: torch.Tensor, pos: torch.Tensor, base: int,
                acts: torch.Tensor, valid: torch.Tensor, values: Optional[torch.Tensor] = None) -> None:
-        """Merge this batch's candidates into the kept lists of nodes `rows`: keys [R, nv] over
-        the batch's real tokens (flat positions `pos`), -inf where a token is no candidate."""
+        """Merge this batch's candidates into the kept lists of nodes `off + rows` (`rows` index
+        the columns of the block `acts` [B, T, n]): keys [R, nv] over the batch's real tokens
+        (flat positions `pos`), -inf where a token is no candidate."""
         if len(rows) == 0:
             return
         s, c = self.s, self.cfg
+        g = rows + off
         kept = s["rnd_key"] if prefix == "rnd" else s["top_val"]
         K = kept.shape[1]
         T = acts.shape[1]
-        top = torch.cat([kept[rows], keys], 1).topk(K, dim=1)
+        top = torch.cat([kept[g], keys], 1).topk(K, dim=1)
         idx = top.indices
         from_batch = idx >= K
         jv = (idx - K).clamp(min=0)  # index among the real tokens
         j = pos[jv]  # flat position in the batch
         old = idx.clamp(max=K - 1)
-        win = s[prefix + "_win"][rows].gather(1, old[..., None].expand(-1, -1, c.width))
+        win = s[prefix + "_win"][g].gather(1, old[..., None].expand(-1, -1, c.width))
         ri, ki = from_batch.nonzero(as_tuple=True)  # windows only for the entries that are new
         if len(ri):
             jj = j[ri, ki]
@@ -80,56 +82,66 @@ class Miner:
             P = tt[:, None] + torch.arange(-c.before, c.after + 1)[None]  # [n_new, width]
             inside = (P >= 0) & (P < T)
             Pc = P.clamp(0, T - 1)
-            vals = acts[bb[:, None], Pc, rows[ri][:, None]]
+            vals = acts[bb[:, None], Pc, rows[ri][:, None]].float()
             win[ri, ki] = torch.where(inside & valid[bb[:, None], Pc], vals, torch.zeros(()))
-        s[prefix + "_win"][rows] = win
-        s[prefix + "_idx"][rows] = torch.where(from_batch, base + j, s[prefix + "_idx"][rows].gather(1, old))
+        s[prefix + "_win"][g] = win
+        s[prefix + "_idx"][g] = torch.where(from_batch, base + j, s[prefix + "_idx"][g].gather(1, old))
         if prefix == "rnd":
-            s["rnd_val"][rows] = torch.where(from_batch, values.gather(1, jv), s["rnd_val"][rows].gather(1, old))
-            s["rnd_key"][rows] = top.values
+            s["rnd_val"][g] = torch.where(from_batch, values.gather(1, jv), s["rnd_val"][g].gather(1, old))
+            s["rnd_key"][g] = top.values
         else:
-            s["top_val"][rows] = top.values
+            s["top_val"][g] = top.values
 
-    def update(self, acts: torch.Tensor, valid: torch.Tensor, patterns: list, vnorms: list, row_offset: int):
-        """acts [B, T, N] for rows row_offset.., valid [B, T] marks real tokens.
-
-        Cost: a few passes over the real tokens' activations [nv, N] (max, sign, sum); the
-        top-k and reservoir merges touch only nodes with a candidate beating their kept
-        k-th (after the first batches, few); histogram and reservoir keys are computed for
-        the active entries only."""
+    def _block(self, blk: torch.Tensor, off: int, valid: torch.Tensor, pos: torch.Tensor, row_offset: int) -> None:
+        """Statistics for nodes off.. off + n from one block of columns [B, T, n]."""
         s, c = self.s, self.cfg
-        B, T, N = acts.shape
+        B, T, n = blk.shape
         base = row_offset * T
-        pos = valid.reshape(-1).nonzero().flatten()
-        a = acts.reshape(B * T, N)[pos]  # [nv, N]
+        a = blk.reshape(B * T, n)[pos].float()  # [nv, n]: the real tokens only
         nv = len(pos)
-        if nv:
-            bmax = a.max(0).values
-            rows = (bmax > s["top_val"][:, -1]).nonzero().flatten()
-            self._merge("top", rows, a[:, rows].T, pos, base, acts, valid)
-            positive = a > 0
-            n_pos = positive.sum(0)
-            s["active"] += n_pos
-            s["sum"] += a.sum(0)
-            s["max"] = torch.maximum(s["max"], bmax)
-            r, col = positive.nonzero(as_tuple=True)  # the active entries
-            vals = a[r, col]
-            nb = s["hist"].shape[1]
-            s["hist"] += torch.bincount(col * nb + torch.bucketize(vals, EDGES), minlength=N * nb).reshape(N, nb)
-            s["hist"][:, 0] += nv - n_pos  # bin 0: ≤ 0
-            # reservoir (priority keys): one uniform key per active entry; only entries beating
-            # their node's kept r-th key are candidates
-            g = torch.Generator().manual_seed(c.seed * 1_000_003 + row_offset)
-            keys = torch.rand(len(vals), generator=g)
-            cand = keys > s["rnd_key"][col, -1]
-            if cand.any():
-                rows = torch.unique(col[cand])
-                slot = torch.full((N,), -1, dtype=torch.long)
-                slot[rows] = torch.arange(len(rows))
-                dense = torch.full((len(rows), nv), float("-inf"))
-                dense[slot[col[cand]], r[cand]] = keys[cand]
-                self._merge("rnd", rows, dense, pos, base, acts, valid, values=a[:, rows].T)
-        s["n_tokens"] += nv
+        sl = slice(off, off + n)
+        bmax = a.max(0).values
+        rows = (bmax > s["top_val"][sl, -1]).nonzero().flatten()
+        self._merge("top", rows, off, a[:, rows].T, pos, base, blk, valid)
+        positive = a > 0
+        n_pos = torch.count_nonzero(positive, dim=0)
+        s["active"][sl] += n_pos
+        s["sum"][sl] += a.sum(0)
+        s["max"][sl] = torch.maximum(s["max"][sl], bmax)
+        r, col = positive.nonzero(as_tuple=True)  # the active entries
+        vals = a[r, col]
+        nb = s["hist"].shape[1]
+        s["hist"][sl] += torch.bincount(col * nb + torch.bucketize(vals, EDGES), minlength=n * nb).reshape(n, nb)
+        s["hist"][sl, 0] += nv - n_pos  # bin 0: ≤ 0
+        # reservoir (priority keys): one uniform key per active entry, drawn in node-major
+        # order whatever the block sizes; only entries beating their node's kept r-th key count
+        g = torch.Generator().manual_seed(c.seed * 1_000_003 + row_offset * 7919 + off)
+        keys = torch.rand(len(vals), generator=g)
+        cand = keys > s["rnd_key"][off + col, -1]
+        if cand.any():
+            rows = torch.unique(col[cand])
+            slot = torch.full((n,), -1, dtype=torch.long)
+            slot[rows] = torch.arange(len(rows))
+            dense = torch.full((len(rows), nv), float("-inf"))
+            dense[slot[col[cand]], r[cand]] = keys[cand]
+            self._merge("rnd", rows, off, dense, pos, base, blk, valid, values=a[:, rows].T)
+
+    def update(self, acts, valid: torch.Tensor, patterns: list, vnorms: list, row_offset: int):
+        """acts [B, T, N] (or a list of column blocks [B, T, n_i] in node order) for rows
+        row_offset.., valid [B, T] marks real tokens.
+
+        Cost: a few passes over the real tokens' activations (max, sign, sum); the top-k and
+        reservoir merges touch only nodes with a candidate beating their kept k-th (after the
+        first batches, few); histogram and reservoir keys are computed for active entries only."""
+        s, c = self.s, self.cfg
+        B, T = valid.shape
+        pos = valid.reshape(-1).nonzero().flatten()
+        off = 0
+        for blk in (acts if isinstance(acts, (list, tuple)) else [acts]):
+            if len(pos):
+                self._block(blk, off, valid, pos, row_offset)
+            off += blk.shape[-1]
+        s["n_tokens"] += len(pos)
         # heads: (query, key) pairs by weight and by write norm; BOS keys and padding excluded
         pw, pn = [], []
         for pat, vn in zip(patterns, vnorms):
@@ -178,8 +190,9 @@ def mine(model, rows: torch.Tensor, valid: torch.Tensor, cfg: Config, work: Opti
     for b in tqdm(range(miner.batches, n_batches), initial=miner.batches, total=n_batches, desc="mine",
                   disable=not progress):
         sl = slice(b * cfg.batch, (b + 1) * cfg.batch)
-        acts, patterns, vnorms = batch_activations(model, rows[sl])
-        miner.update(acts.cpu(), valid[sl], [p.cpu() for p in patterns], [v.cpu() for v in vnorms], b * cfg.batch)
+        blocks, patterns, vnorms = batch_activations(model, rows[sl], blocks=True)
+        miner.update([x.cpu() for x in blocks], valid[sl], [p.cpu() for p in patterns], [v.cpu() for v in vnorms],
+                     b * cfg.batch)
         if work is not None and (miner.batches % every == 0 or miner.batches == n_batches):
             miner.save(work)
     return miner
