@@ -85,7 +85,8 @@ class Autoencoder:
         shift = self.input_shift()
         if shift is not None:
             x = x - shift
-        return x @ self.W_enc + self.b_enc
+        flat = torch.addmm(self.b_enc, x.reshape(-1, x.shape[-1]), self.W_enc)  # one fused matmul + bias
+        return flat.reshape(*x.shape[:-1], flat.shape[-1])
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         if self.activation == "jumprelu":  # SAELens / Gemma Scope: ReLU, then the per-latent gate
@@ -94,7 +95,7 @@ class Autoencoder:
             return pre * (pre > self.threshold)
         acts = torch.relu(pre)
         if self.activation == "topk":
-            top = acts.topk(self.k, dim=-1)
+            top = acts.topk(self.k, dim=-1, sorted=False)
             acts = torch.zeros_like(acts).scatter(-1, top.indices, top.values)
         return acts
 
