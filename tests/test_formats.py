@@ -411,3 +411,19 @@ def test_clt_latents_as_circuit_components(clt):
         r = dbg.intervene("clt", row.prompt, [{"node": n, "op": "zero"} for n in nodes], target=row.target,
                           distractor=row.distractor)
         assert out["after"][p] == pytest.approx(r["logit_diff"], abs=1e-4)
+
+
+@pytest.mark.parametrize("op", ["patch", "mean"])
+def test_patching_or_mean_ablating_every_resid_latent_and_the_error_equals_doing_it_to_the_residual(zoo, op):
+    """The residual is decode(latents) + error (affine in the latents), so patching / mean-
+    ablating all of L1.R* and L1.RERR is exactly patching / mean-ablating L1.RESID."""
+    m, _, dbg = zoo
+    cf = "When Alice and Bob went to the store, Bob gave a drink to"
+    assert len(m.tokenize(cf)) == len(m.tokenize(PROMPT))
+    refs = [cf, "The cat sat on the mat and the dog sat on the rug."]
+    kw = {"counterfactual_prompt": cf} if op == "patch" else {"reference_prompts": refs}
+    ivs = [{"node": f"L1.R{i}", "op": op} for i in range(F)] + [{"node": "L1.RERR", "op": op}]
+    got = dbg.intervene("zoo", PROMPT, ivs, target=" Mary", distractor=" John", **kw)
+    want = dbg.intervene("zoo", PROMPT, [{"node": "L1.RESID", "op": op}], target=" Mary", distractor=" John", **kw)
+    assert got["logit_diff"] == pytest.approx(want["logit_diff"], abs=1e-4)
+    assert abs(want["change"]) > 1e-4
