@@ -71,13 +71,28 @@ def test_one_dictionary_folder_loads_and_failures_are_reported(tmp_path, tiny_di
     assert desc["dictionaries"][0]["site"] == "resid" and desc["dictionaries"][0]["letter"] == "R"
 
 
-def test_server_reports_what_did_not_load(tmp_path, tiny_dir):
-    from circuit_debugger.server.app import Settings, load_debugger
+def test_server_loads_one_folder_and_reports_what_did_not_load(tmp_path, tiny_dir):
+    """`serve --autoencoders MODEL=DIR` with DIR one dictionary folder: it loads and
+    /api/models lists it; an empty folder is reported under `failed`."""
+    from fastapi.testclient import TestClient
 
+    from circuit_debugger.cli import parser, settings_from
+    from circuit_debugger.server.app import create_app, load_debugger
+
+    saelens_folder(tmp_path / "res", 32, 3, {"architecture": "topk", "k": 4, "hook_name": "blocks.0.hook_resid_pre"})
     (tmp_path / "empty").mkdir()
-    _, failed = load_debugger(Settings(models=[str(tiny_dir)], autoencoders={tiny_dir.name: [str(tmp_path / "empty")]},
-                                       serve_frontend=False))
+    ap = parser()
+    a = ap.parse_args(["serve", "--model", str(tiny_dir), "--autoencoders", f"{tiny_dir.name}={tmp_path / 'res'}",
+                       "--autoencoders", f"{tiny_dir.name}={tmp_path / 'empty'}"])
+    settings = settings_from(ap, a)
+    settings.models = [str(tiny_dir)]
+    dbg, failed = load_debugger(settings)
     assert any("no dictionaries found" in why for why in failed.values()), failed
+    models = TestClient(create_app(settings, dbg, failed)).get("/api/models").json()
+    mine = next(x for x in models["models"] if x["name"] == tiny_dir.name)
+    assert mine["resid_saes"] == {"0": F}
+    assert mine["dictionaries"][0]["site"] == "resid" and mine["dictionaries"][0]["architecture"] == "topk"
+    assert any("no dictionaries found" in why for why in models["failed"].values())
 
 
 # ---------------------------------------------------------------- SAELens architectures and sites
