@@ -85,13 +85,9 @@ class SpliceChoice:
 
 
 def splice_hooks(aes: AutoencoderSet, choice: SpliceChoice, latent_ivs: Sequence, apply_iv: Callable,
-                 store: Optional[dict], grad: bool, read_only: bool = False) -> list[tuple[str, Callable]]:
+                 store: Optional[dict], grad: bool) -> list[tuple[str, Callable]]:
     """Hooks for the chosen splices. `latent_ivs` are (intervention, batch) pairs on latent or
-    error nodes; `apply_iv(tensor, iv, batch, key)` applies one (shared with the other nodes).
-    `read_only`: only encode and store the latents (no decode, no error node): the forward is
-    the model's own, which is what a splice without interventions computes anyway (mining)."""
-    if read_only:
-        return _readers(aes, choice, store)
+    error nodes; `apply_iv(tensor, iv, batch, key)` applies one (shared with the other nodes)."""
     hooks: list = []
     for kind, layers in ((TRANSCODER, choice.transcoders), (SAE, choice.saes), (RESID_SAE, choice.resids)):
         if kind == TRANSCODER and aes.clt is not None and layers:
@@ -153,15 +149,18 @@ def _one(ae: Autoencoder, kind: str, layer: int, ivs, err_ivs, apply_iv, store, 
     return hooks + [(site_hook(kind, layer, n_layers), splice)]
 
 
-def _readers(aes: AutoencoderSet, choice: SpliceChoice, store: dict) -> list:
-    hooks = []
+def latent_readers(aes: AutoencoderSet, choice: SpliceChoice, store: dict) -> dict:
+    """{hook: fn(x) -> x} that only encode and store the latents (no decode, no error node):
+    the forward stays the model's own, which is what a splice without interventions computes
+    anyway (mining). Pass them as a RunRequest's `edits`."""
+    hooks: dict = {}
     for kind, layers in ((TRANSCODER, choice.transcoders), (SAE, choice.saes), (RESID_SAE, choice.resids)):
         for layer in layers:
             ae = aes.family(kind)[layer]
             src = input_hook(ae, layer) or site_hook(kind, layer, aes.n_layers)
 
-            def read(x, hook=None, ae=ae, key=latent_key(kind, layer)):
+            def read(x, ae=ae, key=latent_key(kind, layer), then=hooks.get(src)):
                 store[key] = ae.encode((x.flatten(-2) if ae.read == "z" else x).to(ae.W_enc.dtype))
-                return x
-            hooks.append((src, read))
+                return then(x) if then else x
+            hooks[src] = read
     return hooks

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..attribution import capture_hooks
-from ..autoencoders.splice import latent_key, splice_hooks
+from ..execution import RunRequest, execute
+from ..autoencoders.splice import latent_key, latent_readers
 from ..nodes import HEAD, NEURON, RESID_SAE, SAE, TRANSCODER, NodeId, activation_hook, pattern_hook, value_hook
 
 
@@ -59,11 +59,11 @@ def batch_activations(model, ids: torch.Tensor, blocks: bool = False) -> tuple:
     names = []
     for l in range(L):
         names += [activation_hook(NodeId(HEAD, l), L), activation_hook(NodeId(NEURON, l), L), pattern_hook(l), value_hook(l)]
-    store: dict = {}
     # latents only: no decode, no error (the model's own forward is what the splice computes)
-    hooks = splice_hooks(aes, aes.every(), [], None, store, grad=False, read_only=True)
-    hooks += capture_hooks(names, store, grad=False)
-    model.run(ids.to(model.device), hooks)
+    lat: dict = {}
+    store = execute(model, None, RunRequest(capture=names, tokens=ids.to(model.device),
+                                            edits=latent_readers(aes, aes.every(), lat))).acts
+    store.update(lat)
     W = model.W
     cols = []
     for l in range(L):
@@ -73,7 +73,10 @@ def batch_activations(model, ids: torch.Tensor, blocks: bool = False) -> tuple:
     for kind in (TRANSCODER, SAE, RESID_SAE):
         cols += [store[latent_key(kind, l)] for l in sorted(aes.family(kind))]
     patterns = [store[pattern_hook(l)] for l in range(L)]
-    vnorms = [torch.einsum("bkhe,hed->bhkd", store[value_hook(l)], W.W_O[l]).norm(dim=-1) for l in range(L)]
+    # GQA/MQA: a query head reads its shared key/value head h // (n_heads / n_kv_heads)
+    group = model.arch.group_size
+    vnorms = [torch.einsum("bkhe,hed->bhkd", store[value_hook(l)].repeat_interleave(group, dim=2), W.W_O[l]).norm(dim=-1)
+              for l in range(L)]
     if blocks:
         return cols, patterns, vnorms
     return torch.cat(cols, -1).float(), patterns, vnorms

@@ -29,7 +29,7 @@ from typing import Optional
 
 import torch
 
-from ..attribution import capture_hooks
+from ..execution import RunRequest, execute
 from ..nodes import HEAD, NodeId, activation_hook, pattern_hook
 
 FIXED = {
@@ -48,10 +48,8 @@ def _passes(model, rows: torch.Tensor, valid: torch.Tensor, batch: int = 16):
     L = model.shape.n_layers
     names = [n for l in range(L) for n in (pattern_hook(l), activation_hook(NodeId(HEAD, l), L))]
     for b in range(0, len(rows), batch):
-        store: dict = {}
         ids = rows[b:b + batch]
-        with torch.no_grad():
-            model.run(ids.to(model.device), capture_hooks(names, store, grad=False))
+        store = execute(model, None, RunRequest(capture=names, tokens=ids.to(model.device))).acts
         yield ids, valid[b:b + batch], [(store[pattern_hook(l)].float().cpu(),
                                          store[activation_hook(NodeId(HEAD, l), L)].float().cpu()) for l in range(L)]
 
