@@ -442,3 +442,16 @@ def test_patching_or_mean_ablating_every_resid_latent_and_the_error_equals_doing
     want = dbg.intervene("zoo", PROMPT, [{"node": "L1.RESID", "op": op}], target=" Mary", distractor=" John", **kw)
     assert got["logit_diff"] == pytest.approx(want["logit_diff"], abs=1e-4)
     assert abs(want["change"]) > 1e-4
+
+
+def test_resid_attributions_still_sum_under_sublayer_and_residual_edits(zoo):
+    """Edits upstream of (or at) a residual SAE reach the readout only through its latents and
+    error, so no separate edit term is added for them, and the sums still close."""
+    m, _, dbg = zoo
+    ivs = [{"node": "L0.ATTN", "op": "zero"}, {"node": "L1.RESID", "op": "scale", "value": 0.5},
+           {"node": "L1.MLP", "op": "scale", "value": 0.7}]
+    r = dbg.attribute("zoo", PROMPT, " Mary", " John", top_k=None, resid_basis="saes", interventions=ivs)
+    assert abs(r["sum_check"]["residual"]) < 1e-5
+    assert not any(k.endswith(".intervention") for k in r["bias_terms"])  # all upstream of the final cut
+    tr = dbg.trace("zoo", PROMPT, {"kind": "latent", "node": "L1.R3", "position": 6}, top_k=None, interventions=ivs[:1])
+    assert abs(tr["sum_check"]["residual"]) < 1e-5
