@@ -56,11 +56,30 @@ class Miner:
         }
         self.batches = 0
 
-    def _merge(self, prefix: str, rows: torch.Tensor, off: int, keys: torch.Tensor, pos: torch.Tensor, base: int,
-               acts: torch.Tensor, valid: torch.Tensor, values: Optional[torch.Tensor] = None) -> None:
-        """Merge this batch's candidates into the kept lists of nodes `off + rows` (`rows` index
-        the columns of the block `acts` [B, T, n]): keys [R, nv] over the batch's real tokens
-        (flat positions `pos`), -inf where a token is no candidate."""
+    @staticmethod
+    def _candidates(node: torch.Tensor, tok: torch.Tensor, key: torch.Tensor, K: int):
+        """Group sparse candidates (node, token index, key) by node, keeping each node's K best:
+        (rows [R], keys [R, K] (-inf padded), token indices [R, K], order into the inputs [R, K])."""
+        order = torch.argsort(key, descending=True, stable=True)
+        order = order[torch.argsort(node[order], stable=True)]  # by node, then by key (descending)
+        rows, counts = torch.unique_consecutive(node[order], return_counts=True)
+        slot = torch.repeat_interleave(torch.arange(len(rows)), counts)
+        rank = torch.arange(len(order)) - (torch.cumsum(counts, 0) - counts)[slot]
+        keep = rank < K
+        keys = torch.full((len(rows), K), float("-inf"))
+        cols = torch.zeros((len(rows), K), dtype=torch.long)
+        src = torch.zeros((len(rows), K), dtype=torch.long)
+        keys[slot[keep], rank[keep]] = key[order][keep]
+        cols[slot[keep], rank[keep]] = tok[order][keep]
+        src[slot[keep], rank[keep]] = order[keep]
+        return rows, keys, cols, src
+
+    def _merge(self, prefix: str, rows: torch.Tensor, off: int, keys: torch.Tensor, cols: torch.Tensor,
+               pos: torch.Tensor, base: int, acts: torch.Tensor, valid: torch.Tensor,
+               values: Optional[torch.Tensor] = None) -> None:
+        """Merge candidates into the kept lists of nodes `off + rows` (`rows` index the columns
+        of the block `acts` [B, T, n]): keys [R, M] (-inf: none) of the real tokens cols [R, M]
+        (indices into the flat positions `pos`); `values` [R, M] for the reservoir."""
         if len(rows) == 0:
             return
         s, c = self.s, self.cfg
@@ -70,8 +89,9 @@ class Miner:
         T = acts.shape[1]
         top = torch.cat([kept[g], keys], 1).topk(K, dim=1)
         idx = top.indices
-        from_batch = idx >= K
-        jv = (idx - K).clamp(min=0)  # index among the real tokens
+        from_batch = (idx >= K) & (top.values > float("-inf"))
+        m = (idx - K).clamp(min=0)
+        jv = cols.gather(1, m)  # index among the real tokens
         j = pos[jv]  # flat position in the batch
         old = idx.clamp(max=K - 1)
         win = s[prefix + "_win"][g].gather(1, old[..., None].expand(-1, -1, c.width))
@@ -87,10 +107,10 @@ class Miner:
         s[prefix + "_win"][g] = win
         s[prefix + "_idx"][g] = torch.where(from_batch, base + j, s[prefix + "_idx"][g].gather(1, old))
         if prefix == "rnd":
-            s["rnd_val"][g] = torch.where(from_batch, values.gather(1, jv), s["rnd_val"][g].gather(1, old))
-            s["rnd_key"][g] = top.values
+            s["rnd_val"][g] = torch.where(from_batch, values.gather(1, m), s["rnd_val"][g].gather(1, old))
+            s["rnd_key"][g] = torch.where(from_batch | (idx < K), top.values, s["rnd_key"][g].gather(1, old))
         else:
-            s["top_val"][g] = top.values
+            s["top_val"][g] = torch.where(from_batch | (idx < K), top.values, s["top_val"][g].gather(1, old))
 
     def _block(self, blk: torch.Tensor, off: int, valid: torch.Tensor, pos: torch.Tensor, row_offset: int) -> None:
         """Statistics for nodes off.. off + n from one block of columns [B, T, n]."""
@@ -100,31 +120,36 @@ class Miner:
         a = blk.reshape(B * T, n)[pos].float()  # [nv, n]: the real tokens only
         nv = len(pos)
         sl = slice(off, off + n)
-        bmax = a.max(0).values
-        rows = (bmax > s["top_val"][sl, -1]).nonzero().flatten()
-        self._merge("top", rows, off, a[:, rows].T, pos, base, blk, valid)
+        # top-k: only entries beating their node's kept k-th value are candidates (sparse)
+        beats = a > s["top_val"][sl, -1]
+        if int(torch.count_nonzero(beats)) > beats.numel() // 8:  # lists still filling: dense
+            rows = beats.any(0).nonzero().flatten()
+            cols = torch.arange(nv).expand(len(rows), -1)
+            self._merge("top", rows, off, torch.where(beats[:, rows].T, a[:, rows].T, float("-inf")), cols, pos, base,
+                        blk, valid)
+        else:
+            tok, node = beats.nonzero(as_tuple=True)
+            if len(tok):
+                rows, keys, cols, _ = self._candidates(node, tok, a[tok, node], c.k)
+                self._merge("top", rows, off, keys, cols, pos, base, blk, valid)
         positive = a > 0
         n_pos = torch.count_nonzero(positive, dim=0)
         s["active"][sl] += n_pos
         s["sum"][sl] += a.sum(0)
-        s["max"][sl] = torch.maximum(s["max"][sl], bmax)
+        s["max"][sl] = torch.maximum(s["max"][sl], a.max(0).values)
         r, col = positive.nonzero(as_tuple=True)  # the active entries
         vals = a[r, col]
         nb = s["hist"].shape[1]
         s["hist"][sl] += torch.bincount(col * nb + torch.bucketize(vals, EDGES), minlength=n * nb).reshape(n, nb)
         s["hist"][sl, 0] += nv - n_pos  # bin 0: ≤ 0
-        # reservoir (priority keys): one uniform key per active entry, drawn in node-major
-        # order whatever the block sizes; only entries beating their node's kept r-th key count
+        # reservoir (priority keys): one uniform key per active entry; only entries beating
+        # their node's kept r-th key are candidates
         g = torch.Generator().manual_seed(c.seed * 1_000_003 + row_offset * 7919 + off)
         keys = torch.rand(len(vals), generator=g)
         cand = keys > s["rnd_key"][off + col, -1]
         if cand.any():
-            rows = torch.unique(col[cand])
-            slot = torch.full((n,), -1, dtype=torch.long)
-            slot[rows] = torch.arange(len(rows))
-            dense = torch.full((len(rows), nv), float("-inf"))
-            dense[slot[col[cand]], r[cand]] = keys[cand]
-            self._merge("rnd", rows, off, dense, pos, base, blk, valid, values=a[:, rows].T)
+            rows, kk, cols, src = self._candidates(col[cand], r[cand], keys[cand], c.r)
+            self._merge("rnd", rows, off, kk, cols, pos, base, blk, valid, values=vals[cand][src])
 
     def update(self, acts, valid: torch.Tensor, patterns: list, vnorms: list, row_offset: int):
         """acts [B, T, N] (or a list of column blocks [B, T, n_i] in node order) for rows
