@@ -79,7 +79,10 @@ class Miner:
                values: Optional[torch.Tensor] = None) -> None:
         """Merge candidates into the kept lists of nodes `off + rows` (`rows` index the columns
         of the block `acts` [B, T, n]): keys [R, M] (-inf: none) of the real tokens cols [R, M]
-        (indices into the flat positions `pos`); `values` [R, M] for the reservoir."""
+        (indices into the flat positions `pos`); `values` [R, M] for the reservoir.
+
+        Lists are kept unsorted (sorted once at the end, `finish`): an entry that enters takes
+        the slot of one that leaves, so only the new entries' windows are written."""
         if len(rows) == 0:
             return
         s, c = self.s, self.cfg
@@ -89,28 +92,41 @@ class Miner:
         T = acts.shape[1]
         top = torch.cat([kept[g], keys], 1).topk(K, dim=1)
         idx = top.indices
-        from_batch = (idx >= K) & (top.values > float("-inf"))
-        m = (idx - K).clamp(min=0)
-        jv = cols.gather(1, m)  # index among the real tokens
+        stays = torch.zeros((len(rows), K), dtype=torch.bool)
+        r_old, k_old = (idx < K).nonzero(as_tuple=True)
+        stays[r_old, idx[r_old, k_old]] = True
+        er, ek = (~stays).nonzero(as_tuple=True)  # freed slots, row-major
+        nr, nk = (idx >= K).nonzero(as_tuple=True)  # entering entries, row-major: as many per row
+        if len(nr) == 0:
+            return
+        m = idx[nr, nk] - K
+        kv = top.values[nr, nk]
+        real = kv > float("-inf")
+        jv = cols[nr, m]  # index among the real tokens
         j = pos[jv]  # flat position in the batch
-        old = idx.clamp(max=K - 1)
-        win = s[prefix + "_win"][g].gather(1, old[..., None].expand(-1, -1, c.width))
-        ri, ki = from_batch.nonzero(as_tuple=True)  # windows only for the entries that are new
-        if len(ri):
-            jj = j[ri, ki]
-            bb, tt = jj // T, jj % T
-            P = tt[:, None] + torch.arange(-c.before, c.after + 1)[None]  # [n_new, width]
-            inside = (P >= 0) & (P < T)
-            Pc = P.clamp(0, T - 1)
-            vals = acts[bb[:, None], Pc, rows[ri][:, None]].float()
-            win[ri, ki] = torch.where(inside & valid[bb[:, None], Pc], vals, torch.zeros(()))
-        s[prefix + "_win"][g] = win
-        s[prefix + "_idx"][g] = torch.where(from_batch, base + j, s[prefix + "_idx"][g].gather(1, old))
+        bb, tt = j // T, j % T
+        P = tt[:, None] + torch.arange(-c.before, c.after + 1)[None]  # [n_new, width]
+        inside = (P >= 0) & (P < T)
+        Pc = P.clamp(0, T - 1)
+        vals = acts[bb[:, None], Pc, rows[nr][:, None]].float()
+        win = torch.where(inside & valid[bb[:, None], Pc] & real[:, None], vals, torch.zeros(()))
+        ge = g[er]
+        s[prefix + "_win"][ge, ek] = win
+        s[prefix + "_idx"][ge, ek] = torch.where(real, base + j, torch.full_like(j, -1))
+        kept[ge, ek] = kv
         if prefix == "rnd":
-            s["rnd_val"][g] = torch.where(from_batch, values.gather(1, m), s["rnd_val"][g].gather(1, old))
-            s["rnd_key"][g] = torch.where(from_batch | (idx < K), top.values, s["rnd_key"][g].gather(1, old))
-        else:
-            s["top_val"][g] = torch.where(from_batch | (idx < K), top.values, s["top_val"][g].gather(1, old))
+            s["rnd_val"][ge, ek] = torch.where(real, values[nr, m], torch.zeros(()))
+
+    def finish(self) -> None:
+        """Sort every kept list by its key (descending), as the store and readers expect."""
+        s = self.s
+        for prefix, key, extra in (("top", "top_val", ()), ("rnd", "rnd_key", ("rnd_val",))):
+            order = s[key].argsort(dim=1, descending=True, stable=True)
+            s[key] = s[key].gather(1, order)
+            s[prefix + "_idx"] = s[prefix + "_idx"].gather(1, order)
+            s[prefix + "_win"] = s[prefix + "_win"].gather(1, order[..., None].expand(-1, -1, s[prefix + "_win"].shape[2]))
+            for e in extra:
+                s[e] = s[e].gather(1, order)
 
     def _block(self, blk: torch.Tensor, off: int, valid: torch.Tensor, pos: torch.Tensor, row_offset: int) -> None:
         """Statistics for nodes off.. off + n from one block of columns [B, T, n]."""
@@ -121,7 +137,7 @@ class Miner:
         nv = len(pos)
         sl = slice(off, off + n)
         # top-k: only entries beating their node's kept k-th value are candidates (sparse)
-        beats = a > s["top_val"][sl, -1]
+        beats = a > s["top_val"][sl].min(1).values
         if int(torch.count_nonzero(beats)) > beats.numel() // 8:  # lists still filling: dense
             rows = beats.any(0).nonzero().flatten()
             cols = torch.arange(nv).expand(len(rows), -1)
@@ -146,7 +162,7 @@ class Miner:
         # their node's kept r-th key are candidates
         g = torch.Generator().manual_seed(c.seed * 1_000_003 + row_offset * 7919 + off)
         keys = torch.rand(len(vals), generator=g)
-        cand = keys > s["rnd_key"][off + col, -1]
+        cand = keys > s["rnd_key"][sl].min(1).values[col]
         if cand.any():
             rows, kk, cols, src = self._candidates(col[cand], r[cand], keys[cand], c.r)
             self._merge("rnd", rows, off, kk, cols, pos, base, blk, valid, values=vals[cand][src])
@@ -220,4 +236,5 @@ def mine(model, rows: torch.Tensor, valid: torch.Tensor, cfg: Config, work: Opti
                      b * cfg.batch)
         if work is not None and (miner.batches % every == 0 or miner.batches == n_batches):
             miner.save(work)
+    miner.finish()
     return miner
