@@ -1,4 +1,4 @@
-"""`circuit-debugger serve [--model NAME_OR_PATH ...] [--host H] [--port P]`"""
+"""`circuit-debugger serve [--model NAME_OR_PATH ...] [--host H] [--port P]`; `circuit-debugger mcp ...` (MCP over stdio)"""
 
 from __future__ import annotations
 
@@ -42,6 +42,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=os.environ.get("CD_DTYPE") or None,
                    help="weights and activations dtype (default float32; half precision for large models on a GPU)")
     s.add_argument("--device", default=os.environ.get("CD_DEVICE") or None, help="cpu or cuda (default: cuda if available)")
+    s.add_argument("--device-map", default=os.environ.get("CD_DEVICE_MAP") or None, metavar="auto|balanced|JSON",
+                   help="split each --model over several devices with accelerate: 'auto', 'balanced', or a JSON "
+                        "object {module: device} whose devices are GPU indices, 'cpu' or 'disk' (env CD_DEVICE_MAP)")
+    s.add_argument("--offload-dir", default=os.environ.get("CD_OFFLOAD_DIR") or None, metavar="DIR",
+                   help="where a device map's 'disk' modules keep their weights (env CD_OFFLOAD_DIR)")
+    s.add_argument("--public-url", default=os.environ.get("CD_PUBLIC_URL") or None,
+                   help="the UI's address used in MCP results' links (mcp default: http://HOST:PORT)")
+    s.add_argument("--mcp-host", action="append", default=_env_list("CD_MCP_HOSTS"),
+                   help="a Host name /mcp accepts beyond loopback (repeatable; '*': any)")
+    s.add_argument("--mcp-writes", action="store_true", default=os.environ.get("CD_MCP_WRITES") == "1",
+                   help="also offer MCP tools that store prompt sets and explanations (default: shares only)")
+    m = sub.add_parser("mcp", help="run the MCP server over stdio (the same models and flags as serve)")
+    for action in s._actions[1:]:  # every serve flag, so both commands configure the same server
+        m._add_action(action)
     return ap
 
 
@@ -58,6 +72,12 @@ def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
         if not sep:
             ap.error(f"--autoencoders expects MODEL=SPEC, got {item!r}")
         autoencoders.setdefault(model, []).append(directory)
+    from .placement import PlacementError, parse_device_map
+
+    try:
+        parse_device_map(a.device_map)
+    except PlacementError as e:
+        ap.error(f"--device-map: {e}")
     explanations = {}
     for item in a.explanations:
         model, sep, path = item.partition("=")
@@ -69,7 +89,9 @@ def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
                     share_db=a.share_db or default_share_db(), frontend_dir=a.frontend_dir,
                     max_top_k=a.max_top_k, max_graph_latents=a.max_graph_latents,
                     max_reference_prompts=a.max_reference_prompts, max_pending=a.max_pending,
-                    cache_size=a.cache_size)
+                    cache_size=a.cache_size, public_url=a.public_url, mcp_hosts=a.mcp_host,
+                    mcp_writes=a.mcp_writes, device_map=a.device_map,
+                    offload_dir=a.offload_dir)
 
 
 def main(argv=None) -> None:
@@ -82,10 +104,17 @@ def main(argv=None) -> None:
     from .shares import ShareStoreError
 
     settings = settings_from(ap, a)
+    if a.cmd == "mcp":  # stdout carries the protocol: everything else goes to stderr
+        settings.serve_frontend = False
+        settings.public_url = settings.public_url or f"http://{a.host}:{a.port}"
     try:
         app = create_app(settings)
     except ShareStoreError as e:
         raise SystemExit(f"circuit-debugger: {e}") from None
+    if a.cmd == "mcp":
+        from .server.mcp_server import run_stdio
+
+        return run_stdio(app, settings.public_url, settings.mcp_writes)
     uvicorn.run(app, host=a.host, port=a.port)
 
 

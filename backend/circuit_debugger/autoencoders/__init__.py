@@ -47,6 +47,8 @@ def load_onto(model, spec) -> dict[str, str]:
             place(model, make(), where)
         except AutoencoderLoadError as e:
             errors[where] = str(e)
+        except Exception as e:  # any other failure is this dictionary's too: listed, and the model still serves
+            errors[where] = f"{type(e).__name__}: {e}"
     return errors
 
 

@@ -21,6 +21,7 @@ from ..promptsets import slot_order
 from ..shares import ShareStore
 from . import schemas as S
 from .capacity import Capacity
+from .validation import validation_detail
 
 log = logging.getLogger("circuit_debugger.server")
 
@@ -39,9 +40,14 @@ class Settings:
     cache_size: int = 512  # whole results kept (LRU); clean passes and cores: a quarter, at most 32 / 64
     device: Optional[str] = None
     dtype: Optional[str] = None  # 'float32' (default), 'float16' or 'bfloat16'
+    device_map: Optional[str] = None  # 'auto', 'balanced' or JSON {module: device}; models other than 'default'
+    offload_dir: Optional[str] = None  # where a device map's 'disk' modules keep their weights
     share_db: str = ":memory:"  # the investigations database (SQLite); ':memory:' keeps shares for this process only
     frontend_dir: Optional[str] = None  # the built UI; default: the repository's frontend/dist
     serve_frontend: bool = True
+    public_url: Optional[str] = None  # the UI's address in MCP results' links (default: the address the client used)
+    mcp_hosts: list[str] = field(default_factory=list)  # Host names /mcp accepts beyond loopback ('*': any)
+    mcp_writes: bool = False  # MCP tools beyond create_share that write (store prompt sets, explain nodes)
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -57,9 +63,11 @@ def load_debugger(settings: Settings) -> tuple[Debugger, dict[str, str]]:
     failed: dict[str, str] = {}
     for spec in dict.fromkeys(settings.models):
         try:
-            m = load_model(spec, device=settings.device, dtype=getattr(torch, settings.dtype) if settings.dtype else None)
-        except (ModelLoadError, UserError) as e:
-            failed[spec] = str(e)
+            m = load_model(spec, device=settings.device, dtype=getattr(torch, settings.dtype) if settings.dtype else None,
+                           device_map=None if spec == "default" else settings.device_map,
+                           offload_dir=settings.offload_dir)
+        except Exception as e:  # whatever the reason, the other models still serve
+            failed[spec] = str(e) if isinstance(e, (ModelLoadError, UserError)) else f"{type(e).__name__}: {e}"
             log.error("model %s not loaded: %s", spec, e)
             continue
         if settings.max_tokens:
@@ -123,11 +131,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError):
-        parts = []
-        for err in e.errors():
-            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
-            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
-        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+        return JSONResponse({"detail": validation_detail(e.errors())}, status_code=422)
 
     @app.exception_handler(MemoryError)
     @app.exception_handler(torch.OutOfMemoryError)
@@ -151,7 +155,8 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
 
     @app.get("/api/models", response_model=S.ModelsResponse)
     def models():
-        return {"models": [m.describe() for m in dbg.models.values()], "failed": failed}
+        return {"models": [{**m.describe(), "supports": dbg.capabilities(m.name)} for m in dbg.models.values()],
+                "failed": failed}
 
     @app.post("/api/attribute", response_model=S.AttributeResponse, responses=errors)
     def attribute(req: S.AttributeRequest):
@@ -289,6 +294,13 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
         return dbg.evaluate_circuit(req.model, promptset(req.promptset), req.nodes, req.ablation, req.n_random,
                                     req.greedy_steps, req.seed)
 
+    from .ui_routes import router as ui_router
+
+    app.include_router(ui_router(dbg, errors))
+
+    from .mcp_server import mount_mcp
+
+    mount_mcp(app, settings.public_url, settings.mcp_hosts, settings.mcp_writes)  # MCP at /mcp (before the UI's catch-all route)
     if settings.serve_frontend:
         from .static import mount_frontend
 

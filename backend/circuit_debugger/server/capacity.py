@@ -21,6 +21,8 @@ class Capacity:
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path in ("/mcp", "/mcp/") and scope.get("method") == "POST":  # an MCP tool call (stateless: one per POST)
+            path = "/api/mcp"
         if not path.startswith("/api/") or path.startswith(self.FREE) and scope.get("method") == "GET":
             return await self.app(scope, receive, send)
         with self._lock:

@@ -171,6 +171,7 @@ class TokenizeResponse(BaseModel):
     model: str
     token_ids: list[int]
     tokens: list[str]
+    display: Optional[list[str]] = Field(None, description="tokens made readable where byte-level BPE split a character ('é[1/2]')")
 
 
 class AttentionRequest(Strict):
@@ -230,6 +231,7 @@ class ModelInfo(BaseModel):
     saes: dict[str, int] = Field(default_factory=dict, description="layer -> number of SAE latents")
     resid_saes: dict[str, int] = Field(default_factory=dict, description="layer -> number of residual-stream SAE latents (L{l}.R{i})")
     dictionaries: list[dict] = Field(default_factory=list, description="every loaded SAE/transcoder/CLT: name, site, hook, architecture, source")
+    supports: Optional["Capabilities"] = Field(None, description="what the UI may offer for this model")
 
 
 class ModelsResponse(BaseModel):
@@ -436,6 +438,12 @@ class InvestigationState(BaseModel):
     search: Annotated[str, Field(max_length=200)] = ""
     dataset: Optional[DatasetRef] = Field(None, description="the prompt set of the dataset view")
     circuit: list[CircuitNode] = Field(default_factory=list, max_length=64, description="nodes selected as a circuit")
+    sort: Annotated[str, Field(max_length=60, pattern=r"^([a-z_]+:(asc|desc))?$")] = Field(
+        "", description="node table sort, 'column:desc'; empty: by |total effect|")
+    effects: Literal["", "zero", "mean"] = Field("", description="the exact-effects column: off, zero or mean ablation")
+    effects_neurons: bool = Field(False, description="exact effects for every neuron too")
+    ig_steps: Annotated[int, Field(ge=0, le=64)] = Field(16, description="integrated-gradients steps of the effects column")
+    circuit_eval: Literal["", "mean", "resample"] = Field("", description="the circuit was evaluated (with this ablation)")
 
 
 class ShareCreate(Strict):
@@ -446,3 +454,8 @@ class ShareResponse(BaseModel):
     id: str = Field(description="unguessable; the short link is /s/{id}")
     created: float
     state: Optional[InvestigationState] = None
+
+
+from .ui_schemas import Capabilities  # noqa: E402  (ModelInfo.supports)
+
+ModelInfo.model_rebuild()

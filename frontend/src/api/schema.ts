@@ -37,6 +37,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/attention/intervened": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Attention Intervened
+         * @description A layer's attention pattern with the interventions applied.
+         */
+        post: operations["attention_intervened_api_attention_intervened_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/attribute": {
         parameters: {
             query?: never;
@@ -118,6 +138,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/effects": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Effects
+         * @description Exact zero/mean-ablation effect of every head (and neuron), beside the act×grad
+         *     estimate and integrated gradients; rows flagged where estimate and exact disagree.
+         */
+        post: operations["effects_api_effects_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/explain": {
         parameters: {
             query?: never;
@@ -152,6 +193,26 @@ export interface paths {
         get: operations["node_explanation_api_explanations__model__node__node__get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/generate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Generate
+         * @description A continuation with and without the interventions, token by token with probabilities.
+         */
+        post: operations["generate_api_generate_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -309,6 +370,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/node-values": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Node Values
+         * @description One node's current and baseline numbers for a question, whether or not the table lists it.
+         */
+        post: operations["node_values_api_node_values_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/outputs": {
         parameters: {
             query?: never;
@@ -421,6 +502,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/tokens/display": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Token Display
+         * @description Token ids shown readably (byte-level pieces of a character as their bytes).
+         */
+        post: operations["token_display_api_tokens_display_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/trace": {
         parameters: {
             query?: never;
@@ -474,6 +575,41 @@ export interface components {
              * @description per token: neurons post-activation, latents their activation, heads the norm of their write
              */
             values: number[];
+        };
+        /** AttentionAfterRequest */
+        AttentionAfterRequest: {
+            /** Counterfactual Prompt */
+            counterfactual_prompt?: string | null;
+            /** Head */
+            head?: number | null;
+            /** Interventions */
+            interventions?: components["schemas"]["InterventionIn"][];
+            /** Layer */
+            layer: number;
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            /** Prompt */
+            prompt: string;
+            /** Reference Prompts */
+            reference_prompts?: string[] | null;
+        };
+        /** AttentionAfterResponse */
+        AttentionAfterResponse: {
+            /** Heads */
+            heads: {
+                [key: string]: number[][];
+            };
+            /** Interventions */
+            interventions: string[];
+            /** Layer */
+            layer: number;
+            /** Model */
+            model: string;
+            /** Tokens */
+            tokens: string[];
         };
         /** AttentionRequest */
         AttentionRequest: {
@@ -663,6 +799,52 @@ export interface components {
             top_predictions: components["schemas"]["Prediction"][];
             /** Value */
             value: number;
+        };
+        /**
+         * Capabilities
+         * @description What the UI may offer for a model (it offers nothing else).
+         */
+        Capabilities: {
+            /**
+             * Examples
+             * @description example questions in this model's own tokens
+             */
+            examples?: components["schemas"]["Example"][];
+            /**
+             * Generation
+             * @default false
+             */
+            generation?: boolean;
+            /**
+             * Graph
+             * @default false
+             */
+            graph?: boolean;
+            /**
+             * Mean Ablation
+             * @default false
+             */
+            mean_ablation?: boolean;
+            /**
+             * Numerical Output
+             * @default false
+             */
+            numerical_output?: boolean;
+            /**
+             * Prompt Sets
+             * @description ready-made prompt sets that apply to this model
+             */
+            prompt_sets?: string[];
+            /**
+             * Saes
+             * @default false
+             */
+            saes?: boolean;
+            /**
+             * Transcoders
+             * @default false
+             */
+            transcoders?: boolean;
         };
         /** CircuitCost */
         CircuitCost: {
@@ -900,10 +1082,138 @@ export interface components {
              */
             seed?: number;
         };
+        /** EffectRow */
+        EffectRow: {
+            /**
+             * Estimate
+             * @description Σ_pos (a − a')·∂value/∂a (act×grad for zero-ablation)
+             */
+            estimate: number;
+            /**
+             * Exact
+             * @description value − value with this unit ablated
+             */
+            exact: number;
+            /**
+             * Flag
+             * @description estimate vs exact disagree
+             */
+            flag?: ("sign" | "magnitude") | null;
+            /** Id */
+            id: string;
+            /**
+             * Ig
+             * @description integrated gradients along the layer's path a' → a
+             */
+            ig?: number | null;
+            /** Ig Flag */
+            ig_flag?: ("sign" | "magnitude") | null;
+            /** Index */
+            index: number;
+            /** Kind */
+            kind: string;
+            /** Layer */
+            layer: number;
+        };
+        /** EffectsRequest */
+        EffectsRequest: {
+            /**
+             * Ablation
+             * @default zero
+             * @enum {string}
+             */
+            ablation?: "zero" | "mean";
+            /** Counterfactual Prompt */
+            counterfactual_prompt?: string | null;
+            /** Distractor */
+            distractor?: string | null;
+            /**
+             * Ig Steps
+             * @description integrated-gradients steps (midpoint rule); 0: none
+             * @default 16
+             */
+            ig_steps?: number;
+            /** Interventions */
+            interventions?: components["schemas"]["InterventionIn"][];
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            /**
+             * Neurons
+             * @description also every MLP neuron (one batch copy each)
+             * @default false
+             */
+            neurons?: boolean;
+            /** Position */
+            position?: number | null;
+            /** Prompt */
+            prompt: string;
+            /** Reference Prompts */
+            reference_prompts?: string[] | null;
+            /**
+             * Target
+             * @description the question's token A (or give trace)
+             */
+            target?: string | null;
+            /**
+             * Trace
+             * @description an upstream target instead of a question
+             */
+            trace?: (components["schemas"]["NeuronTarget"] | components["schemas"]["AttentionTarget"] | components["schemas"]["HeadOutputTarget"] | components["schemas"]["LatentTarget"]) | null;
+        };
+        /** EffectsResponse */
+        EffectsResponse: {
+            /** Ablation */
+            ablation: string;
+            /** Elapsed Ms */
+            elapsed_ms: number;
+            /**
+             * Flag Floor
+             * @description differences below this are never flagged (2% of the largest effect)
+             */
+            flag_floor: number;
+            /** Groups */
+            groups: components["schemas"]["GroupCheck"][];
+            /** Ig Steps */
+            ig_steps: number;
+            /** Model */
+            model: string;
+            /** Rows */
+            rows: components["schemas"]["EffectRow"][];
+            /** Sign Disagreements */
+            sign_disagreements: {
+                [key: string]: number;
+            };
+            /** Spearman Heads */
+            spearman_heads: {
+                [key: string]: number | null;
+            };
+            /** Value */
+            value: number;
+        };
         /** ErrorBody */
         ErrorBody: {
             /** Detail */
             detail: string;
+        };
+        /** Example */
+        Example: {
+            /**
+             * Distractor
+             * @default
+             */
+            distractor?: string;
+            /**
+             * Label
+             * @default
+             */
+            label?: string;
+            /** Prompt */
+            prompt: string;
+            /** Target */
+            target: string;
         };
         /** ExampleItem */
         ExampleItem: {
@@ -995,6 +1305,77 @@ export interface components {
              * @description (F(C) − F(∅)) / (F(M) − F(∅))
              */
             normalized: number | null;
+        };
+        /** GenStep */
+        GenStep: {
+            /** Id */
+            id: number;
+            /** Prob */
+            prob: number;
+            /** Token */
+            token: string;
+            /** Top */
+            top: components["schemas"]["TokenProb"][];
+        };
+        /** GenerateRequest */
+        GenerateRequest: {
+            /** Counterfactual Prompt */
+            counterfactual_prompt?: string | null;
+            /** Interventions */
+            interventions?: components["schemas"]["InterventionIn"][];
+            /**
+             * Max New Tokens
+             * @default 16
+             */
+            max_new_tokens?: number;
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            /** Prompt */
+            prompt: string;
+            /** Reference Prompts */
+            reference_prompts?: string[] | null;
+            /**
+             * Seed
+             * @default 0
+             */
+            seed?: number;
+            /**
+             * Temperature
+             * @description 0: greedy
+             * @default 0
+             */
+            temperature?: number;
+            /**
+             * Top
+             * @description alternatives shown per step
+             * @default 5
+             */
+            top?: number;
+        };
+        /** GenerateResponse */
+        GenerateResponse: {
+            /** Baseline */
+            baseline: components["schemas"]["GenStep"][];
+            /**
+             * Intervened
+             * @description absent when no intervention is active
+             */
+            intervened?: components["schemas"]["GenStep"][] | null;
+            /** Interventions */
+            interventions: string[];
+            /** Model */
+            model: string;
+            /** Prompt Tokens */
+            prompt_tokens: string[];
+            /** Seed */
+            seed: number;
+            /** Stopped At Context */
+            stopped_at_context: boolean;
+            /** Temperature */
+            temperature: number;
         };
         /** GraphEdge */
         GraphEdge: {
@@ -1127,6 +1508,20 @@ export interface components {
             unused_heads: {
                 [key: string]: number[];
             };
+        };
+        /** GroupCheck */
+        GroupCheck: {
+            /**
+             * Exact All Ablated
+             * @description value − value with every unit of the group ablated together
+             */
+            exact_all_ablated: number;
+            /** Group */
+            group: string;
+            /** Sum Estimate */
+            sum_estimate: number;
+            /** Sum Ig */
+            sum_ig?: number | null;
         };
         /** HeadContribution */
         HeadContribution: {
@@ -1285,6 +1680,13 @@ export interface components {
              */
             circuit?: string[];
             /**
+             * Circuit Eval
+             * @description the circuit was evaluated (with this ablation)
+             * @default
+             * @enum {string}
+             */
+            circuit_eval?: "" | "mean" | "resample";
+            /**
              * Compare Prompt
              * @description the second prompt of the compare view
              * @default
@@ -1303,11 +1705,30 @@ export interface components {
              */
             distractor?: string;
             /**
+             * Effects
+             * @description the exact-effects column: off, zero or mean ablation
+             * @default
+             * @enum {string}
+             */
+            effects?: "" | "zero" | "mean";
+            /**
+             * Effects Neurons
+             * @description exact effects for every neuron too
+             * @default false
+             */
+            effects_neurons?: boolean;
+            /**
              * Granularity
              * @default component
              * @enum {string}
              */
             granularity?: "component" | "position";
+            /**
+             * Ig Steps
+             * @description integrated-gradients steps of the effects column
+             * @default 16
+             */
+            ig_steps?: number;
             /** Interventions */
             interventions?: components["schemas"]["InterventionIn"][];
             /**
@@ -1341,6 +1762,12 @@ export interface components {
              * @default
              */
             search?: string;
+            /**
+             * Sort
+             * @description node table sort, 'column:desc'; empty: by |total effect|
+             * @default
+             */
+            sort?: string;
             /**
              * Target
              * @default
@@ -1540,6 +1967,8 @@ export interface components {
             };
             /** Source */
             source: string;
+            /** @description what the UI may offer for this model */
+            supports?: components["schemas"]["Capabilities"] | null;
             /**
              * Transcoders
              * @description layer -> number of transcoder latents
@@ -1658,6 +2087,59 @@ export interface components {
             position?: number | null;
             /** Total Effect */
             total_effect?: number | null;
+        };
+        /** NodeValuesRequest */
+        NodeValuesRequest: {
+            /**
+             * Attn Basis
+             * @default heads
+             * @enum {string}
+             */
+            attn_basis?: "heads" | "saes";
+            /** Counterfactual Prompt */
+            counterfactual_prompt?: string | null;
+            /** Distractor */
+            distractor?: string | null;
+            /** Interventions */
+            interventions?: components["schemas"]["InterventionIn"][];
+            /**
+             * Mlp Basis
+             * @default neurons
+             * @enum {string}
+             */
+            mlp_basis?: "neurons" | "transcoders";
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            /**
+             * Node
+             * @example L1.H3
+             */
+            node: string;
+            /** Prompt */
+            prompt: string;
+            /** Reference Prompts */
+            reference_prompts?: string[] | null;
+            /** Target */
+            target?: string | null;
+            /** Trace */
+            trace?: (components["schemas"]["NeuronTarget"] | components["schemas"]["AttentionTarget"] | components["schemas"]["HeadOutputTarget"] | components["schemas"]["LatentTarget"]) | null;
+        };
+        /** NodeValuesResponse */
+        NodeValuesResponse: {
+            /** Attn Basis */
+            attn_basis: string;
+            /** Mlp Basis */
+            mlp_basis: string;
+            /** Model */
+            model: string;
+            /** Node */
+            node: string;
+            /** Position */
+            position: number;
+            row: components["schemas"]["NodeRow"];
         };
         /** OutputsRequest */
         OutputsRequest: {
@@ -1873,6 +2355,37 @@ export interface components {
                 [key: string]: string[];
             };
         };
+        /** TokenDisplayRequest */
+        TokenDisplayRequest: {
+            /** Ids */
+            ids: number[];
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+        };
+        /** TokenDisplayResponse */
+        TokenDisplayResponse: {
+            /**
+             * Display
+             * @description each token readable on its own ('⟨c3⟩': a byte of a split character)
+             */
+            display: string[];
+            /** Ids */
+            ids: number[];
+            /** Model */
+            model: string;
+        };
+        /** TokenProb */
+        TokenProb: {
+            /** Id */
+            id: number;
+            /** Prob */
+            prob: number;
+            /** Token */
+            token: string;
+        };
         /** TokenizeRequest */
         TokenizeRequest: {
             /**
@@ -1892,6 +2405,11 @@ export interface components {
         };
         /** TokenizeResponse */
         TokenizeResponse: {
+            /**
+             * Display
+             * @description tokens made readable where byte-level BPE split a character ('é[1/2]')
+             */
+            display?: string[] | null;
             /** Model */
             model: string;
             /** Token Ids */
@@ -2042,6 +2560,57 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AttentionResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    attention_intervened_api_attention_intervened_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AttentionAfterRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttentionAfterResponse"];
                 };
             };
             /** @description Not Found */
@@ -2277,6 +2846,57 @@ export interface operations {
             };
         };
     };
+    effects_api_effects_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EffectsRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EffectsResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     explain_api_explain_post: {
         parameters: {
             query?: never;
@@ -2352,6 +2972,57 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["NodeExplanationResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    generate_api_generate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GenerateRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GenerateResponse"];
                 };
             };
             /** @description Not Found */
@@ -2731,6 +3402,57 @@ export interface operations {
             };
         };
     };
+    node_values_api_node_values_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NodeValuesRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeValuesResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     outputs_api_outputs_post: {
         parameters: {
             query?: never;
@@ -3002,6 +3724,57 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TokenizeResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    token_display_api_tokens_display_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TokenDisplayRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenDisplayResponse"];
                 };
             };
             /** @description Not Found */
