@@ -386,7 +386,7 @@ def test_broken_model_on_the_command_line_still_serves_default(tmp_path):
     args = ap.parse_args(["serve", "--model", str(broken), "--device", "cpu", "--share-db", ":memory:"])
     settings = cli.settings_from(ap, args)
     settings.serve_frontend = False
-    client = TestClient(create_app(settings))
+    client = TestClient(create_app(settings), base_url="http://127.0.0.1")  # the command line's host check
     body = client.get("/api/models").json()
     assert "default" in [x["name"] for x in body["models"]] and str(broken) in body["failed"]
     assert client.get("/api/health").json()["models"] == ["default"]
@@ -408,16 +408,16 @@ def test_an_autoencoder_failing_for_any_reason_is_listed(tmp_path, monkeypatch, 
     error, listed at /api/models, and the model still serves."""
     from fastapi.testclient import TestClient
 
-    import circuit_debugger.autoencoders as ae
+    import circuit_debugger.autoencoders.sources as sources
     from circuit_debugger.server.app import Settings, create_app
 
     folder = tmp_path / "aes" / "layer0"
     folder.mkdir(parents=True)
 
-    def explode(path):
+    def explode():
         raise KeyError("W_enc")
 
-    monkeypatch.setattr(ae, "load", explode)
+    monkeypatch.setattr(sources, "resolve_spec", lambda spec, errors: [(str(folder), explode)])
     client = TestClient(create_app(Settings(models=[str(tiny_dir)], autoencoders={"tiny-gpt2": [str(tmp_path / "aes")]},
                                             serve_frontend=False)))
     body = client.get("/api/models").json()
