@@ -712,9 +712,16 @@ export interface components {
             prompt: string;
             /**
              * Reference Prompts
-             * @description for 'mean'; default: the model's reference corpus
+             * @description for 'mean'; default: the model's reference corpus; at most --max-reference-prompts
              */
             reference_prompts?: string[] | null;
+            /**
+             * Resid Basis
+             * @description splice the residual-stream SAEs (their latents replace everything upstream)
+             * @default none
+             * @enum {string}
+             */
+            resid_basis?: "none" | "saes";
             /**
              * Target
              * @example Mary
@@ -722,7 +729,7 @@ export interface components {
             target: string;
             /**
              * Top K
-             * @description rows: top_k by |total| ∪ top_k by |direct|; null = all
+             * @description rows: top_k by |total| ∪ top_k by |direct|; null = all; at most --max-top-k
              * @default 100
              */
             top_k?: number | null;
@@ -988,6 +995,7 @@ export interface components {
             promptset: components["schemas"]["PromptSetSpec"];
             /**
              * Top K
+             * @description at most --max-top-k
              * @default 50
              */
             top_k?: number;
@@ -1190,6 +1198,11 @@ export interface components {
         ErrorBody: {
             /** Detail */
             detail: string;
+            /**
+             * Request Id
+             * @description 5xx: the id the server's log files the error under
+             */
+            request_id?: string | null;
         };
         /** Example */
         Example: {
@@ -1419,6 +1432,7 @@ export interface components {
             edge_threshold?: number;
             /**
              * Max Latents
+             * @description at most --max-graph-latents
              * @default 500
              */
             max_latents?: number;
@@ -1589,7 +1603,10 @@ export interface components {
             position?: number | null;
             /** Prompt */
             prompt: string;
-            /** Reference Prompts */
+            /**
+             * Reference Prompts
+             * @description at most --max-reference-prompts
+             */
             reference_prompts?: string[] | null;
             /** Target */
             target?: string | null;
@@ -1923,6 +1940,13 @@ export interface components {
             d_vocab_out: number;
             /** Device */
             device: string;
+            /**
+             * Dictionaries
+             * @description every loaded SAE/transcoder/CLT: name, site, hook, architecture, source
+             */
+            dictionaries?: {
+                [key: string]: unknown;
+            }[];
             /** Has Reference Corpus */
             has_reference_corpus: boolean;
             /** Max Tokens */
@@ -1937,6 +1961,13 @@ export interface components {
             name: string;
             /** Normalization */
             normalization: string | null;
+            /**
+             * Resid Saes
+             * @description layer -> number of residual-stream SAE latents (L{l}.R{i})
+             */
+            resid_saes?: {
+                [key: string]: number;
+            };
             /**
              * Saes
              * @description layer -> number of SAE latents
@@ -2434,14 +2465,21 @@ export interface components {
             prompt: string;
             /**
              * Reference Prompts
-             * @description for 'mean'; default: the model's reference corpus
+             * @description for 'mean'; default: the model's reference corpus; at most --max-reference-prompts
              */
             reference_prompts?: string[] | null;
+            /**
+             * Resid Basis
+             * @description splice the residual-stream SAEs (their latents replace everything upstream)
+             * @default none
+             * @enum {string}
+             */
+            resid_basis?: "none" | "saes";
             /** Target */
             target: components["schemas"]["NeuronTarget"] | components["schemas"]["AttentionTarget"] | components["schemas"]["HeadOutputTarget"] | components["schemas"]["LatentTarget"];
             /**
              * Top K
-             * @description rows: top_k by |total| ∪ top_k by |direct|; null = all
+             * @description rows: top_k by |total| ∪ top_k by |direct|; null = all; at most --max-top-k
              * @default 100
              */
             top_k?: number | null;
@@ -2483,8 +2521,35 @@ export interface operations {
                     "application/json": components["schemas"]["ActivationsResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2503,6 +2568,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2534,8 +2626,35 @@ export interface operations {
                     "application/json": components["schemas"]["AttentionResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2554,6 +2673,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2585,8 +2731,35 @@ export interface operations {
                     "application/json": components["schemas"]["AttentionAfterResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2605,6 +2778,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2636,8 +2836,35 @@ export interface operations {
                     "application/json": components["schemas"]["AttributeResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2656,6 +2883,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2687,8 +2941,35 @@ export interface operations {
                     "application/json": components["schemas"]["CircuitResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2707,6 +2988,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2738,8 +3046,35 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetAblateResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2758,6 +3093,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2789,8 +3151,35 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetAttributeResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2809,6 +3198,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2840,8 +3256,35 @@ export interface operations {
                     "application/json": components["schemas"]["EffectsResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2860,6 +3303,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2893,8 +3363,35 @@ export interface operations {
                     };
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2913,6 +3410,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2946,8 +3470,35 @@ export interface operations {
                     "application/json": components["schemas"]["NodeExplanationResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2966,6 +3517,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2997,8 +3575,35 @@ export interface operations {
                     "application/json": components["schemas"]["GenerateResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3017,6 +3622,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3048,8 +3680,35 @@ export interface operations {
                     "application/json": components["schemas"]["GraphResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3068,6 +3727,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3095,6 +3781,78 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body is over the server's size limit, or the prompt over the token limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request is well-formed but wrong (the detail says what) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     intervene_api_intervene_post: {
@@ -3119,8 +3877,35 @@ export interface operations {
                     "application/json": components["schemas"]["InterveneResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3139,6 +3924,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3172,8 +3984,35 @@ export interface operations {
                     };
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3192,6 +4031,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3225,8 +4091,35 @@ export interface operations {
                     };
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3245,6 +4138,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3276,8 +4196,35 @@ export interface operations {
                     "application/json": components["schemas"]["LogitLensResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3296,6 +4243,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3323,6 +4297,78 @@ export interface operations {
                     "application/json": components["schemas"]["ModelsResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body is over the server's size limit, or the prompt over the token limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request is well-formed but wrong (the detail says what) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     ground_truth_api_models__name__ground_truth_get: {
@@ -3345,8 +4391,35 @@ export interface operations {
                     "application/json": components["schemas"]["GroundTruthResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3365,6 +4438,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3396,8 +4496,35 @@ export interface operations {
                     "application/json": components["schemas"]["NodeValuesResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3416,6 +4543,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3447,8 +4601,35 @@ export interface operations {
                     "application/json": components["schemas"]["OutputsResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3467,6 +4648,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3498,8 +4706,35 @@ export interface operations {
                     "application/json": components["schemas"]["PromptSetResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3518,6 +4753,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3547,8 +4809,35 @@ export interface operations {
                     "application/json": components["schemas"]["PromptSetResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3567,6 +4856,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3598,8 +4914,35 @@ export interface operations {
                     "application/json": components["schemas"]["ShareResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3618,6 +4961,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3647,8 +5017,35 @@ export interface operations {
                     "application/json": components["schemas"]["ShareResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3667,6 +5064,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3698,8 +5122,35 @@ export interface operations {
                     "application/json": components["schemas"]["TokenizeResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3718,6 +5169,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3749,8 +5227,35 @@ export interface operations {
                     "application/json": components["schemas"]["TokenDisplayResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3769,6 +5274,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3800,8 +5332,35 @@ export interface operations {
                     "application/json": components["schemas"]["AttributeResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3820,6 +5379,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
