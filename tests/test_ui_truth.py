@@ -347,3 +347,13 @@ def test_single_byte_tokens_show_their_bytes(shipped):
     assert bytes.fromhex(r["display"][0].strip("⟨⟩")) + bytes.fromhex(r["display"][1].strip("⟨⟩")) == "é".encode()
     with pytest.raises(UserError, match="out of range"):
         shipped.token_display("default", [10 ** 6])
+
+
+def test_mcp_links_write_the_new_fields_as_url_ts_does():
+    """url.ts writes sort, fx, fxn, ig and ce after circ; the MCP server's Python encoder must too."""
+    from circuit_debugger.server.mcp_links import encode
+
+    q = encode({"prompt": "p", "circuit": ["L1.H3"], "sort": "direct_effect:desc", "effects": "mean",
+                "effects_neurons": True, "ig_steps": 8, "circuit_eval": "mean"})
+    assert q.endswith("&circ=L1.H3&sort=direct_effect%3Adesc&fx=mean&fxn=1&ig=8&ce=mean")
+    assert "sort" not in encode({"prompt": "p"})

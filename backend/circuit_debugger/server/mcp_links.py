@@ -60,6 +60,17 @@ def encode(state: dict) -> str:
         q.append(("ds", _json(s.dataset.model_dump(mode="json"))))  # every field, as the UI writes its Ref
     if s.circuit:
         q.append(("circ", ",".join(s.circuit)))
+    # the table's sort, the exact-effects column and a circuit evaluation (url.ts, same order)
+    if s.sort:
+        q.append(("sort", s.sort))
+    if s.effects:
+        q.append(("fx", s.effects))
+    if s.effects_neurons:
+        q.append(("fxn", "1"))
+    if s.ig_steps != d.ig_steps:
+        q.append(("ig", str(s.ig_steps)))
+    if s.circuit_eval:
+        q.append(("ce", s.circuit_eval))
     return "&".join(f"{k}={_form(v)}" for k, v in q)
 
 
