@@ -60,6 +60,7 @@ def encode(state: dict) -> str:
         q.append(("ds", _json(s.dataset.model_dump(mode="json"))))  # every field, as the UI writes its Ref
     if s.circuit:
         q.append(("circ", ",".join(s.circuit)))
+    # the table's sort, the exact-effects column and a circuit evaluation (url.ts, same order)
     if s.sort:
         q.append(("sort", s.sort))
     if s.effects:
