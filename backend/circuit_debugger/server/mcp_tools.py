@@ -28,6 +28,7 @@ from pydantic_core import PydanticUndefined
 from ..errors import UserError
 from .mcp_compact import COMPACT
 from .mcp_links import link, share_link, state_for, state_of
+from .routes import api_routes
 from .schema_base import Strict
 from .validation import validation_detail
 
@@ -157,17 +158,6 @@ def _args_model(tool: ToolDef, route: APIRoute) -> tuple[type[BaseModel], Option
     return create_model(f"{tool.name}_arguments", __base__=Strict, **fields, **extra), None, list(fields)
 
 
-def _api_routes(routes, prefix: str = ""):
-    """(full path, APIRoute) for every route, also inside included routers (FastAPI ≥ 0.16x keeps an
-    included router as one lazy entry holding `original_router` and its `include_context.prefix`)."""
-    for r in routes:
-        if isinstance(r, APIRoute):
-            yield prefix + r.path, r
-        elif hasattr(r, "original_router"):
-            ctx = getattr(r, "include_context", None)
-            yield from _api_routes(r.original_router.routes, prefix + (getattr(ctx, "prefix", "") or ""))
-
-
 def _response_adapter(route: APIRoute) -> Optional[TypeAdapter]:
     rm = route.response_model
     return TypeAdapter(rm) if inspect.isclass(rm) and issubclass(rm, BaseModel) else None
@@ -184,7 +174,7 @@ class McpTools:
     def __init__(self, app: FastAPI, public_url: Optional[str] = None, writes: bool = False):
         self.app = app
         self.public_url = public_url.rstrip("/") if public_url else None
-        routes = {(m, path): r for path, r in _api_routes(app.routes) for m in r.methods}
+        routes = {(m, path): r for path, r in api_routes(app.routes) for m in r.methods}
         self.entries: dict[str, Entry] = {}
         for t in TOOLS:
             if t.opt_in and not writes:
