@@ -33,13 +33,20 @@ def parser() -> argparse.ArgumentParser:
                                 ("cache-size", 512, "whole results kept in memory (LRU)")]:
         env = "CD_" + flag.upper().replace("-", "_")
         s.add_argument(f"--{flag}", type=int, default=int(os.environ.get(env) or default), help=f"{what} (env {env})")
-    s.add_argument("--share-db", default=os.environ.get("CD_SHARE_DB") or None,
-                   help="SQLite file of shared investigations (default: $XDG_DATA_HOME/circuit-debugger/investigations.sqlite)")
+    s.add_argument("--database", "--share-db", dest="share_db",
+                   default=os.environ.get("CD_DATABASE") or os.environ.get("CD_SHARE_DB") or None,
+                   help="shares, prompt sets and jobs: an SQLite file (default: $XDG_DATA_HOME/circuit-debugger/"
+                        "investigations.sqlite) or postgresql://USER@HOST/DB (env CD_DATABASE)")
+    s.add_argument("--db-timeout", type=float, default=float(os.environ.get("CD_DB_TIMEOUT") or 2.0),
+                   help="seconds a write waits for a locked database before answering 503 (env CD_DB_TIMEOUT)")
     s.add_argument("--frontend-dir", default=os.environ.get("CD_FRONTEND_DIR") or None,
                    help="the built web UI (default: the repository's frontend/dist)")
     s.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=os.environ.get("CD_DTYPE") or None,
                    help="weights and activations dtype (default float32; half precision for large models on a GPU)")
     s.add_argument("--device", default=os.environ.get("CD_DEVICE") or None, help="cpu or cuda (default: cuda if available)")
+    from .cli_db import add_parser as add_db_parser
+
+    add_db_parser(sub)
     return ap
 
 
@@ -67,12 +74,23 @@ def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
                     share_db=a.share_db or default_share_db(), frontend_dir=a.frontend_dir,
                     max_top_k=a.max_top_k, max_graph_latents=a.max_graph_latents,
                     max_reference_prompts=a.max_reference_prompts, max_pending=a.max_pending,
-                    cache_size=a.cache_size)
+                    cache_size=a.cache_size, db_timeout=a.db_timeout)
 
 
 def main(argv=None) -> None:
     ap = parser()
     a = ap.parse_args(argv)
+    if a.cmd == "db":
+        from .cli_db import run
+
+        raise SystemExit(run(a))
+    from .shares import ShareStoreError, default_share_db
+    from .storage import Store
+
+    try:  # check (and migrate) the database before the slow imports and model loads
+        Store(a.share_db or default_share_db(), a.db_timeout).close()
+    except ShareStoreError as e:
+        raise SystemExit(f"circuit-debugger: {e}") from None
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import uvicorn
 

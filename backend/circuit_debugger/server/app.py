@@ -18,7 +18,7 @@ import torch
 from ..engine import Debugger, Limits
 from ..errors import UserError
 from ..promptsets import slot_order
-from ..shares import ShareStore
+from ..storage import Store
 from . import schemas as S
 from .capacity import Capacity
 
@@ -39,7 +39,8 @@ class Settings:
     cache_size: int = 512  # whole results kept (LRU); clean passes and cores: a quarter, at most 32 / 64
     device: Optional[str] = None
     dtype: Optional[str] = None  # 'float32' (default), 'float16' or 'bfloat16'
-    share_db: str = ":memory:"  # the investigations database (SQLite); ':memory:' keeps shares for this process only
+    share_db: str = ":memory:"  # the database: an SQLite file, ':memory:' (this process only) or postgresql://...
+    db_timeout: float = 2.0  # seconds a write waits for a locked database before answering 503
     frontend_dir: Optional[str] = None  # the built UI; default: the repository's frontend/dist
     serve_frontend: bool = True
 
@@ -105,6 +106,7 @@ def _interventions(items: list[S.InterventionIn]) -> list[dict]:
 def create_app(settings: Settings | None = None, debugger: Debugger | None = None,
                failed: dict[str, str] | None = None) -> FastAPI:
     settings = settings or Settings()
+    shares = Store(settings.share_db, settings.db_timeout)  # first: a bad database stops the start before models load
     if debugger is None:
         debugger, failed = load_debugger(settings)
     failed = failed or {}
@@ -114,8 +116,10 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
     app.add_middleware(Capacity, max_pending=settings.max_pending)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     app.state.debugger = dbg
-    shares = ShareStore(settings.share_db)
     app.state.shares = shares
+    from .storage_errors import install as install_storage_errors
+
+    install_storage_errors(app)
 
     @app.exception_handler(UserError)
     async def user_error(_: Request, e: UserError):
