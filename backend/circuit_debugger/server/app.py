@@ -41,6 +41,11 @@ class Settings:
     dtype: Optional[str] = None  # 'float32' (default), 'float16' or 'bfloat16'
     share_db: str = ":memory:"  # the database: an SQLite file, ':memory:' (this process only) or postgresql://...
     db_timeout: float = 2.0  # seconds a write waits for a locked database before answering 503
+    job_workers: int = 1  # local worker processes for jobs (each holds its own model copies)
+    ray: Optional[str] = None  # run jobs on Ray actors instead: 'auto' or a cluster address
+    batch_size: int = 64  # prompts per forward in dataset attribution (bounds memory)
+    job_time_limit: float = 3600.0  # seconds after which the server stops a job
+    job_executor: object = None  # a ready executor (tests, embedding); default: built from the fields above
     frontend_dir: Optional[str] = None  # the built UI; default: the repository's frontend/dist
     serve_frontend: bool = True
 
@@ -293,6 +298,9 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
         return dbg.evaluate_circuit(req.model, promptset(req.promptset), req.nodes, req.ablation, req.n_random,
                                     req.greedy_steps, req.seed)
 
+    from .jobs_setup import attach_jobs
+
+    attach_jobs(app, settings, dbg, shares, promptset, errors)
     if settings.serve_frontend:
         from .static import mount_frontend
 
