@@ -44,6 +44,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=os.environ.get("CD_DTYPE") or None,
                    help="weights and activations dtype (default float32; half precision for large models on a GPU)")
     s.add_argument("--device", default=os.environ.get("CD_DEVICE") or None, help="cpu or cuda (default: cuda if available)")
+    from .cli_scale import add_scale_flags
+
+    add_scale_flags(s)
     from .cli_db import add_parser as add_db_parser
 
     add_db_parser(sub)
@@ -52,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
 
 def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
     """The server's Settings from the parsed command line (flags, then CD_* environment)."""
+    from .cli_scale import scale_settings
     from .loading import default_device
     from .server.app import Settings
     from .shares import default_share_db
@@ -74,7 +78,7 @@ def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
                     share_db=a.share_db or default_share_db(), frontend_dir=a.frontend_dir,
                     max_top_k=a.max_top_k, max_graph_latents=a.max_graph_latents,
                     max_reference_prompts=a.max_reference_prompts, max_pending=a.max_pending,
-                    cache_size=a.cache_size, db_timeout=a.db_timeout)
+                    cache_size=a.cache_size, db_timeout=a.db_timeout, **scale_settings(ap, a))
 
 
 def main(argv=None) -> None:
@@ -92,17 +96,13 @@ def main(argv=None) -> None:
     except ShareStoreError as e:
         raise SystemExit(f"circuit-debugger: {e}") from None
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    import uvicorn
-
-    from .server.app import create_app
-    from .shares import ShareStoreError
+    from .cli_scale import run
 
     settings = settings_from(ap, a)
     try:
-        app = create_app(settings)
+        run(settings, a.host, a.port, a.workers)
     except ShareStoreError as e:
         raise SystemExit(f"circuit-debugger: {e}") from None
-    uvicorn.run(app, host=a.host, port=a.port)
 
 
 if __name__ == "__main__":

@@ -153,9 +153,9 @@ class JobManager:
         for o in outs:
             rows = torch.tensor(o["rows"])
             for k in ("metric", "direct", "total"):
-                r[k][rows] = torch.from_numpy(np.asarray(o[k]))
+                r[k][rows] = torch.from_numpy(np.array(o[k]))
             for s, v in o["slots"].items():
-                r["slots"][s][rows] = torch.from_numpy(np.asarray(v))
+                r["slots"][s][rows] = torch.from_numpy(np.array(v))
         r["ids"] = outs[0]["ids"]
         out = summarize(m, ps, params["top_k"], params["drill"], r=r)
         return {**head, **out}
