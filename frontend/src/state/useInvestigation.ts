@@ -30,7 +30,8 @@ export function useInvestigation() {
   useEffect(() => {
     if (loadingShare) return;
     const url = `/?${encode(state)}`;
-    if (window.location.pathname + window.location.search !== url) window.history.replaceState(null, "", url);
+    // the fragment (#job=ID: a running evaluation job) is kept
+    if (window.location.pathname + window.location.search !== url) window.history.replaceState(null, "", url + window.location.hash);
   }, [state, loadingShare]);
 
   const update = useCallback((patch: Partial<InvestigationState>) => setState((s) => ({ ...s, ...patch })), []);
