@@ -129,3 +129,23 @@ def test_interactive_requests_do_not_wait_for_a_job(tiny, executor, tmp_path):
     assert c.get(f"/api/jobs/{jid}").json()["status"] == "running"  # answered while the job still ran
     c.post(f"/api/jobs/{jid}/cancel")
     wait(c, jid)
+
+
+def test_a_job_whose_replica_died_is_reported_failed(tmp_path):
+    from circuit_debugger.jobs import JobManager
+    from circuit_debugger.jobs.manager import LOST_AFTER_S
+    from circuit_debugger.storage import Store
+
+    store = Store(str(tmp_path / "db.sqlite"))
+    jid = store.job_create("circuit_evaluate", "tiny", {}, total=1, time_limit=3600)
+    store.job_update(jid, status="running")
+    other_replica = JobManager(store, Debugger(), executor=None)
+    assert other_replica.get(jid)["status"] == "running"  # a fresh heartbeat: still someone's job
+    from sqlalchemy import update
+
+    from circuit_debugger.storage.tables import jobs
+
+    with store.engine.begin() as conn:  # its coordinator's last heartbeat, long ago
+        conn.execute(update(jobs).where(jobs.c.id == jid).values(updated=time.time() - LOST_AFTER_S - 1))
+    j = other_replica.get(jid)
+    assert j["status"] == "failed" and "stopped" in j["error"]
