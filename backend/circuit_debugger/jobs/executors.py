@@ -64,11 +64,7 @@ class _Pool:
                 w = self.start()
             try:
                 out = self.attempt(w, task, stop)
-            except Cancelled:
-                self.kill(w)
-                self.idle.put(None)
-                raise
-            except Exception:
+            except BaseException:  # cancelled, out of time, or the executor failed: the worker goes
                 self.kill(w)
                 self.idle.put(None)
                 raise
