@@ -4,17 +4,40 @@ that was acknowledged: every share either replica answered 201 for opens from th
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
-from test_faults import free_port, start
+from test_faults import SERVER, free_port
+
+BACKEND = str(Path(__file__).resolve().parents[1] / "backend")
+
+
+def start_replicas(db: str, ports: list) -> list:
+    """Server processes on one database, started together (each imports torch: ~5-15 s)."""
+    procs = [subprocess.Popen([sys.executable, "-c", SERVER, db, str(p)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": BACKEND}) for p in ports]
+    for port in ports:
+        for _ in range(1200):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        else:
+            for p in procs:
+                p.kill()
+            raise RuntimeError("a replica did not start")
+    return procs
 
 
 def test_a_killed_replica_loses_no_acknowledged_write(db_target):
     ports = [free_port(), free_port()]
-    servers = [start(db_target, p) for p in ports]
+    servers = start_replicas(db_target, ports)
     created, errors, stop = [], [], threading.Event()
 
     def client(k):
