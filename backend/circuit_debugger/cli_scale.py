@@ -24,15 +24,20 @@ def add_scale_flags(s) -> None:
                    help="prompts per forward in dataset attribution: bounds its memory (env CD_BATCH_SIZE)")
     s.add_argument("--job-time-limit", type=float, default=float(env("CD_JOB_TIME_LIMIT") or 3600),
                    help="seconds after which the server stops a job (env CD_JOB_TIME_LIMIT)")
+    s.add_argument("--request-time-limit", type=float, default=float(env("CD_REQUEST_TIME_LIMIT") or 300),
+                   help="seconds after which an immediate dataset/circuit request is stopped with a 503 "
+                        "(env CD_REQUEST_TIME_LIMIT); jobs have their own limit")
 
 
 def scale_settings(ap, a) -> dict:
     for flag, value in (("--workers", a.workers), ("--job-workers", a.job_workers), ("--batch-size", a.batch_size)):
         if value < 1:
             ap.error(f"{flag} must be at least 1 (got {value})")
-    if a.job_time_limit <= 0:
-        ap.error(f"--job-time-limit must be positive (got {a.job_time_limit})")
-    return {"job_workers": a.job_workers, "ray": a.ray, "batch_size": a.batch_size, "job_time_limit": a.job_time_limit}
+    for flag, value in (("--job-time-limit", a.job_time_limit), ("--request-time-limit", a.request_time_limit)):
+        if not value > 0:
+            ap.error(f"{flag} must be positive (got {value})")
+    return {"job_workers": a.job_workers, "ray": a.ray, "batch_size": a.batch_size, "job_time_limit": a.job_time_limit,
+            "request_time_limit": a.request_time_limit}
 
 
 def run(settings, host: str, port: int, workers: int) -> None:

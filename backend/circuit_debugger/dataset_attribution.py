@@ -11,6 +11,7 @@ from typing import Optional
 
 import torch
 
+from . import stopping
 from .execution import LEAVES, RunRequest, execute
 from .linear import centre, post_norm_hooks
 from .model import DebugModel
@@ -38,6 +39,7 @@ def per_prompt(m: DebugModel, ps: PromptSet, batch_size: Optional[int] = None) -
     names = list(LEAVES) + zs + posts + [scale] + post_norm_hooks(m) + ([pre_cap] if pre_cap else [])
     W = m.W
     for batch in split_batches(batches(m, ps), batch_size):
+        stopping.check()  # a request whose client left, or past its time limit, stops here
         rows, ids, t, d = torch.tensor(batch.rows), batch.ids, batch.t, batch.d
         with m.lock:
             cap = execute(m, None, RunRequest(capture=names, grad=True, tokens=ids))

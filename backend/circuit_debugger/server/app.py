@@ -45,6 +45,7 @@ class Settings:
     ray: Optional[str] = None  # run jobs on Ray actors instead: 'auto' or a cluster address
     batch_size: int = 64  # prompts per forward in dataset attribution (bounds memory)
     job_time_limit: float = 3600.0  # seconds after which the server stops a job
+    request_time_limit: float = 300.0  # seconds after which a dataset/circuit request is stopped (503)
     job_executor: object = None  # a ready executor (tests, embedding); default: built from the fields above
     frontend_dir: Optional[str] = None  # the built UI; default: the repository's frontend/dist
     serve_frontend: bool = True
@@ -282,21 +283,26 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
     def get_promptset(set_id: str):
         return promptset_out(set_id, shares.get(check_id(set_id), "promptsets")["state"])
 
+    from .abandon import run_stoppable  # long requests stop when their client leaves or at the time limit
+
     @app.post("/api/dataset/attribute", response_model=S.DatasetAttributeResponse, responses=errors)
-    def dataset_attribute(req: S.DatasetAttributeRequest):
+    async def dataset_attribute(req: S.DatasetAttributeRequest, request: Request):
         """Why A and not B over a prompt set (batched): per node mean and spread, per slot, per prompt."""
-        return dbg.dataset_attribute(req.model, promptset(req.promptset), req.top_k, req.drill)
+        return await run_stoppable(request, lambda: dbg.dataset_attribute(
+            req.model, promptset(req.promptset), req.top_k, req.drill), settings.request_time_limit)
 
     @app.post("/api/dataset/ablate", response_model=S.DatasetAblateResponse, responses=errors)
-    def dataset_ablate(req: S.DatasetAblateRequest):
+    async def dataset_ablate(req: S.DatasetAblateRequest, request: Request):
         """Ablate nodes (optionally at a slot) on every prompt of a set; the metric before and after."""
-        return dbg.dataset_ablate(req.model, promptset(req.promptset), req.nodes, req.ablation)
+        return await run_stoppable(request, lambda: dbg.dataset_ablate(
+            req.model, promptset(req.promptset), req.nodes, req.ablation), settings.request_time_limit)
 
     @app.post("/api/circuit/evaluate", response_model=S.CircuitResponse, responses=errors)
-    def circuit_evaluate(req: S.CircuitRequest):
+    async def circuit_evaluate(req: S.CircuitRequest, request: Request):
         """Faithfulness, completeness and minimality of a circuit over a prompt set."""
-        return dbg.evaluate_circuit(req.model, promptset(req.promptset), req.nodes, req.ablation, req.n_random,
-                                    req.greedy_steps, req.seed)
+        return await run_stoppable(request, lambda: dbg.evaluate_circuit(
+            req.model, promptset(req.promptset), req.nodes, req.ablation, req.n_random, req.greedy_steps, req.seed),
+            settings.request_time_limit)
 
     from .jobs_setup import attach_jobs
 
