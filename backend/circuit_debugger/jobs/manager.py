@@ -10,9 +10,11 @@ replica stops it, and it beats a heartbeat so a job whose replica died is report
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Optional
 
@@ -29,14 +31,38 @@ HEARTBEAT_S = 5.0
 LOST_AFTER_S = 60.0  # a running job whose heartbeat is older than this lost its replica
 
 
+_MANAGERS: "weakref.WeakSet[JobManager]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """At interpreter exit: stop running jobs and their workers before Python tears down (a
+    coordinator thread left inside torch at finalisation aborts the process)."""
+    for manager in list(_MANAGERS):
+        manager.close()
+
+
 class JobManager:
     def __init__(self, store: Store, debugger, executor, batch_size: int = 64, time_limit: float = 3600.0):
         self.store, self.dbg, self.executor = store, debugger, executor
         self.batch_size, self.time_limit = batch_size, time_limit
         self.threads: dict[str, threading.Thread] = {}
+        self.closing = threading.Event()
+        _MANAGERS.add(self)
+
+    def close(self, wait: float = 5.0) -> None:
+        """Stop every running job (marked failed: the server stopped) and the workers."""
+        self.closing.set()
+        deadline = time.time() + wait
+        for t in list(self.threads.values()):
+            t.join(max(0.0, deadline - time.time()))
+        if self.executor is not None:
+            self.executor.close()
 
     # ---- the API ----
     def submit(self, kind: str, model: str, spec: dict, params: dict, request: dict) -> dict:
+        if self.closing.is_set():
+            raise UserError("the server is stopping; submit the job again shortly", 503)
         if kind not in KINDS:
             raise UserError(f"unknown job kind {kind!r}")
         m = self.dbg.model(model)
@@ -85,6 +111,8 @@ class JobManager:
 
         def stop() -> Optional[str]:
             now = time.time()
+            if self.closing.is_set():
+                return "the server stopped while the job ran"
             with lock:
                 if last["why"] or now - last["read"] < 0.5:
                     return last["why"]
