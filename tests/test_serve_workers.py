@@ -31,7 +31,7 @@ def test_workers_get_the_same_settings(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(app=app, **kw))
     monkeypatch.setenv(cli_scale.SETTINGS_ENV, "")  # run() sets it; restored after the test
-    cli_scale.run(settings, "127.0.0.1", 9999, a.workers)
+    cli_scale.run_workers(settings, "127.0.0.1", 9999, a.workers)
     assert seen["app"] == "circuit_debugger.cli_scale:app_from_env" and seen["factory"] is True and seen["workers"] == 3
     app = cli_scale.app_from_env()  # what each worker process builds
     assert app.state.jobs.batch_size == 8 and app.state.jobs.executor.n == 2

@@ -40,19 +40,15 @@ def scale_settings(ap, a) -> dict:
             "request_time_limit": a.request_time_limit}
 
 
-def run(settings, host: str, port: int, workers: int) -> None:
-    """One process (the app built here), or `workers` uvicorn worker processes that each build
-    it from the same settings (passed in the environment)."""
+def run_workers(settings, host: str, port: int, workers: int, **uvicorn_options) -> None:
+    """`workers` uvicorn worker processes on one port; each builds the app from the same
+    settings (passed in the environment) and loads its own model copies."""
     import uvicorn
 
-    if workers == 1:
-        from .server.app import create_app
-
-        uvicorn.run(create_app(settings), host=host, port=port)
-        return
     fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.name != "job_executor"}
     os.environ[SETTINGS_ENV] = json.dumps(fields)
-    uvicorn.run("circuit_debugger.cli_scale:app_from_env", factory=True, host=host, port=port, workers=workers)
+    uvicorn.run("circuit_debugger.cli_scale:app_from_env", factory=True, host=host, port=port, workers=workers,
+                **uvicorn_options)
 
 
 def app_from_env():

@@ -26,6 +26,8 @@ from .engine_datasets import DatasetMixin
 from .engine_explaining import ExplainingMixin
 from .engine_inspection import InspectionMixin
 from .engine_tracing import TracingMixin
+from .engine_generation import GenerationMixin
+from .engine_ui import UIMixin
 from .ground_truth import ground_truth
 from .execution import RunRequest, execute
 from .interventions import Intervention, check, needed_sources
@@ -57,7 +59,7 @@ def _require_finite(logits: torch.Tensor) -> None:
         raise UserError("the interventions drove the model's outputs to NaN or infinity; use smaller values")
 
 
-class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
+class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIMixin, GenerationMixin):
     def __init__(self, models: Sequence[DebugModel] = (), *, cache_size: int = 512, limits: Limits | None = None):
         self.models: dict[str, DebugModel] = {}
         self.limits = limits or Limits()

@@ -67,6 +67,8 @@ def load_onto(model, directory: Path) -> dict[str, str]:
             place(model, load(folder), str(folder))
         except AutoencoderLoadError as e:
             errors[str(folder)] = str(e)
+        except Exception as e:  # any other failure is this folder's too: listed, and the model still serves
+            errors[str(folder)] = f"{type(e).__name__}: {e}"
     return errors
 
 

@@ -1,7 +1,7 @@
 // A circuit (heads and neurons, optionally @SLOT) and its three numbers over the prompt set.
 // Evaluation can take minutes, so it runs as a server job: progress, cancel, and the job's id in
 // the address (#job=ID), so a person can leave and come back to it (or share the link).
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { api, unwrap, type Schemas } from "../api/client";
 import { useRequest } from "../hooks/useRequest";
 import { fmt } from "../format";
@@ -59,14 +59,25 @@ function useCircuitJob() {
   return { job, error, submit, cancel };
 }
 
-export function CircuitPanel({ model, spec, circuit, onCircuit }: {
+export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEvaluated }: {
   model: string; spec: Schemas["PromptSetSpec"]; circuit: string[]; onCircuit: (c: string[]) => void;
+  evaluated?: string; onEvaluated?: (ablation: "" | "mean" | "resample") => void;
 }) {
   const [adding, setAdding] = useState("");
-  const [ablation, setAblation] = useState<"mean" | "resample">("mean");
+  const [ablation, setAblation] = useState<"mean" | "resample">(evaluated === "resample" ? "resample" : "mean");
   const body = { model, promptset: spec, nodes: circuit, ablation };
   const ev = useCircuitJob();
   const job = ev.job;
+  // a shared link that was evaluated evaluates again on open (same seed: the same numbers), unless the
+  // address already names its job (#job=ID), which is resumed instead
+  const autoRan = useRef(false);
+  useEffect(() => {
+    if (autoRan.current) return;
+    autoRan.current = true;
+    if (evaluated && circuit.length && !jobFromHash(window.location.hash)) {
+      ev.submit({ model, promptset: spec, nodes: circuit, ablation: evaluated === "resample" ? "resample" : "mean" });
+    }
+  }, []); // eslint-disable-line react-hooks/exhaustive-deps
   const running = job !== null && !FINAL.includes(job.status);
   const asked = job?.request as { model?: string; nodes?: string[]; ablation?: string; promptset?: unknown } | undefined;
   const current = !!asked && asked.model === model && asked.ablation === ablation &&
@@ -98,7 +109,7 @@ export function CircuitPanel({ model, spec, circuit, onCircuit }: {
           <option value="mean">mean ablation</option><option value="resample">resample ablation</option>
         </select>
         <button type="button" className="primary" disabled={!circuit.length} data-testid="evaluate"
-          onClick={() => ev.submit(body)}>Evaluate</button>
+          onClick={() => { ev.submit(body); onEvaluated?.(ablation); }}>Evaluate</button>
         <span className="inline">
           <button type="button" disabled={!circuit.length} data-testid="ablate-set"
             title="intervene on these nodes (only) on every prompt of the set"
