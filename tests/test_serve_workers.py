@@ -36,6 +36,6 @@ def test_workers_get_the_same_settings(monkeypatch, tmp_path):
     app = cli_scale.app_from_env()  # what each worker process builds
     assert app.state.jobs.batch_size == 8 and app.state.jobs.executor.n == 2
     assert app.state.shares.target == str(tmp_path / "db.sqlite")
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:  # the CLI allows loopback Host names only
         sid = c.post("/api/shares", json={"state": {"v": 1, "prompt": "p"}}).json()["id"]
         assert c.get(f"/api/shares/{sid}").status_code == 200
