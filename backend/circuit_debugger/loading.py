@@ -19,6 +19,7 @@ from .errors import UserError
 from .model import DebugModel
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+LLAMA_MODEL_DIR = Path(__file__).parent / "models" / "llama"  # the embedded Llama-family model (spec 'llama')
 TESTBED_DIR = Path(__file__).parent / "testbeds" / "models"
 REFERENCE_FILE = "reference_prompts.json"
 
@@ -147,7 +148,12 @@ def load_hub(name: str, device: Optional[str] = None, dtype: Optional[torch.dtyp
 
 def load_model(spec: str, name: Optional[str] = None, device: Optional[str] = None,
                dtype: Optional[torch.dtype] = None) -> DebugModel:
-    """`spec` is 'default', a checkpoint directory, or a hub model name."""
+    """`spec` is 'default', 'llama' (the embedded Llama-family model), a checkpoint directory, or a hub model name."""
+    if spec == "llama":
+        if not (LLAMA_MODEL_DIR / "config.json").exists():
+            raise ModelLoadError(f"{LLAMA_MODEL_DIR}: the llama model is not built (run `python -m "
+                                 "circuit_debugger.default_model.train --arch llama`)")
+        return load_hf_dir(LLAMA_MODEL_DIR, name or "llama", device, dtype)
     if spec == "default":
         if not (DEFAULT_MODEL_DIR / "config.json").exists():
             raise ModelLoadError(

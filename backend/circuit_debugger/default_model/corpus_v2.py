@@ -96,8 +96,8 @@ def ioi(rng: random.Random, pairs, intros=IOI_INTROS, actions=IOI_ACTIONS) -> Ex
     return Example(text, " " + io, "ioi", " " + s)
 
 
-def greater_than_prompt(rng: random.Random, frames=GT_FRAMES) -> tuple[str, int]:
-    c, start = rng.choice(CENTURIES), rng.randint(2, 97)
+def greater_than_prompt(rng: random.Random, frames=GT_FRAMES, centuries=CENTURIES) -> tuple[str, int]:
+    c, start = rng.choice(centuries), rng.randint(2, 97)
     f = rng.choice(frames)
     text = f.format(N=rng.choice(NOUNS), A=rng.choice(NAMES), P=rng.choice(PLACES), X=f"{c}{start:02d}", C=c)
     return text, start
