@@ -31,7 +31,7 @@ natural-text-like filler (questions, dialogue, pronouns). Loss weights as for th
 Training cost: {t['steps']} steps of batch {t['batch']} (lr {t['lr']}), **{t['cpu_minutes']} CPU minutes**
 (process CPU time on {t['threads']} thread, measured on a machine shared with other jobs).
 Reproduce: `python -m circuit_debugger.default_model.train --arch llama --steps {t['steps']}   (run in backend/; resumable
-from .cache/llama-train)`, then `{LLAMA_EVAL}`, which measures everything below and rewrites
+from .cache/llama-train)`{(" — " + t["schedule"]) if t.get("schedule") else ""}, then `{LLAMA_EVAL}`, which measures everything below and rewrites
 this file and `metrics.json`. Served as model `llama` (`load_model("llama")`).
 """
 

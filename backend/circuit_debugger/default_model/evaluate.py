@@ -145,23 +145,27 @@ def mechanisms(directory: Path, prompts, n: int = 40, name: str = "default") -> 
         ablated.append(out["logit_diff"])
     split = {k: {"IO": 0.0, "S": 0.0} for k, _ in heads[:3]}
     for prefix, io, s in prompts[:n]:
-        for name, tok in (("IO", io), ("S", s)):
+        for role, tok in (("IO", io), ("S", s)):
             rows = {r["id"]: r for r in dbg.attribute(name, prefix, tok, top_k=None)["nodes"]}
             for k in split:
-                split[k][name] += rows[k]["direct_effect"] / n
+                split[k][role] += rows[k]["direct_effect"] / n
     roles = {}
     for k, _ in heads[:3]:
         layer, head = int(k[1:].split(".")[0]), int(k.split(".H")[1])
         acc = {"IO": 0.0, "S1": 0.0, "S2": 0.0, "BOS": 0.0}
+        used = 0
         for prefix, io, s in prompts[:n]:
             ids = m.tokenize(prefix)
             a, b = m.codec.output_token(io), m.codec.output_token(s)
             s_pos = [i for i, t in enumerate(ids) if t == b]
+            if a not in ids or len(s_pos) < 2:  # a name that opens the text has no leading space: roles unclear
+                continue
+            used += 1
             where = {"IO": ids.index(a), "S1": s_pos[0], "S2": s_pos[-1], "BOS": 0}
             row = dbg.attention(name, prefix, layer, head)["heads"][k][-1]
-            for name, pos in where.items():
-                acc[name] += row[pos] / n
-        roles[k] = acc
+            for role, pos in where.items():
+                acc[role] += row[pos]
+        roles[k] = {role: v / max(used, 1) for role, v in acc.items()}
     base = sum(lds) / n
     return {
         "attention_from_end": roles,
