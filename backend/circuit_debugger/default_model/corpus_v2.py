@@ -7,7 +7,10 @@ Corpus v1 (`corpus.py`) is left untouched so that the shipped default GPT-2 stay
   more verbs and objects, optionally after a sentence of filler;
 - greater-than: centuries 10-20 and eight phrasings ("lasted from ... to", "was born in ... and
   died in", ...);
-- filler: more varied, natural-text-like sentences (pronouns, questions, dialogue).
+- filler: more varied, natural-text-like sentences (pronouns, questions, dialogue);
+- nonce words: 40% of IOI intros/actions and greater-than frames use made-up verbs and
+  prepositions ("Mary and John tobiked to the park. John kesed a book to"), so the tasks cannot be
+  solved by recognising a trained verb or frame.
 
 HELD-OUT families (`IOI_HELDOUT_*`, `GT_HELDOUT_FRAMES`) share no intro, verb or frame with
 anything `sample` can produce (tests/test_corpus_v2.py checks it word by word over a sample of the
@@ -74,6 +77,7 @@ GT_HELDOUT_FRAMES = [
     "{A} resided at the {P} between {X} and {C}", "The {N} continued from {X} through {C}",
     "The {P} was built in {X} and rebuilt in {C}", "The {N} was first recorded in {X}, and last recorded in {C}",
 ]
+_HELD_WORDS: set = set()  # filled below, once the held-out families are defined
 FILLER = [
     "{A} likes the {P} near the {P2}.", "The {O} is on the table in the {P}.", "{A} went to the {P} in the morning.",
     "It was a quiet day at the {P}.", "The {O} was old, but {A} kept it.", "{A} and {B} are good friends.",
@@ -88,23 +92,52 @@ FILLER = [
 ]
 
 
-def ioi(rng: random.Random, pairs, intros=IOI_INTROS, actions=IOI_ACTIONS) -> Example:
+# Nonce words: a share of IOI and greater-than examples use made-up verbs and prepositions, so
+# the tasks cannot be solved by recognising a verb or a frame (they never spell a held-out word).
+NONCE_IOI_INTROS = ["{A} and {B} {V} to the {P},", "{A} and {B} {V} at the {P}.", "{A} {V} {B} at the {P}, and",
+                    "{W} {A} and {B} {V} the {P}.", "In the {P}, {A} and {B} {V}."]
+NONCE_IOI_ACTIONS = ["{S} {V} a {O} to", "{S} {V} the {O} to", "{S} {V} to", "{S} {V} the {O} {W} to"]
+NONCE_GT_FRAMES = ["The {N} {V} in {X} and {V2} in {C}", "The {N} {V} from {X} {W} {C}",
+                   "{A} {V} at the {P} {W} {X} and {C}", "In {X} the {N} {V}, and in {C}"]
+_CONS, _VOW = "bcdfghklmnprstvz", "aeiou"
+
+
+def _held_words() -> set:
+    import re
+
+    text = " ".join(IOI_HELDOUT_INTROS + IOI_HELDOUT_ACTIONS + GT_HELDOUT_FRAMES)
+    return {w.lower() for w in re.findall(r"[A-Za-z]+", re.sub(r"\{\w+\}", "", text))}
+
+
+def nonce(rng: random.Random, suffix: str = "") -> str:
+    while True:
+        w = "".join(rng.choice(_CONS) + rng.choice(_VOW) for _ in range(rng.randint(1, 3))) + suffix
+        if w not in _HELD_WORDS:
+            return w
+
+
+def ioi(rng: random.Random, pairs, intros=IOI_INTROS, actions=IOI_ACTIONS, nonce_rate: float = 0.0) -> Example:
     io, s = rng.choice(pairs)
     a, b = (io, s) if rng.random() < 0.5 else (s, io)  # ABBA and BABA orders
-    t = f"{rng.choice(intros)} {rng.choice(actions)}"
-    text = t.format(A=a, B=b, S=s, P=rng.choice(PLACES), O=rng.choice(OBJECTS))
+    intro = rng.choice(NONCE_IOI_INTROS if rng.random() < nonce_rate else intros)
+    action = rng.choice(NONCE_IOI_ACTIONS if rng.random() < nonce_rate else actions)
+    intro = intro.replace("{V}", nonce(rng, "ed")).replace("{W}", nonce(rng).capitalize())
+    action = action.replace("{V}", nonce(rng, "ed")).replace("{W}", nonce(rng))
+    text = f"{intro} {action}".format(A=a, B=b, S=s, P=rng.choice(PLACES), O=rng.choice(OBJECTS))
     return Example(text, " " + io, "ioi", " " + s)
 
 
-def greater_than_prompt(rng: random.Random, frames=GT_FRAMES, centuries=CENTURIES) -> tuple[str, int]:
+def greater_than_prompt(rng: random.Random, frames=GT_FRAMES, centuries=CENTURIES,
+                        nonce_rate: float = 0.0) -> tuple[str, int]:
     c, start = rng.choice(centuries), rng.randint(2, 97)
-    f = rng.choice(frames)
+    f = rng.choice(NONCE_GT_FRAMES if rng.random() < nonce_rate else frames)
+    f = f.replace("{V}", nonce(rng, "ed")).replace("{V2}", nonce(rng, "ed")).replace("{W}", nonce(rng))
     text = f.format(N=rng.choice(NOUNS), A=rng.choice(NAMES), P=rng.choice(PLACES), X=f"{c}{start:02d}", C=c)
     return text, start
 
 
 def greater_than(rng: random.Random) -> Example:
-    prompt, start = greater_than_prompt(rng)
+    prompt, start = greater_than_prompt(rng, nonce_rate=0.4)
     return Example(prompt, f"{rng.randint(start + 1, 99):02d}", "gt")
 
 
@@ -120,7 +153,7 @@ def filler(rng: random.Random) -> Example:
 def sample(rng: random.Random, train_pairs) -> Example:
     r = rng.random()
     if r < 0.40:
-        e = ioi(rng, train_pairs)
+        e = ioi(rng, train_pairs, nonce_rate=0.4)
     elif r < 0.60:
         e = greater_than(rng)
     elif r < 0.72:
@@ -143,3 +176,6 @@ def tokenizer_corpus(n: int = 20000, seed: int = 0) -> list[str]:
     out += [" ".join(NAMES), " " + " ".join(NAMES)]
     out += [f"the year {c}{y:02d}" for c in CENTURIES for y in range(100)]
     return out
+
+
+_HELD_WORDS |= _held_words()
