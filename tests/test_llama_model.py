@@ -58,7 +58,10 @@ def test_sum_check_and_logit_diff_match_huggingface(llama, hf):
     assert {n["id"] for n in heads} == {f"L{l}.H{h}" for l in range(3) for h in range(4)}
 
 
-HELDOUT = [  # held-out IOI families (intros and verbs no training text has), both name orders
+# Held-out IOI families (intros and verbs no training text has), both name orders. Written before
+# the model was trained; the card measures logit(IO) > logit(S) on 0.825 of 400 such prompts (top-1
+# only 0.62), so this checks a measured preference on these six, not that the task is solved.
+HELDOUT = [
     ("Before Anna and Tom came to the library, Tom lent a pen to", " Anna", " Tom"),
     ("Before Anna and Tom came to the library, Anna lent a pen to", " Tom", " Anna"),
     ("During the holiday, Grace and Peter camped at the farm. Peter presented a cake to", " Grace", " Peter"),
