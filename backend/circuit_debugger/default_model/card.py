@@ -24,12 +24,14 @@ context 64, tied embeddings; {m['parameters']:,} parameters) with a byte-level B
 one token; numbers split into digit pairs; centuries 10-20 are single tokens). Trained from
 scratch, deterministically (seed {t['seed']}), by the same script as the default model on the wider
 corpus v2 (`default_model/corpus_v2.py`): IOI with 26 intros (conjoined names or not, other clause
-orders) × 25 actions, 40 objects, 25 places, a quarter of task examples after a sentence of filler;
-greater-than in eight phrasings over centuries 10-20; induction (repeated random tokens and words);
-natural-text-like filler (questions, dialogue, pronouns). Loss weights as for the default model.
+orders) × 25 actions, 25 objects, 25 places, a quarter of task examples after a sentence of filler;
+greater-than in eight phrasings over centuries 10-20; 40% of IOI and greater-than examples with
+made-up verbs and prepositions; induction (repeated random tokens and words); natural-text-like
+filler (questions, dialogue, pronouns). Loss weights as for the default model.
 
 Training cost: {t['steps']} steps of batch {t['batch']} (lr {t['lr']}), **{t['cpu_minutes']} CPU minutes**
-(process CPU time on {t['threads']} thread, measured on a machine shared with other jobs).
+(process CPU time on {t['threads']} thread, measured on a machine shared with other jobs; the run took
+{t.get('wall_minutes', '?')} minutes of wall-clock time there).
 Reproduce: `python -m circuit_debugger.default_model.train --arch llama --steps {t['steps']}   (run in backend/; resumable
 from .cache/llama-train)`{(" — " + t["schedule"]) if t.get("schedule") else ""}, then `{LLAMA_EVAL}`, which measures everything below and rewrites
 this file and `metrics.json`. Served as model `llama` (`load_model("llama")`).
