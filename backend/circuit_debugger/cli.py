@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run the HTTP server")
     s.add_argument("--model", action="append", default=None,
-                   help="a checkpoint directory or hub name (repeatable); 'default' is always loaded")
+                   help="a checkpoint directory or hub name (repeatable); 'default' and 'llama' (the embedded models) are always loaded")
     s.add_argument("--autoencoders", action="append", default=[], metavar="MODEL=SPEC",
                    help="dictionaries for MODEL (repeatable): a SAELens folder, a folder of them, a circuit-tracer "
                         "transcoder set or CLT folder, or saelens:RELEASE[/SAE_ID] / saelens:ORG/REPO/PATH from the "
@@ -74,7 +74,10 @@ def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
     from .server.app import Settings
     from .shares import default_share_db
 
-    models = ["default"] + (a.model or _env_list("CD_MODELS"))
+    from .loading import LLAMA_MODEL_DIR
+
+    embedded = ["default"] + (["llama"] if (LLAMA_MODEL_DIR / "config.json").exists() else [])  # both load in ~1 s
+    models = embedded + (a.model or _env_list("CD_MODELS"))
     autoencoders: dict[str, list[str]] = {}
     for item in a.autoencoders + _env_list("CD_AUTOENCODERS"):
         model, sep, directory = item.partition("=")
