@@ -99,6 +99,8 @@ def test_the_ui_still_serves_its_pages(client):
 def test_get_on_a_post_route_is_405_with_allow(client):
     r = client.get("/api/attribute")
     assert r.status_code == 405 and r.headers["allow"] == "POST", r.text
+    r = client.get("/api/effects")  # a route of an included router (FastAPI keeps those nested)
+    assert r.status_code == 405 and r.headers["allow"] == "POST", r.text
     assert client.get("/api/no-such-route").status_code == 404
     bare = TestClient(create_app(Settings(models=[], serve_frontend=False), debugger=Debugger(), failed={}))
     assert bare.get("/api/attribute").status_code == 405

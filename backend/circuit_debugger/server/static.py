@@ -13,7 +13,7 @@ from typing import Optional
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from fastapi.routing import APIRoute
+from starlette.routing import Match
 from fastapi.staticfiles import StaticFiles
 
 log = logging.getLogger("circuit_debugger.server")
@@ -35,9 +35,7 @@ def mount_frontend(app: FastAPI, directory: Optional[str | Path]) -> None:
     @app.get("/{path:path}", include_in_schema=False)
     def spa(path: str):
         if path.startswith("api/") or path == "api":
-            allowed = sorted({m for r in app.routes if isinstance(r, APIRoute) and r.endpoint is not spa
-                              and r.path_regex.match("/" + path)
-                              for m in r.methods})
+            allowed = _methods_at(app, "/" + path, spa)
             if allowed:  # a POST route asked with GET: say so, not "no such route"
                 return JSONResponse({"detail": f"method GET not allowed here (allowed: {', '.join(allowed)})"},
                                     status_code=405, headers={"Allow": ", ".join(allowed)})
@@ -50,6 +48,24 @@ def mount_frontend(app: FastAPI, directory: Optional[str | Path]) -> None:
         if path and file.is_file() and dist.resolve() in file.parents:  # favicon and other top-level files
             return FileResponse(file)
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+
+def _methods_at(app: FastAPI, path: str, skip) -> list[str]:
+    """The methods some route other than `skip` answers at `path`, asked of each route itself
+    (FastAPI 0.165 keeps included routers as one route each, so walking APIRoutes is not enough)."""
+    found = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {"type": "http", "path": path, "root_path": "", "method": method, "headers": [], "query_string": b""}
+        for route in app.router.routes:
+            if getattr(route, "endpoint", None) is skip:
+                continue
+            try:
+                if route.matches(scope)[0] == Match.FULL:
+                    found.append(method)
+                    break
+            except Exception:  # a route that cannot judge a bare scope answers nothing here
+                continue
+    return found
 
 
 def _plausible(path: str) -> bool:
