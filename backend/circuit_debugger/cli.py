@@ -20,8 +20,10 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the HTTP server")
     s.add_argument("--model", action="append", default=None,
                    help="a checkpoint directory or hub name (repeatable); 'default' is always loaded")
-    s.add_argument("--autoencoders", action="append", default=[], metavar="MODEL=DIR",
-                   help="load every SAE/transcoder folder (SAELens layout) under DIR onto MODEL (repeatable)")
+    s.add_argument("--autoencoders", action="append", default=[], metavar="MODEL=SPEC",
+                   help="dictionaries for MODEL (repeatable): a SAELens folder, a folder of them, a circuit-tracer "
+                        "transcoder set or CLT folder, or saelens:RELEASE[/SAE_ID] / saelens:ORG/REPO/PATH from the "
+                        "HuggingFace cache; what does not load is listed under 'failed' in /api/models")
     s.add_argument("--explanations", action="append", default=[], metavar="MODEL=FILE",
                    help="the explanations database (SQLite) of MODEL (default model: explanations/default.sqlite)")
     s.add_argument("--host", default=os.environ.get("CD_HOST", "127.0.0.1"))
@@ -66,7 +68,7 @@ def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
     for item in a.autoencoders + _env_list("CD_AUTOENCODERS"):
         model, sep, directory = item.partition("=")
         if not sep:
-            ap.error(f"--autoencoders expects MODEL=DIR, got {item!r}")
+            ap.error(f"--autoencoders expects MODEL=SPEC, got {item!r}")
         autoencoders.setdefault(model, []).append(directory)
     from .placement import PlacementError, parse_device_map
 

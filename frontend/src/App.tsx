@@ -21,7 +21,7 @@ const GraphView = lazy(() => import("./components/GraphView").then((m) => ({ def
 const DatasetView = lazy(() => import("./components/DatasetView").then((m) => ({ default: m.DatasetView })));
 const CompareView = lazy(() => import("./components/CompareView").then((m) => ({ default: m.CompareView })));
 
-const KINDS = ["", "head", "neuron", "transcoder", "sae", "attn", "mlp", "embed", "pos_embed", "transcoder_error", "sae_error"];
+const KINDS = ["", "head", "neuron", "transcoder", "sae", "attn", "mlp", "embed", "pos_embed", "transcoder_error", "sae_error", "resid_sae", "resid_sae_error"];
 type FieldError = { field: string; message: string };
 
 export function App() {

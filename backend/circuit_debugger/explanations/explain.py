@@ -160,12 +160,18 @@ def held_out(model, rows: torch.Tensor, valid: torch.Tensor) -> dict:
     return {"tokens": rows.reshape(-1)[keep], "prev": prev.reshape(-1)[keep], "acts": acts.reshape(-1, acts.shape[-1])[keep]}
 
 
-def explain_all(model, store, held: dict, index, nodes: Optional[list] = None) -> int:
+def explain_all(model, store, held: dict, index, nodes: Optional[list] = None, heads: Optional[dict] = None) -> int:
+    """Offline explanations for `nodes` (default: all); heads with an entry in `heads` (see
+    heads.py: what they attend to and write) get that one instead of the token-based one."""
     done = 0
     position = {nid: i for i, nid in enumerate(index.ids)}
     for nid in nodes or index.ids:
         node = store.node(nid, limit=0)
         if node is None:
+            continue
+        if heads and nid in heads:
+            store.put_explanation(nid, heads[nid])
+            done += 1
             continue
         h = {"tokens": held["tokens"], "prev": held["prev"], "acts": held["acts"][:, position[nid]]}
         store.put_explanation(nid, offline(node, store.top_examples(nid), model.codec, h))

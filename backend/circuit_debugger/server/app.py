@@ -170,7 +170,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
             req.model, req.prompt, req.target, req.distractor, req.position,
             interventions=_interventions(req.interventions), counterfactual_prompt=req.counterfactual_prompt,
             reference_prompts=req.reference_prompts, top_k=req.top_k, granularity=req.granularity,
-            verify_top=req.verify_top, mlp_basis=req.mlp_basis, attn_basis=req.attn_basis)
+            verify_top=req.verify_top, mlp_basis=req.mlp_basis, attn_basis=req.attn_basis, resid_basis=req.resid_basis)
 
     @app.post("/api/trace", response_model=S.AttributeResponse, responses=errors)
     def trace(req: S.TraceRequest):
@@ -179,7 +179,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
             req.model, req.prompt, req.target.model_dump(),
             interventions=_interventions(req.interventions), counterfactual_prompt=req.counterfactual_prompt,
             reference_prompts=req.reference_prompts, top_k=req.top_k, granularity=req.granularity,
-            verify_top=req.verify_top, mlp_basis=req.mlp_basis, attn_basis=req.attn_basis)
+            verify_top=req.verify_top, mlp_basis=req.mlp_basis, attn_basis=req.attn_basis, resid_basis=req.resid_basis)
 
     @app.post("/api/intervene", response_model=S.InterveneResponse, responses=errors)
     def intervene(req: S.InterveneRequest):

@@ -38,6 +38,7 @@ class Common(Strict):
     verify_top: Annotated[int, Field(ge=0, le=64)] = Field(0, description="check this many top nodes by exact zero ablation")
     mlp_basis: Literal["neurons", "transcoders"] = Field("neurons", description="show MLPs as neurons or transcoder latents")
     attn_basis: Literal["heads", "saes"] = Field("heads", description="show attention as heads or SAE latents")
+    resid_basis: Literal["none", "saes"] = Field("none", description="splice the residual-stream SAEs (their latents replace everything upstream)")
 
 
 class AttributeRequest(Common):
@@ -230,6 +231,8 @@ class ModelInfo(BaseModel):
     device: str
     transcoders: dict[str, int] = Field(default_factory=dict, description="layer -> number of transcoder latents")
     saes: dict[str, int] = Field(default_factory=dict, description="layer -> number of SAE latents")
+    resid_saes: dict[str, int] = Field(default_factory=dict, description="layer -> number of residual-stream SAE latents (L{l}.R{i})")
+    dictionaries: list[dict] = Field(default_factory=list, description="every loaded SAE/transcoder/CLT: name, site, hook, architecture, source")
     supports: Optional["Capabilities"] = Field(None, description="what the UI may offer for this model")
 
 

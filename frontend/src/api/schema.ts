@@ -716,6 +716,13 @@ export interface components {
              */
             reference_prompts?: string[] | null;
             /**
+             * Resid Basis
+             * @description splice the residual-stream SAEs (their latents replace everything upstream)
+             * @default none
+             * @enum {string}
+             */
+            resid_basis?: "none" | "saes";
+            /**
              * Target
              * @example Mary
              */
@@ -1933,6 +1940,13 @@ export interface components {
             d_vocab_out: number;
             /** Device */
             device: string;
+            /**
+             * Dictionaries
+             * @description every loaded SAE/transcoder/CLT: name, site, hook, architecture, source
+             */
+            dictionaries?: {
+                [key: string]: unknown;
+            }[];
             /** Has Reference Corpus */
             has_reference_corpus: boolean;
             /** Max Tokens */
@@ -1947,6 +1961,13 @@ export interface components {
             name: string;
             /** Normalization */
             normalization: string | null;
+            /**
+             * Resid Saes
+             * @description layer -> number of residual-stream SAE latents (L{l}.R{i})
+             */
+            resid_saes?: {
+                [key: string]: number;
+            };
             /**
              * Saes
              * @description layer -> number of SAE latents
@@ -2447,6 +2468,13 @@ export interface components {
              * @description for 'mean'; default: the model's reference corpus; at most --max-reference-prompts
              */
             reference_prompts?: string[] | null;
+            /**
+             * Resid Basis
+             * @description splice the residual-stream SAEs (their latents replace everything upstream)
+             * @default none
+             * @enum {string}
+             */
+            resid_basis?: "none" | "saes";
             /** Target */
             target: components["schemas"]["NeuronTarget"] | components["schemas"]["AttentionTarget"] | components["schemas"]["HeadOutputTarget"] | components["schemas"]["LatentTarget"];
             /**
