@@ -113,7 +113,7 @@ def main(argv=None) -> None:
         settings.serve_frontend = False
         settings.public_url = settings.public_url or f"http://{a.host}:{a.port}"
     else:
-        before_serving(a)
+        before_serving(a, settings)
     try:
         app = create_app(settings)
     except (ShareStoreError, AccessConfigError) as e:
