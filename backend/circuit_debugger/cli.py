@@ -138,7 +138,7 @@ def main(argv=None) -> None:
         settings.serve_frontend = False
         settings.public_url = settings.public_url or f"http://{a.host}:{a.port}"
     else:
-        before_serving(a)
+        before_serving(a, settings)
     try:
         if a.cmd == "serve" and a.workers > 1:  # N server processes, each building the app from the same settings
             from .cli_scale import run_workers
