@@ -14,9 +14,13 @@ class TracingMixin:
     # ------------------------------------------------------------------ transcoder tracing
     def graph(self, model: str, prompt: str, target: str, distractor: Optional[str] = None,
               position: Optional[int] = None, node_threshold: float = 0.8, edge_threshold: float = 0.98,
-              max_latents: int = 500) -> dict:
-        """An attribution graph through the transcoders for "why A and not B" (see autoencoders/attribution_graph.py)."""
+              max_latents: int = 500, pruning: str = "circuit-tracer", attn=None, mlp=None,
+              neurons_per_position: int = 8, qk_per_head: int = 8) -> dict:
+        """An attribution graph for "why A and not B" at the chosen granularity (see
+        autoencoders/attribution_graph.py); only the pruned graph is returned."""
         from .autoencoders.attribution_graph import build
+        from .autoencoders.granular import Granularity
+        from .autoencoders.pruning import MODES
 
         m = self.model(model)
         ids = m.tokenize(prompt)
@@ -27,13 +31,19 @@ class TracingMixin:
             raise UserError("node_threshold and edge_threshold must be in (0, 1]")
         if not 1 <= max_latents <= self.limits.max_graph_latents:
             raise UserError(f"max_latents must be between 1 and {self.limits.max_graph_latents}")
-        key = request_key("graph", m.name, ids, pos, t, d, node_threshold, edge_threshold, max_latents)
+        if pruning not in MODES:
+            raise UserError(f"pruning must be one of {list(MODES)}, not {pruning!r}")
+        if not 0 <= qk_per_head <= 1000:
+            raise UserError("qk_per_head must be between 0 and 1000")
+        g = Granularity.parse(m, attn, mlp, neurons_per_position)
+        key = request_key("graph", m.name, ids, pos, t, d, node_threshold, edge_threshold, max_latents, pruning,
+                          g.attn, g.mlp, g.neurons_per_position, qk_per_head)
         hit = self._results.get(key)
         if hit is not None:
             return hit
         with m.lock:  # the frozen model's backward passes are ours alone, but keep one graph per model at a time
             out = build(m, ids, t, d, pos, node_threshold=node_threshold, edge_threshold=edge_threshold,
-                        max_latents=max_latents)
+                        max_latents=max_latents, granularity=g, pruning=pruning, qk_per_head=qk_per_head)
         return self._results.put(key, {"model": m.name, **out})
 
     def latent_inputs(self, model: str, prompt: str, node: str, k: int = 20) -> dict:

@@ -1,0 +1,174 @@
+"""Nodes and exact edges of the mixed-granularity frozen model (`granular.py`).
+
+`nodes(f)` lists the sources in a fixed order; `edges(f, reads)` returns, for each read, every
+source's contribution (the read's change when that source is set to zero), by walking each
+read's direction backward through the frozen model by hand — batched over reads and done in
+chunks of `chunk` reads so memory stays bounded (chunk × seq × d_model per step).
+
+A read is (kind, layer, position, index, vector):
+- ("transcoder"|"sae"|"neuron", l, p, i, None): that node's pre-activation;
+- ("head", l, q, h, None): head h's output at q projected on its clean direction;
+- ("q", l, q, h, w) / ("k", l, k, h, w): (LN1(r) W_Q[h] + b_Q[h])·w at q (resp. W_K, b_K at k)
+  — the query- and key-side reads of an attention score (see `qk.py`);
+- ("target", None, p, None, u): the final normalised residual at p dotted with u.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .granular import Frozen, ln_back, _centre
+
+
+@dataclass
+class GNode:
+    id: str
+    kind: str  # embed | pos_embed | head | sae | sae_error | transcoder | transcoder_error | neuron | mlp_rest | logit
+    layer: Optional[int]
+    position: Optional[int]
+    activation: float
+    index: Optional[int] = None
+    token: str = ""
+
+    @property
+    def role(self) -> str:
+        if self.kind in ("embed", "pos_embed"):
+            return "input"
+        if self.kind == "logit":
+            return "output"
+        if self.kind in ("sae_error", "transcoder_error", "mlp_rest"):
+            return "error"
+        return "internal"
+
+    def read(self):
+        return (self.kind, self.layer, self.position, self.index, None)
+
+
+def nodes(f: Frozen) -> list[GNode]:
+    m, g = f.model, f.g
+    seq = len(f.ids)
+    toks = m.codec.token_strs(f.ids)
+    out: list[GNode] = []
+    for p in range(seq):
+        out.append(GNode(f"EMB@{p}", "embed", None, p, float(f.emb[p].norm())))
+        out.append(GNode(f"POS@{p}", "pos_embed", None, p, float(f.pos[p].norm())))
+
+    def latents(l, letter, kind, acts, err_letter, err_kind, errs):
+        for p, i in (acts != 0).nonzero().tolist():
+            out.append(GNode(f"L{l}.{letter}{i}@{p}", kind, l, p, float(acts[p, i]), i))
+        for p in range(seq):
+            out.append(GNode(f"L{l}.{err_letter}@{p}", err_kind, l, p, float(errs[p].norm())))
+
+    for l in range(m.shape.n_layers):
+        if g.attn[l] == "heads":
+            o = f.src[f"head{l}"]
+            for h in range(o.shape[0]):
+                for q in range(seq):
+                    out.append(GNode(f"L{l}.H{h}@{q}", "head", l, q, float(o[h, q].norm()), h))
+        elif g.attn[l] == "sae":
+            latents(l, "S", "sae", f.src[f"sae{l}"], "SERR", "sae_error", f.src[f"saeerr{l}"])
+        if g.mlp[l] == "transcoder":
+            latents(l, "T", "transcoder", f.src[f"tc{l}"], "TERR", "transcoder_error", f.src[f"tcerr{l}"])
+        else:
+            latents(l, "N", "neuron", f.src[f"neur{l}"], "MLP", "mlp_rest", f.src[f"rest{l}"])
+    for n in out:
+        n.token = toks[n.position]
+    return out
+
+
+def _walk(f: Frozen, reads: list):
+    """Backward walk for one chunk of reads; returns [R, n_sources] and [R, L, H, seq] head
+    contributions on "ov" layers (each head's output dotted with the read's gradient there)."""
+    m, W, g = f.model, f.model.W, f.g
+    L, H, seq, d = m.shape.n_layers, m.shape.n_heads, len(f.ids), m.shape.d_model
+    R = len(reads)
+    dt = f.emb.dtype
+    G = torch.zeros(R, seq, d, dtype=dt)
+    by_layer: dict = {}
+    for r, (kind, l, p, i, vec) in enumerate(reads):
+        if kind == "target":
+            G[r, p] = ln_back(m, "ln_final", vec[None], f.sf[p])[0]
+        else:
+            by_layer.setdefault(l, []).append((r, kind, p, i, vec))
+    post_attn, post_mlp = [None] * L, [None] * L
+    head_c = torch.zeros(R, L, H, seq, dtype=dt)
+    heads_out = f.heads_all or None
+    for l in range(L - 1, -1, -1):
+        mine = by_layer.get(l, [])
+        post_mlp[l] = G.clone()
+        for r, kind, p, i, _ in mine:  # reads of this layer's MLP nodes start at its input
+            if kind == "transcoder":
+                G[r, p] = _centre(m, m.autoencoders.transcoders[l].W_enc[:, i]) / f.s2[l][p]
+            elif kind == "neuron":
+                G[r, p] = ln_back(m, f"blocks.{l}.ln2", W.W_in[l][:, i], f.s2[l][p])
+        post_attn[l] = G.clone()
+        if heads_out is not None and g.attn[l] == "ov":
+            head_c[:, l] = torch.einsum("Rqd,hqd->Rhq", G, heads_out[l])
+        # gradient with respect to each head's pattern-mixed values z[h, q] (d_head)
+        if g.attn[l] == "ov":
+            t = torch.einsum("Rqd,hed->Rhqe", G, W.W_O[l])
+        else:  # heads or SAE latents are held fixed: the residual gradient stops here
+            t = torch.zeros(R, H, seq, W.W_O.shape[2], dtype=dt)
+        back_x = torch.zeros(R, seq, d, dtype=dt)  # gradient at LN1's output
+        for r, kind, p, i, vec in mine:
+            if kind == "head":
+                t[r, i, p] = W.W_O[l, i] @ f.head_dir[l][i, p]
+            elif kind == "sae":
+                t[r, :, p] = torch.einsum("hed,d->he", W.W_O[l], m.autoencoders.saes[l].W_enc[:, i])
+            elif kind == "q":
+                back_x[r, p] += W.W_Q[l, i] @ vec
+            elif kind == "k":
+                back_x[r, p] += W.W_K[l, i] @ vec
+        t = torch.einsum("hqk,Rhqe->Rhke", f.patterns[l], t)
+        back_x = back_x + torch.einsum("Rhke,hde->Rkd", t, W.W_V[l])
+        G = G + ln_back(m, f"blocks.{l}.ln1", back_x, f.s1[l])
+    cols = [torch.stack([(G * f.emb).sum(-1), (G * f.pos).sum(-1)], 2).reshape(R, -1)]
+
+    def latent_cols(post, acts, W_dec, errs):
+        for p in range(seq):
+            i = (acts[p] != 0).nonzero().flatten()
+            cols.append(post[:, p] @ (W_dec[i] * acts[p, i][:, None]).T)
+        cols.append((post * errs).sum(-1))
+
+    for l in range(L):
+        if g.attn[l] == "heads":
+            cols.append(torch.einsum("Rqd,hqd->Rhq", post_attn[l], f.src[f"head{l}"]).reshape(R, -1))
+        elif g.attn[l] == "sae":
+            latent_cols(post_attn[l], f.src[f"sae{l}"], m.autoencoders.saes[l].W_dec, f.src[f"saeerr{l}"])
+        if g.mlp[l] == "transcoder":
+            latent_cols(post_mlp[l], f.src[f"tc{l}"], m.autoencoders.transcoders[l].W_dec, f.src[f"tcerr{l}"])
+        else:
+            latent_cols(post_mlp[l], f.src[f"neur{l}"], W.W_out[l], f.src[f"rest{l}"])
+    return torch.cat(cols, 1), head_c
+
+
+def edges(f: Frozen, reads: list, chunk: int = 256):
+    """([n_reads, n_sources] edges in `nodes` order, [n_reads, L, H, seq] head contributions)."""
+    parts, heads = [], []
+    for s in range(0, len(reads), chunk):
+        E, h = _walk(f, reads[s:s + chunk])
+        parts.append(E)
+        heads.append(h)
+    return torch.cat(parts), torch.cat(heads)
+
+
+def read_values(f: Frozen, reads: list, out: dict, xs: list) -> torch.Tensor:
+    """Each read's value from one frozen forward's outputs (`out` from `forward`, `xs` its LN1
+    outputs per layer)."""
+    W = f.model.W
+    vals = []
+    for kind, l, p, i, vec in reads:
+        if kind == "target":
+            vals.append(out["final"][p] @ vec)
+        elif kind == "head":
+            vals.append(out[("head", l)][i, p])
+        elif kind == "q":
+            vals.append((xs[l][p] @ W.W_Q[l, i] + W.b_Q[l, i]) @ vec)
+        elif kind == "k":
+            vals.append((xs[l][p] @ W.W_K[l, i] + W.b_K[l, i]) @ vec)
+        else:
+            vals.append(out[(kind, l)][p, i])
+    return torch.stack(vals) if vals else torch.zeros(0)
