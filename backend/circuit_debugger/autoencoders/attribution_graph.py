@@ -16,6 +16,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..errors import UserError
+
 from .granular import Granularity, capture as capture_g, clean_sources, forward as forward_g
 from .granular_edges import GNode, edges as edges_g, nodes as gnodes, read_values
 from .graph import capture, edges_linear, forward_leaves, logit_direction, make_leaves, sources
@@ -40,6 +42,12 @@ def build(model, ids: Sequence[int], target: int, distractor: Optional[int], pos
         out = forward_g(f, clean_sources(f), resid_in=xs)
     values = read_values(f, reads, out, xs).detach()
     values[-1] = values[-1] + b
+    real = float(f.logits[position, target] - (f.logits[position, distractor] if distractor is not None
+                                                else f.logits[position].mean()))
+    if abs(real - float(values[-1])) > 1e-3 * (1 + abs(real)):
+        raise UserError(f"the graph's frozen model gives {float(values[-1]):.5g} for the target where the run gives "
+                        f"{real:.5g}; an intervention here cannot be held fixed in the graph (residual-stream "
+                        f"interventions are not supported in graphs)")
     E, head_c = edges_g(f, reads)
     bias = values - E.sum(1)
     N = len(ns) + 1
@@ -99,9 +107,14 @@ def build(model, ids: Sequence[int], target: int, distractor: Optional[int], pos
                        n_edges=len(items), sum_edges=float(rows2.sum()),
                        edges=[{"source": sid, "side": side, "weight": v} for side, sid, v in items[:qk_per_head]]))
     n_lat = sum(1 for n in ns if n.kind in ("transcoder", "sae"))
+    frozen = ("attention patterns, every LN scale, each node's value (latent and neuron activations, head outputs "
+              "where heads are nodes) and each error, from the " + ("intervened" if interventions else "clean") + " run")
     return {
+        "interventions": [str(i) for i in interventions], "frozen": frozen,
         "nodes": out_nodes, "edges": out_edges, "attention": attention, "qk": qk,
-        "target": {"position": position, "value": float(values[-1]),
+        "n_layers": model.shape.n_layers, "token_ids": [int(i) for i in ids],
+        "target": {"position": position, "value": float(values[-1]), "id": int(target),
+                   "probability": float(torch.softmax(f.logits[position], -1)[target]),
                    "token": model.codec.output_str(target),
                    "distractor": None if distractor is None else model.codec.output_str(distractor)},
         "tokens": model.codec.token_strs(ids),

@@ -90,6 +90,7 @@ class Frozen:
     selected: dict = field(default_factory=dict)  # layer -> [seq, k] neuron indices (neurons mode)
     head_dir: dict = field(default_factory=dict)  # layer -> [H, seq, d] unit directions of head outputs
     heads_all: list = field(default_factory=list)  # per layer [H, seq, d]: every head's clean output
+    real_attn: dict = field(default_factory=dict)  # layer -> the real run's attention output (interventions)
     logits: Optional[torch.Tensor] = None
 
 
@@ -123,6 +124,8 @@ def capture(model, ids: Sequence[int], g: Granularity, interventions: Sequence =
     names += [ln_scale_hook(n) for n in model.W.ln]
     names += [f"blocks.{l}.mlp.hook_post" for l in range(L) if g.mlp[l] == "neurons"]
     names += [f"blocks.{l}.hook_mlp_out" for l in range(L) if g.mlp[l] == "neurons"]
+    if interventions:  # what an intervention changes in an attention output is held as a node
+        names += [f"blocks.{l}.hook_attn_out" for l in range(L) if g.attn[l] != "sae"]
     store: dict = {}
     choice = SpliceChoice(tuple(l for l in range(L) if g.mlp[l] == "transcoder"),
                           tuple(l for l in range(L) if g.attn[l] == "sae"))
@@ -140,6 +143,8 @@ def capture(model, ids: Sequence[int], g: Granularity, interventions: Sequence =
                [store[pattern_hook(l)][0].detach() for l in range(L)], {}, logits=logits[0].detach())
     W = model.W
     for l in range(L):
+        if interventions and g.attn[l] != "sae":
+            f.real_attn[l] = store[f"blocks.{l}.hook_attn_out"][0].detach()
         if g.attn[l] == "sae":
             f.src[f"sae{l}"], f.src[f"saeerr{l}"] = store[f"sae:{l}"][0].detach(), store[f"saeerr:{l}"][0].detach()
         if g.mlp[l] == "transcoder":
@@ -178,16 +183,24 @@ def forward(f: Frozen, src: dict, heads: Optional[list] = None, fill_heads: bool
         o = torch.einsum("hqe,hed->hqd", torch.einsum("hqk,hke->hqe", f.patterns[l], v), W.W_O[l])
         if heads is not None:
             heads.append(o)
-        if g.attn[l] == "ov":
-            r = r + o.sum(0) + W.b_O[l]
-        elif g.attn[l] == "heads":
-            if fill_heads:
-                f.src[f"head{l}"] = o.clone()
-                nrm = o.norm(dim=-1, keepdim=True)
-                f.head_dir[l] = torch.where(nrm > 0, o / nrm.clamp_min(1e-30), torch.zeros_like(o))
-                src[f"head{l}"] = f.src[f"head{l}"]
-            reads[("head", l)] = (o * f.head_dir[l]).sum(-1)  # [H, seq]
-            r = r + src[f"head{l}"].sum(0) + W.b_O[l]
+        if g.attn[l] in ("ov", "heads"):
+            if g.attn[l] == "heads":
+                if fill_heads:
+                    f.src[f"head{l}"] = o.clone()
+                    nrm = o.norm(dim=-1, keepdim=True)
+                    f.head_dir[l] = torch.where(nrm > 0, o / nrm.clamp_min(1e-30), torch.zeros_like(o))
+                    src[f"head{l}"] = f.src[f"head{l}"]
+                reads[("head", l)] = (o * f.head_dir[l]).sum(-1)  # [H, seq]
+                out = src[f"head{l}"].sum(0) + W.b_O[l]
+            else:
+                out = o.sum(0) + W.b_O[l]
+            if fill_heads and l in f.real_attn:  # an intervention's change, held fixed
+                delta = f.real_attn[l] - out
+                if float(delta.abs().max()) > 1e-6 * max(1.0, float(out.abs().max())):
+                    f.src[f"iv{l}"] = src[f"iv{l}"] = delta
+            if f"iv{l}" in src:
+                out = out + src[f"iv{l}"]
+            r = r + out
         else:
             ae = m.autoencoders.saes[l]
             reads[("sae", l)] = ae.pre(o.sum(0) + W.b_O[l])

@@ -26,7 +26,8 @@ from .granular import Frozen, ln_back, _centre
 @dataclass
 class GNode:
     id: str
-    kind: str  # embed | pos_embed | head | sae | sae_error | transcoder | transcoder_error | neuron | mlp_rest | logit
+    kind: str  # embed | pos_embed | head | sae | sae_error | transcoder | transcoder_error | neuron | mlp_rest |
+    # intervention | logit
     layer: Optional[int]
     position: Optional[int]
     activation: float
@@ -39,7 +40,7 @@ class GNode:
             return "input"
         if self.kind == "logit":
             return "output"
-        if self.kind in ("sae_error", "transcoder_error", "mlp_rest"):
+        if self.kind in ("sae_error", "transcoder_error", "mlp_rest", "intervention"):
             return "error"
         return "internal"
 
@@ -70,6 +71,9 @@ def nodes(f: Frozen) -> list[GNode]:
                     out.append(GNode(f"L{l}.H{h}@{q}", "head", l, q, float(o[h, q].norm()), h))
         elif g.attn[l] == "sae":
             latents(l, "S", "sae", f.src[f"sae{l}"], "SERR", "sae_error", f.src[f"saeerr{l}"])
+        if f"iv{l}" in f.src:
+            for p in range(seq):
+                out.append(GNode(f"L{l}.ATTN@{p}", "intervention", l, p, float(f.src[f"iv{l}"][p].norm())))
         if g.mlp[l] == "transcoder":
             latents(l, "T", "transcoder", f.src[f"tc{l}"], "TERR", "transcoder_error", f.src[f"tcerr{l}"])
         else:
@@ -138,6 +142,8 @@ def _walk(f: Frozen, reads: list):
             cols.append(torch.einsum("Rqd,hqd->Rhq", post_attn[l], f.src[f"head{l}"]).reshape(R, -1))
         elif g.attn[l] == "sae":
             latent_cols(post_attn[l], f.src[f"sae{l}"], m.autoencoders.saes[l].W_dec, f.src[f"saeerr{l}"])
+        if f"iv{l}" in f.src:
+            cols.append((post_attn[l] * f.src[f"iv{l}"]).sum(-1))
         if g.mlp[l] == "transcoder":
             latent_cols(post_mlp[l], f.src[f"tc{l}"], m.autoencoders.transcoders[l].W_dec, f.src[f"tcerr{l}"])
         else:
