@@ -63,6 +63,8 @@ def build(model, ids: Sequence[int], target: int, distractor: Optional[int], pos
     full = FullGraph(M, [n.role for n in ns], w)
     pr = prune(full, node_threshold, edge_threshold, pruning, max_internal=max_latents)
     keep, em = pr.node_mask, pr.edge_mask
+    inputs = torch.tensor([n.role == "input" for n in ns])
+    keep = keep & ~(inputs & ~em.any(0))  # embeddings with no kept edge are not drawn
 
     kept = keep.nonzero().flatten()
     A2 = normalise(M[kept][:, kept])

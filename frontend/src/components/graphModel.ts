@@ -79,8 +79,9 @@ export function subgraph(nodes: GNodeLite[], edges: GEdge[], pins: string[], gro
 export const ROW = (n: GNodeLite, nLayers: number) =>
   n.kind === "logit" ? nLayers + 1 : n.kind === "embed" || n.kind === "pos_embed" ? 0 : (n.layer ?? 0) + 1;
 
-/** Position → column, row (embeddings, layers, target) → band; the nodes of one cell stack
- * within their band. Returns {id: {x, y}}. */
+/** Position → column (positions without nodes take no space, so labels stay legible when the
+ * graph is fitted), row (embeddings, layers, target) → band; the nodes of one cell stack within
+ * their band. Returns {id: {x, y}}. */
 export function layout(nodes: GNodeLite[], nLayers: number, X = 150, H = 26, GAP = 50) {
   const cells = new Map<string, number>();
   const order = nodes.map((n) => {
@@ -92,8 +93,10 @@ export function layout(nodes: GNodeLite[], nLayers: number, X = 150, H = 26, GAP
   const rows = nLayers + 2;
   const height = Array.from({ length: rows }, (_, r) => Math.max(1, ...[...cells].filter(([k]) => k.startsWith(`${r}:`)).map(([, c]) => c)));
   const top = height.map((_, r) => height.slice(r + 1).reduce((a, h) => a + h * H + GAP, 0));
+  const cols = [...new Set(nodes.map((n) => n.position ?? 0))].sort((a, b) => a - b);
+  const col = new Map(cols.map((p, i) => [p, i]));
   const pos: Record<string, { x: number; y: number }> = {};
-  nodes.forEach((n, i) => { pos[n.id] = { x: (n.position ?? 0) * X, y: top[ROW(n, nLayers)] + order[i] * H }; });
+  nodes.forEach((n, i) => { pos[n.id] = { x: col.get(n.position ?? 0)! * X, y: top[ROW(n, nLayers)] + order[i] * H }; });
   return pos;
 }
 
