@@ -103,11 +103,15 @@ def _walk(f: Frozen, reads: list):
     for l in range(L - 1, -1, -1):
         mine = by_layer.get(l, [])
         post_mlp[l] = G.clone()
-        for r, kind, p, i, _ in mine:  # reads of this layer's MLP nodes start at its input
+        for kind in ("transcoder", "neuron"):  # reads of this layer's MLP nodes start at its input
+            rs = [(r, p, i) for r, k, p, i, _ in mine if k == kind]
+            if not rs:
+                continue
+            r_, p_, i_ = (torch.tensor(x) for x in zip(*rs))
             if kind == "transcoder":
-                G[r, p] = _centre(m, m.autoencoders.transcoders[l].W_enc[:, i]) / f.s2[l][p]
-            elif kind == "neuron":
-                G[r, p] = ln_back(m, f"blocks.{l}.ln2", W.W_in[l][:, i], f.s2[l][p])
+                G[r_, p_] = _centre(m, m.autoencoders.transcoders[l].W_enc[:, i_].T) / f.s2[l][p_]
+            else:
+                G[r_, p_] = ln_back(m, f"blocks.{l}.ln2", W.W_in[l][:, i_].T, f.s2[l][p_])
         post_attn[l] = G.clone()
         if heads_out is not None and g.attn[l] == "ov":
             head_c[:, l] = torch.einsum("Rqd,hqd->Rhq", G, heads_out[l])
@@ -151,7 +155,7 @@ def _walk(f: Frozen, reads: list):
     return torch.cat(cols, 1), head_c
 
 
-def edges(f: Frozen, reads: list, chunk: int = 256):
+def edges(f: Frozen, reads: list, chunk: int = 1024):
     """([n_reads, n_sources] edges in `nodes` order, [n_reads, L, H, seq] head contributions)."""
     parts, heads = [], []
     for s in range(0, len(reads), chunk):
@@ -165,16 +169,20 @@ def read_values(f: Frozen, reads: list, out: dict, xs: list) -> torch.Tensor:
     """Each read's value from one frozen forward's outputs (`out` from `forward`, `xs` its LN1
     outputs per layer)."""
     W = f.model.W
-    vals = []
-    for kind, l, p, i, vec in reads:
-        if kind == "target":
-            vals.append(out["final"][p] @ vec)
+    vals = torch.zeros(len(reads), dtype=f.emb.dtype)
+    groups: dict = {}
+    for r, (kind, l, p, i, vec) in enumerate(reads):
+        if kind in ("transcoder", "sae", "neuron"):
+            groups.setdefault((kind, l), []).append((r, p, i))
+        elif kind == "target":
+            vals[r] = out["final"][p] @ vec
         elif kind == "head":
-            vals.append(out[("head", l)][i, p])
+            vals[r] = out[("head", l)][i, p]
         elif kind == "q":
-            vals.append((xs[l][p] @ W.W_Q[l, i] + W.b_Q[l, i]) @ vec)
-        elif kind == "k":
-            vals.append((xs[l][p] @ W.W_K[l, i] + W.b_K[l, i]) @ vec)
+            vals[r] = (xs[l][p] @ W.W_Q[l, i] + W.b_Q[l, i]) @ vec
         else:
-            vals.append(out[(kind, l)][p, i])
-    return torch.stack(vals) if vals else torch.zeros(0)
+            vals[r] = (xs[l][p] @ W.W_K[l, i] + W.b_K[l, i]) @ vec
+    for key, rs in groups.items():
+        r_, p_, i_ = (torch.tensor(x) for x in zip(*rs))
+        vals[r_] = out[key][p_, i_]
+    return vals

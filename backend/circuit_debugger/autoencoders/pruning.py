@@ -86,7 +86,8 @@ def cutoff(scores: torch.Tensor, threshold: float) -> float:
     A threshold of 1 keeps everything (cumulative sums can round below 1 and drop the tail)."""
     if threshold >= 1.0:
         return float("-inf")
-    s = torch.sort(scores.flatten(), descending=True).values
+    flat = scores.flatten()
+    s = torch.sort(flat[flat > 0], descending=True).values  # zeros add nothing to the cumulative sum
     total = float(s.sum())
     if s.numel() == 0 or total <= 0:
         return float("inf")
