@@ -232,3 +232,52 @@ def test_pruning_definitions_differ_as_documented():
         for j in (ct.node_mask & internal).nonzero().flatten().tolist():
             assert ct.edge_mask[j].any() and ct.edge_mask[:, j].any()
     assert fewer >= 3
+
+
+def test_selection_rows_equal_the_full_graph_and_follow_influence(model_mixed, dbg_mixed):
+    """With fewer rows allowed than internal nodes, the chosen nodes' edges are the full
+    graph's, and the chosen nodes carry most of the full graph's internal influence."""
+    from circuit_debugger.autoencoders.attribution_graph import build
+
+    m = model_mixed
+    ids = m.tokenize(PROMPT)
+    a, b = m.codec.output_token(" Mary"), m.codec.output_token(" John")
+    full = build(m, ids, a, b, len(ids) - 1, node_threshold=1.0, edge_threshold=1.0, max_latents=5000)
+    n = full["n_internal_total"]
+    part = build(m, ids, a, b, len(ids) - 1, node_threshold=1.0, edge_threshold=1.0, max_latents=5000,
+                 max_nodes=n // 4)
+    assert part["n_internal_with_rows"] == n // 4 and part["n_internal_total"] == n
+    fe = {(e["source"], e["target"]): e["weight"] for e in full["edges"]}
+    assert part["edges"] and all(fe[(e["source"], e["target"])] == pytest.approx(e["weight"], abs=1e-6) for e in part["edges"])
+    fb = {x["id"]: x for x in full["nodes"]}
+    for x in part["nodes"]:
+        if "bias" in x:
+            assert x["bias"] == pytest.approx(fb[x["id"]]["bias"], abs=1e-5)
+    infl = {x["id"]: x["influence"] for x in full["nodes"] if x["kind"] == "transcoder"}
+    chosen = {x["id"] for x in part["nodes"] if x["kind"] == "transcoder"}
+    share = sum(infl.get(i, 0) for i in chosen) / sum(infl.values())
+    assert share > 0.6, share
+
+
+def test_ov_granular_walk_equals_the_autograd_checked_walk(model_mixed):
+    """Transcoders and OV attention: the mixed walk's edges and head contributions equal
+    graph.py's walk (itself checked against autograd in test_graph.py)."""
+    from circuit_debugger.autoencoders import graph as old
+    from circuit_debugger.autoencoders.granular_edges import edges
+
+    m = model_mixed
+    ids = m.tokenize(PROMPT)
+    f = capture(m, ids, Granularity.parse(m, "ov", "transcoder"))
+    fo = old.capture(m, ids)
+    u, _ = old.logit_direction(m, m.codec.output_token(" Mary"), m.codec.output_token(" John"))
+    picks = [(1, 9, int(i)) for i in (f.src["tc1"][9] != 0).nonzero().flatten()[:4]] + \
+            [(0, 4, int(i)) for i in (f.src["tc0"][4] != 0).nonzero().flatten()[:3]]
+    outs: list = []
+    with torch.no_grad():
+        old.forward_leaves(fo, old.make_leaves(fo), heads=outs)
+    want, heads = old.edges_linear(fo, picks + [("target", len(ids) - 1, u)], outs)
+    got, (hv, hi) = edges(f, [("transcoder", l, p, i, None) for l, p, i in picks] + [("target", None, len(ids) - 1, None, u)],
+                          chunk=3, heads_k=5)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(hv, heads.flatten(1).gather(1, hi), atol=1e-5)
+    assert torch.allclose(hv.abs(), heads.flatten(1).abs().topk(5, dim=1).values, atol=1e-5)

@@ -15,7 +15,7 @@ class TracingMixin:
     def graph(self, model: str, prompt: str, target: str, distractor: Optional[str] = None,
               position: Optional[int] = None, node_threshold: float = 0.8, edge_threshold: float = 0.98,
               max_latents: int = 500, pruning: str = "circuit-tracer", attn=None, mlp=None,
-              neurons_per_position: int = 8, qk_per_head: int = 8, interventions=()) -> dict:
+              neurons_per_position: int = 8, qk_per_head: int = 8, interventions=(), max_nodes: int = 4096) -> dict:
         """An attribution graph for "why A and not B" at the chosen granularity (see
         autoencoders/attribution_graph.py); only the pruned graph is returned."""
         from .autoencoders.attribution_graph import build
@@ -33,18 +33,20 @@ class TracingMixin:
             raise UserError(f"max_latents must be between 1 and {self.limits.max_graph_latents}")
         if pruning not in MODES:
             raise UserError(f"pruning must be one of {list(MODES)}, not {pruning!r}")
+        if not 1 <= max_nodes <= 100_000:
+            raise UserError("max_nodes must be between 1 and 100000")
         if not 0 <= qk_per_head <= 1000:
             raise UserError("qk_per_head must be between 0 and 1000")
         g = Granularity.parse(m, attn, mlp, neurons_per_position)
         ivs = self._graph_interventions(m, ids, interventions, g)
         key = request_key("graph", m.name, ids, pos, t, d, node_threshold, edge_threshold, max_latents, pruning,
-                          g.attn, g.mlp, g.neurons_per_position, qk_per_head, [str(i) for i in ivs])
+                          g.attn, g.mlp, g.neurons_per_position, qk_per_head, [str(i) for i in ivs], max_nodes)
         hit = self._results.get(key)
         if hit is None:
             with m.lock:  # keep one graph per model at a time
                 out = build(m, ids, t, d, pos, node_threshold=node_threshold, edge_threshold=edge_threshold,
                             max_latents=max_latents, granularity=g, pruning=pruning, qk_per_head=qk_per_head,
-                            interventions=ivs)
+                            interventions=ivs, max_nodes=max_nodes)
             hit = self._results.put(key, {"model": m.name, **out})
         return self._graph_labels(m.name, hit)
 

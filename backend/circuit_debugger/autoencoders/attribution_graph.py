@@ -23,20 +23,28 @@ from .granular_edges import GNode, edges as edges_g, nodes as gnodes, read_value
 from .graph import capture, edges_linear, forward_leaves, logit_direction, make_leaves, sources
 from .pruning import FullGraph, influence, normalise, prune
 from .qk import qk_edges
+from .selection import select_rows
 
 
 def build(model, ids: Sequence[int], target: int, distractor: Optional[int], position: int, *,
           node_threshold: float = 0.8, edge_threshold: float = 0.98, max_latents: int = 500,
           heads_per_node: int = 3, granularity: Optional[Granularity] = None, pruning: str = "circuit-tracer",
-          qk_per_head: int = 8, interventions: Sequence = ()) -> dict:
+          qk_per_head: int = 8, interventions: Sequence = (), max_nodes: int = 4096) -> dict:
     """The pruned graph (see `granular.py` for the nodes, `pruning.py` for the pruning)."""
     t0 = time.perf_counter()
     g = granularity or Granularity.parse(model)
     f = capture_g(model, ids, g, interventions)
     ns = gnodes(f)
-    internal = [n for n in ns if n.role == "internal"]
+    internal_all = [n for n in ns if n.role == "internal"]
     u, b = logit_direction(model, target, distractor)
-    reads = [n.read() for n in internal] + [("target", None, position, None, u)]
+    target_read = ("target", None, position, None, u)
+    if len(internal_all) > max_nodes:  # too many: rows only for the most influential (selection.py)
+        chosen, E, head_v, head_i = select_rows(f, ns, internal_all, target_read, max_nodes, heads_per_node)
+        internal = [internal_all[i] for i in chosen]
+    else:
+        internal = internal_all
+        E, (head_v, head_i) = edges_g(f, [n.read() for n in internal] + [target_read], heads_k=heads_per_node)
+    reads = [n.read() for n in internal] + [target_read]
     xs: list = []
     with torch.no_grad():
         out = forward_g(f, clean_sources(f), resid_in=xs)
@@ -48,8 +56,14 @@ def build(model, ids: Sequence[int], target: int, distractor: Optional[int], pos
         raise UserError(f"the graph's frozen model gives {float(values[-1]):.5g} for the target where the run gives "
                         f"{real:.5g}; an intervention here cannot be held fixed in the graph (residual-stream "
                         f"interventions are not supported in graphs)")
-    E, head_c = edges_g(f, reads)
-    bias = values - E.sum(1)
+    L, H, seq = model.shape.n_layers, model.shape.n_heads, len(ids)
+    bias = values - E.sum(1)  # from full rows: the constant part whatever is drawn
+    n_internal_total = len(internal_all)
+    if len(internal) < n_internal_total:
+        index = {n.id: j for j, n in enumerate(ns)}
+        chosen_ids = {n.id for n in internal}
+        ns = [n for n in ns if n.role != "internal" or n.id in chosen_ids]
+        E = E[:, torch.tensor([index[n.id] for n in ns])]
     N = len(ns) + 1
     index = {n.id: j for j, n in enumerate(ns)}
     M = torch.zeros(N, N, dtype=E.dtype)
@@ -88,14 +102,11 @@ def build(model, ids: Sequence[int], target: int, distractor: Optional[int], pos
             r = read_row[n.id]
             row["input"] = float(values[r])
             row["bias"] = float(bias[r])
-            hg = head_c[r]
-            top = hg.abs().flatten().topk(min(heads_per_node, hg.numel()))
-            for v, flat_i in zip(top.values.tolist(), top.indices.tolist()):
-                if v <= 0:
+            for v, flat_i in zip(head_v[r].tolist(), head_i[r].tolist()):
+                if v == 0:
                     continue
-                l, h, q = torch.unravel_index(torch.tensor(flat_i), hg.shape)
-                attention.append({"target": n.id, "head": f"L{int(l)}.H{int(h)}", "position": int(q),
-                                  "contribution": float(hg[l, h, q])})
+                l, h, q = flat_i // (H * seq), flat_i // seq % H, flat_i % seq
+                attention.append({"target": n.id, "head": f"L{l}.H{h}", "position": q, "contribution": v})
         out_nodes.append(row)
     out_edges = [{"source": ns[s].id, "target": ns[d].id, "weight": float(M[d, s])} for d, s in em.nonzero().tolist()]
     kept_heads = [(n.layer, n.index, n.position) for n in kept_nodes if n.kind == "head"]
@@ -108,7 +119,7 @@ def build(model, ids: Sequence[int], target: int, distractor: Optional[int], pos
         qk.append(dict(h_info, node=f"L{h_info['layer']}.H{h_info['head']}@{h_info['query']}",
                        n_edges=len(items), sum_edges=float(rows2.sum()),
                        edges=[{"source": sid, "side": side, "weight": v} for side, sid, v in items[:qk_per_head]]))
-    n_lat = sum(1 for n in ns if n.kind in ("transcoder", "sae"))
+    n_lat = sum(1 for n in internal_all if n.kind in ("transcoder", "sae"))
     frozen = ("attention patterns, every LN scale, each node's value (latent and neuron activations, head outputs "
               "where heads are nodes) and each error, from the " + ("intervened" if interventions else "clean") + " run")
     return {
@@ -125,7 +136,7 @@ def build(model, ids: Sequence[int], target: int, distractor: Optional[int], pos
         "granularity": {"attn": list(g.attn), "mlp": list(g.mlp), "neurons_per_position": g.neurons_per_position},
         "n_active_latents": n_lat,
         "n_latents_kept": sum(1 for n in out_nodes if n["kind"] in ("transcoder", "sae")),
-        "n_nodes_total": N, "n_edges_total": int((M != 0).sum()),
+        "n_nodes_total": N, "n_internal_total": n_internal_total, "n_internal_with_rows": len(internal), "n_edges_total": int((M != 0).sum()),
         "elapsed_ms": round((time.perf_counter() - t0) * 1000, 2),
     }
 

@@ -85,7 +85,9 @@ def nodes(f: Frozen) -> list[GNode]:
 
 def _walk(f: Frozen, reads: list):
     """Backward walk for one chunk of reads; returns [R, n_sources] and [R, L, H, seq] head
-    contributions on "ov" layers (each head's output dotted with the read's gradient there)."""
+    contributions on "ov" layers (each head's output dotted with the read's gradient there).
+    Each layer's source columns are taken as the walk passes it, so memory is a few
+    [R, seq, d_model] tensors whatever the depth."""
     m, W, g = f.model, f.model.W, f.g
     L, H, seq, d = m.shape.n_layers, m.shape.n_heads, len(f.ids), m.shape.d_model
     R = len(reads)
@@ -97,12 +99,23 @@ def _walk(f: Frozen, reads: list):
             G[r, p] = ln_back(m, "ln_final", vec[None], f.sf[p])[0]
         else:
             by_layer.setdefault(l, []).append((r, kind, p, i, vec))
-    post_attn, post_mlp = [None] * L, [None] * L
     head_c = torch.zeros(R, L, H, seq, dtype=dt)
     heads_out = f.heads_all or None
+    blocks: list = [None] * L
+
+    def latent_cols(out, post, acts, W_dec, errs):
+        for p in range(seq):
+            i = (acts[p] != 0).nonzero().flatten()
+            out.append(post[:, p] @ (W_dec[i] * acts[p, i][:, None]).T)
+        out.append((post * errs).sum(-1))
+
     for l in range(L - 1, -1, -1):
         mine = by_layer.get(l, [])
-        post_mlp[l] = G.clone()
+        mlp_cols: list = []  # G here is the gradient at the residual after MLP l
+        if g.mlp[l] == "transcoder":
+            latent_cols(mlp_cols, G, f.src[f"tc{l}"], m.autoencoders.transcoders[l].W_dec, f.src[f"tcerr{l}"])
+        else:
+            latent_cols(mlp_cols, G, f.src[f"neur{l}"], W.W_out[l], f.src[f"rest{l}"])
         for kind in ("transcoder", "neuron"):  # reads of this layer's MLP nodes start at its input
             rs = [(r, p, i) for r, k, p, i, _ in mine if k == kind]
             if not rs:
@@ -112,12 +125,19 @@ def _walk(f: Frozen, reads: list):
                 G[r_, p_] = _centre(m, m.autoencoders.transcoders[l].W_enc[:, i_].T) / f.s2[l][p_]
             else:
                 G[r_, p_] = ln_back(m, f"blocks.{l}.ln2", W.W_in[l][:, i_].T, f.s2[l][p_])
-        post_attn[l] = G.clone()
+        attn_cols: list = []  # G here is the gradient at the residual after attention l
+        if g.attn[l] == "heads":
+            attn_cols.append(torch.einsum("Rqd,hqd->Rhq", G, f.src[f"head{l}"]).reshape(R, -1))
+        elif g.attn[l] == "sae":
+            latent_cols(attn_cols, G, f.src[f"sae{l}"], m.autoencoders.saes[l].W_dec, f.src[f"saeerr{l}"])
+        if f"iv{l}" in f.src:
+            attn_cols.append((G * f.src[f"iv{l}"]).sum(-1))
+        blocks[l] = attn_cols + mlp_cols
         if heads_out is not None and g.attn[l] == "ov":
             head_c[:, l] = torch.einsum("Rqd,hqd->Rhq", G, heads_out[l])
         # gradient with respect to each head's pattern-mixed values z[h, q] (d_head)
         if g.attn[l] == "ov":
-            t = torch.einsum("Rqd,hed->Rhqe", G, W.W_O[l])
+            t = torch.matmul(G[:, None], W.W_O[l].transpose(1, 2)[None])  # [R, H, q, e]
         else:  # heads or SAE latents are held fixed: the residual gradient stops here
             t = torch.zeros(R, H, seq, W.W_O.shape[2], dtype=dt)
         back_x = torch.zeros(R, seq, d, dtype=dt)  # gradient at LN1's output
@@ -130,39 +150,36 @@ def _walk(f: Frozen, reads: list):
                 back_x[r, p] += W.W_Q[l, i] @ vec
             elif kind == "k":
                 back_x[r, p] += W.W_K[l, i] @ vec
-        t = torch.einsum("hqk,Rhqe->Rhke", f.patterns[l], t)
-        back_x = back_x + torch.einsum("Rhke,hde->Rkd", t, W.W_V[l])
+        t = torch.matmul(f.patterns[l].transpose(1, 2)[None], t)  # [R, H, k, e]
+        back_x = back_x + torch.matmul(t, W.W_V[l].transpose(1, 2)[None]).sum(1)
         G = G + ln_back(m, f"blocks.{l}.ln1", back_x, f.s1[l])
     cols = [torch.stack([(G * f.emb).sum(-1), (G * f.pos).sum(-1)], 2).reshape(R, -1)]
-
-    def latent_cols(post, acts, W_dec, errs):
-        for p in range(seq):
-            i = (acts[p] != 0).nonzero().flatten()
-            cols.append(post[:, p] @ (W_dec[i] * acts[p, i][:, None]).T)
-        cols.append((post * errs).sum(-1))
-
     for l in range(L):
-        if g.attn[l] == "heads":
-            cols.append(torch.einsum("Rqd,hqd->Rhq", post_attn[l], f.src[f"head{l}"]).reshape(R, -1))
-        elif g.attn[l] == "sae":
-            latent_cols(post_attn[l], f.src[f"sae{l}"], m.autoencoders.saes[l].W_dec, f.src[f"saeerr{l}"])
-        if f"iv{l}" in f.src:
-            cols.append((post_attn[l] * f.src[f"iv{l}"]).sum(-1))
-        if g.mlp[l] == "transcoder":
-            latent_cols(post_mlp[l], f.src[f"tc{l}"], m.autoencoders.transcoders[l].W_dec, f.src[f"tcerr{l}"])
-        else:
-            latent_cols(post_mlp[l], f.src[f"neur{l}"], W.W_out[l], f.src[f"rest{l}"])
+        cols += blocks[l]
     return torch.cat(cols, 1), head_c
 
 
-def edges(f: Frozen, reads: list, chunk: int = 1024):
-    """([n_reads, n_sources] edges in `nodes` order, [n_reads, L, H, seq] head contributions)."""
-    parts, heads = [], []
+def chunk_size(f: Frozen, budget_bytes: int = 256 << 20) -> int:
+    """Reads per backward walk so that its working tensors stay within about `budget_bytes`."""
+    m = f.model
+    per_read = 4 * len(f.ids) * (6 * m.shape.d_model + m.shape.n_heads * m.shape.d_head * 2
+                                 + m.shape.n_layers * m.shape.n_heads)
+    return max(1, min(1024, budget_bytes // per_read))
+
+
+def edges(f: Frozen, reads: list, chunk: Optional[int] = None, heads_k: int = 3):
+    """([n_reads, n_sources] edges in `nodes` order, and per read the `heads_k` largest head
+    contributions as (values [n_reads, k], flat indices into [L, H, seq]))."""
+    chunk = chunk or chunk_size(f)
+    parts, hv, hi = [], [], []
     for s in range(0, len(reads), chunk):
         E, h = _walk(f, reads[s:s + chunk])
         parts.append(E)
-        heads.append(h)
-    return torch.cat(parts), torch.cat(heads)
+        flat = h.flatten(1)
+        top = flat.abs().topk(min(heads_k, flat.shape[1]), dim=1)
+        hv.append(flat.gather(1, top.indices))
+        hi.append(top.indices)
+    return torch.cat(parts), (torch.cat(hv), torch.cat(hi))
 
 
 def read_values(f: Frozen, reads: list, out: dict, xs: list) -> torch.Tensor:

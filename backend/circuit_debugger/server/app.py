@@ -186,7 +186,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
         """Attribution graph (heads, neurons, latents, errors as chosen; QK edges for heads); pruned."""
         return dbg.graph(req.model, req.prompt, req.target, req.distractor, req.position, req.node_threshold,
                          req.edge_threshold, req.max_latents, req.pruning, req.attn, req.mlp,
-                         req.neurons_per_position, req.qk_per_head, _interventions(req.interventions))
+                         req.neurons_per_position, req.qk_per_head, _interventions(req.interventions), req.max_nodes)
 
     @app.post("/api/graph/export", responses=errors)
     def graph_export(req: GS.GraphExportRequest) -> dict:

@@ -25,6 +25,8 @@ class GraphRequest(S.GraphRequest):
     neurons_per_position: Annotated[int, Field(ge=1, le=4096)] = 8
     qk_per_head: Annotated[int, Field(ge=0, le=1000)] = 8
     interventions: list[S.InterventionIn] = Field(default_factory=list, max_length=64)
+    max_nodes: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        4096, description="internal nodes given rows; beyond it the most influential are chosen (long prompts)")
 
 
 class GraphNode(S.GraphNode):
@@ -59,6 +61,8 @@ class GraphResponse(S.GraphResponse):
     granularity: Optional[dict] = None
     n_nodes_total: Optional[int] = None
     n_edges_total: Optional[int] = None
+    n_internal_total: Optional[int] = None
+    n_internal_with_rows: Optional[int] = None
     n_layers: Optional[int] = None
     token_ids: Optional[list[int]] = None
     interventions: list[str] = Field(default_factory=list)

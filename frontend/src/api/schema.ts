@@ -1132,6 +1132,12 @@ export interface components {
              */
             max_latents?: number;
             /**
+             * Max Nodes
+             * @description internal nodes given rows; beyond it the most influential are chosen (long prompts)
+             * @default 4096
+             */
+            max_nodes?: number;
+            /**
              * Mlp
              * @description MLP sublayers: 'transcoder' latents or 'neurons'; default: transcoder where loaded
              */
@@ -1201,6 +1207,10 @@ export interface components {
             n_active_latents: number;
             /** N Edges Total */
             n_edges_total?: number | null;
+            /** N Internal Total */
+            n_internal_total?: number | null;
+            /** N Internal With Rows */
+            n_internal_with_rows?: number | null;
             /** N Latents Kept */
             n_latents_kept: number;
             /** N Layers */
