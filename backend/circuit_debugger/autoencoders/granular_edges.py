@@ -104,9 +104,14 @@ def _walk(f: Frozen, reads: list):
     blocks: list = [None] * L
 
     def latent_cols(out, post, acts, W_dec, errs):
-        for p in range(seq):
-            i = (acts[p] != 0).nonzero().flatten()
-            out.append(post[:, p] @ (W_dec[i] * acts[p, i][:, None]).T)
+        dec, mask = padded_writes(f, acts, W_dec)
+        if dec is not None:  # one batched product over positions: [p, R, d] @ [p, d, k]
+            c = torch.bmm(post.transpose(0, 1), dec.transpose(1, 2)).permute(1, 0, 2)  # [R, p, k]
+            out.append(c[:, mask])
+        else:
+            for p in range(seq):
+                i = (acts[p] != 0).nonzero().flatten()
+                out.append(post[:, p] @ (W_dec[i] * acts[p, i][:, None]).T)
         out.append((post * errs).sum(-1))
 
     for l in range(L - 1, -1, -1):
@@ -157,6 +162,28 @@ def _walk(f: Frozen, reads: list):
     for l in range(L):
         cols += blocks[l]
     return torch.cat(cols, 1), head_c
+
+
+def padded_writes(f: Frozen, acts: torch.Tensor, W_dec: torch.Tensor, budget_bytes: int = 512 << 20):
+    """Each position's active units' writes (decoder row × activation), padded to the largest
+    count: ([seq, k, d], mask [seq, k]) in `nodes` order (row-major), cached on the frozen
+    model; (None, None) when the cache would pass `budget_bytes` in all (then per position)."""
+    key = id(acts)
+    cache = f.__dict__.setdefault("_writes", {})
+    if key in cache:
+        return cache[key]
+    counts = (acts != 0).sum(-1)
+    k = int(counts.max()) if counts.numel() else 0
+    used = sum(v[0].numel() * 4 for v in cache.values() if v[0] is not None)
+    size = acts.shape[0] * k * W_dec.shape[1] * 4
+    if k == 0 or used + size > budget_bytes:
+        cache[key] = (None, None)
+        return cache[key]
+    order = torch.argsort((acts == 0).to(torch.int8), dim=-1, stable=True)[:, :k]  # active first, by index
+    mask = torch.arange(k)[None] < counts[:, None]
+    a = acts.gather(1, order) * mask
+    cache[key] = (W_dec[order] * a[..., None], mask)
+    return cache[key]
 
 
 def chunk_size(f: Frozen, budget_bytes: int = 256 << 20) -> int:

@@ -1,0 +1,130 @@
+"""Measure autoencoders and write the table in autoencoders/README.md.
+
+    python -m circuit_debugger.autoencoders.metrics [--dir ../autoencoders/default] [--tokens 64000] [--write]
+
+Per autoencoder, on held-out corpus tokens: L0 (mean active latents per token), fraction of
+variance explained, dead-latent fraction (never active on these tokens), CE loss recovered
+when its reconstruction replaces the sublayer (error node zeroed) relative to zero-ablating
+the sublayer, and the default model's IOI logit diff with that reconstruction spliced in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from . import REPO_AUTOENCODERS, load_onto
+from .splice import SpliceChoice
+
+
+def _ce(model, ids, hooks) -> float:
+    """Mean next-token loss over document tokens (padding targets excluded)."""
+    logits = model.run(ids, hooks)
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                            reduction="none")
+    keep = (ids[:, 1:] != model.codec.bos_id).reshape(-1)
+    return float(nll[keep].mean())
+
+
+def measure(model, ids: torch.Tensor, ioi_prompts, batch: int = 32) -> list[dict]:
+    from ..attribution import capture_hooks
+    from ..engine import Debugger
+    from ..interventions import Intervention, build_hooks
+
+    dbg = Debugger([model], cache_size=4)
+    rows = []
+    aes = model.autoencoders
+    clean_ld = sum(dbg.intervene(model.name, p, [], target=io, distractor=s)["logit_diff"]
+                   for p, io, s in ioi_prompts) / len(ioi_prompts)
+    for kind, family in (("transcoder", aes.transcoders), ("sae", aes.saes)):
+        for layer, ae in sorted(family.items()):
+            err = f"L{layer}.{'TERR' if kind == 'transcoder' else 'SERR'}"
+            sub = f"L{layer}.{'MLP' if kind == 'transcoder' else 'ATTN'}"
+            choice = SpliceChoice((layer,), ()) if kind == "transcoder" else SpliceChoice((), (layer,))
+            y_hook = ae.out_hook
+            l0 = sse = sst = 0.0
+            n_tok = 0
+            alive = torch.zeros(ae.d_sae, dtype=torch.bool)
+            ce = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
+            for start in range(0, len(ids), batch):
+                rows_ = ids[start:start + batch]
+                store: dict = {}
+                with torch.no_grad():
+                    model.run(rows_, capture_hooks(sorted({ae.hook_name, y_hook}), store, grad=False))
+                    keep = (rows_ != model.codec.bos_id).reshape(-1)
+                    x = store[ae.hook_name].reshape(-1, ae.W_enc.shape[0])[keep]
+                    y = store[y_hook].reshape(-1, ae.W_dec.shape[1])[keep]
+                    acts = ae.encode(x)
+                    recon = ae.decode(acts)
+                l0 += float((acts > 0).sum())
+                alive |= (acts > 0).any(0)
+                sse += float(((y - recon) ** 2).sum())
+                sst += float(((y - y.mean(0)) ** 2).sum())
+                n_tok += x.shape[0]
+                w = rows_.shape[0] / len(ids)
+                ce["clean"] += w * _ce(model, rows_, [])
+                ce["spliced"] += w * _ce(model, rows_, build_hooks([Intervention.make(err, "zero")], model.shape.n_layers,
+                                                                   autoencoders=aes, splice=choice))
+                ce["zero"] += w * _ce(model, rows_, build_hooks([Intervention.make(sub, "zero")], model.shape.n_layers))
+            ld = sum(dbg.intervene(model.name, p, [{"node": err, "op": "zero"}], target=io, distractor=s)["logit_diff"]
+                     for p, io, s in ioi_prompts) / len(ioi_prompts)
+            rows.append({
+                "name": ae.name, "kind": kind, "layer": layer, "latents": ae.d_sae, "activation": ae.activation,
+                "k": ae.k, "l0": l0 / n_tok, "fve": 1 - sse / sst, "dead_fraction": 1 - float(alive.float().mean()),
+                "ce_clean": ce["clean"], "ce_spliced": ce["spliced"], "ce_zero_ablated": ce["zero"],
+                "ce_loss_recovered": (ce["zero"] - ce["spliced"]) / (ce["zero"] - ce["clean"]),
+                "ioi_logit_diff_clean": clean_ld, "ioi_logit_diff_spliced": ld, "tokens": n_tok,
+            })
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| autoencoder | latents | act. | L0 | variance explained | dead | CE clean → spliced (zero-abl.) | CE loss recovered | IOI logit diff spliced (clean) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        act = f"topk {r['k']}" if r["activation"] == "topk" else "relu+L1"
+        lines.append(
+            f"| `{r['name']}` ({r['kind']}, layer {r['layer']}) | {r['latents']} | {act} | {r['l0']:.1f} | {r['fve']:.3f} | "
+            f"{r['dead_fraction']:.3f} | {r['ce_clean']:.3f} → {r['ce_spliced']:.3f} ({r['ce_zero_ablated']:.3f}) | "
+            f"{100 * r['ce_loss_recovered']:.1f}% | {r['ioi_logit_diff_spliced']:.2f} ({r['ioi_logit_diff_clean']:.2f}) |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dir", type=Path, default=REPO_AUTOENCODERS / "default")
+    ap.add_argument("--tokens", type=int, default=64_000)
+    ap.add_argument("--ioi", type=int, default=50)
+    ap.add_argument("--write", action="store_true")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    from ..default_model import corpus as C
+    from ..default_model.evaluate import ioi_prompts
+    from ..loading import DEFAULT_MODEL_DIR, load_model
+    from .train import corpus_ids
+
+    model = load_model(str(DEFAULT_MODEL_DIR), name="default")
+    model.autoencoders.transcoders.clear()
+    model.autoencoders.saes.clear()
+    errors = load_onto(model, a.dir)
+    if errors:
+        raise SystemExit(f"could not load: {errors}")
+    ids = corpus_ids(model.codec.tokenizer, a.tokens, seed=999)  # training used seed + 1000
+    _, held = C.name_pairs()
+    rows = measure(model, ids, ioi_prompts(a.ioi, held, C.IOI_TRAIN_TEMPLATES, seed=101))
+    print(table(rows))
+    if a.write:
+        (a.dir / "metrics.json").write_text(json.dumps(rows, indent=1))
+        readme = a.dir.parent / "README.md"
+        text = readme.read_text() if readme.exists() else ""
+        start, end = "<!-- metrics:start -->", "<!-- metrics:end -->"
+        block = f"{start}\n{table(rows)}\n{end}"
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):] if start in text else text + "\n" + block + "\n"
+        readme.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Train a transcoder for every MLP and an SAE on every attention output of a model.
+
+    python -m circuit_debugger.autoencoders.train [--model default] [--out ../autoencoders/default]
+        [--kinds transcoder sae] [--activation topk|relu] [--k-transcoder 16] [--k-sae 32]
+        [--latents 1024] [--tokens 2000000] [--seed 0] [--work ../.cache/ae-train]
+
+TopK autoencoders are trained with EleutherAI's sparsify (`pip install -e 'backend[train]'`),
+on CPU through its Python API; ReLU+L1 ones (which sparsify lacks) with a small loop here.
+Both are deterministic given --seed, show progress bars and resume from --work. Results are
+written in the SAELens layout (see `format.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from . import REPO_AUTOENCODERS
+from .format import Autoencoder, save
+
+
+def corpus_ids(tok, n_tokens: int, seed: int, ctx: int = 48) -> torch.Tensor:
+    """[n, ctx] token ids from the default model's corpus generator: one document per row,
+    starting at position 0 with BOS (as in the model's training), padded with BOS. Padding
+    and the leading BOS are excluded from training and metrics (see `real_tokens`)."""
+    from ..default_model import corpus as C
+
+    rng = random.Random(seed)
+    train, held = C.name_pairs()
+    rows, count = [], 0
+    while count < n_tokens:
+        ex = C.sample(rng, train + held)
+        doc = [tok.bos_token_id] + tok.encode(ex.prefix + ex.answer, add_special_tokens=False)
+        doc = doc[:ctx]
+        rows.append(doc + [tok.bos_token_id] * (ctx - len(doc)))
+        count += len(doc) - 1
+    return torch.tensor(rows)
+
+
+def real_tokens(ids: torch.Tensor, bos: int) -> torch.Tensor:
+    """Mask of positions holding document tokens (not the leading BOS or padding)."""
+    return ids != bos
+
+
+def from_sparsify(folder: Path, hf, layer: int, transcoder: bool, k: int, name: str) -> Autoencoder:
+    from safetensors.torch import load_file
+
+    w = load_file(str(folder / "sae.safetensors"))
+    W_enc, b_enc = w["encoder.weight"].T.contiguous(), w["encoder.bias"]
+    if transcoder:  # sparsify reads ln_2's output; fold its gain and bias to read hook_normalized
+        ln = hf.transformer.h[layer].ln_2
+        b_enc = b_enc + ln.bias.detach() @ W_enc
+        W_enc = ln.weight.detach()[:, None] * W_enc
+        return Autoencoder(name, W_enc, b_enc, w["W_dec"], w["b_dec"], f"blocks.{layer}.ln2.hook_normalized",
+                           f"blocks.{layer}.hook_mlp_out", "topk", k, False, {"trainer": "eai-sparsify 1.3.3"})
+    return Autoencoder(name, W_enc, b_enc, w["W_dec"], w["b_dec"], f"blocks.{layer}.hook_attn_out", None, "topk", k,
+                       True, {"trainer": "eai-sparsify 1.3.3"})
+
+
+def train_topk(hf, ids: torch.Tensor, kind: str, layers: list[int], k: int, latents: int, seed: int, work: Path,
+               out: Path, bos: int, auxk_alpha: float = 0.0, optimizer: str = "signum",
+               lr: Optional[float] = None) -> None:
+    from datasets import Dataset
+    from sparsify import SaeConfig, Trainer, TrainConfig, TranscoderConfig
+
+    transcoder = kind == "transcoder"
+    points = [f"h.{l}.mlp" if transcoder else f"h.{l}.attn" for l in layers]
+    coder = (TranscoderConfig if transcoder else SaeConfig)(num_latents=latents, k=k)
+    run = work / kind
+    cfg = TrainConfig(coder, batch_size=16, hookpoints=points, log_to_wandb=False, save_dir=str(work), run_name=kind,
+                      init_seeds=[seed], save_every=200, exclude_tokens=[bos], auxk_alpha=auxk_alpha,
+                      optimizer=optimizer, lr=lr, lr_warmup_steps=100)
+    ds = Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
+    torch.manual_seed(seed)
+    trainer = Trainer(cfg, ds, hf)
+    if (run / "state.pt").exists():
+        trainer.load_state(str(run))
+        print(f"resuming {kind} at step {trainer.global_step}")
+    trainer.fit()
+    for l, p in zip(layers, points):
+        name = f"{'tc' if transcoder else 'sae'}{l}"
+        save(from_sparsify(run / p, hf, l, transcoder, k, name), out / name)
+
+
+def train_relu(model, ids: torch.Tensor, kind: str, layers: list[int], latents: int, l1: float, seed: int,
+               work: Path, out: Path, steps: int = 2000, batch: int = 16) -> None:
+    """ReLU + L1 on activations collected through the engine's own hooks (sparsify has no L1)."""
+    from tqdm import tqdm
+
+    from ..attribution import capture_hooks
+
+    d = model.shape.d_model
+    work.mkdir(parents=True, exist_ok=True)
+    for l in layers:
+        name = f"{'tc' if kind == 'transcoder' else 'sae'}{l}"
+        x_hook = f"blocks.{l}.ln2.hook_normalized" if kind == "transcoder" else f"blocks.{l}.hook_attn_out"
+        y_hook = f"blocks.{l}.hook_mlp_out" if kind == "transcoder" else x_hook
+        g = torch.Generator().manual_seed(seed + l)
+        ae = Autoencoder(name, torch.randn(d, latents, generator=g) / d ** 0.5, torch.zeros(latents),
+                         torch.randn(latents, d, generator=g) / latents ** 0.5, torch.zeros(d), x_hook,
+                         y_hook if kind == "transcoder" else None, "standard", None, kind != "transcoder",
+                         {"trainer": "circuit_debugger relu+l1", "l1_coefficient": l1})
+        params = [ae.W_enc, ae.b_enc, ae.W_dec, ae.b_dec]
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(params, lr=1e-3)
+        ckpt = work / f"relu-{name}.pt"
+        start = 0
+        if ckpt.exists():
+            state = torch.load(ckpt, weights_only=True)
+            for p, v in zip(params, state["params"]):
+                p.data.copy_(v)
+            opt.load_state_dict(state["opt"])
+            start = state["step"]
+        for step in tqdm(range(start, steps), initial=start, total=steps, desc=f"relu {name}"):
+            rows = ids[torch.randint(0, len(ids), (batch,), generator=torch.Generator().manual_seed(seed * 7919 + step))]
+            store: dict = {}
+            with torch.no_grad():
+                model.run(rows, capture_hooks(sorted({x_hook, y_hook}), store, grad=False))
+            keep = real_tokens(rows, model.codec.bos_id).reshape(-1)
+            x, y = store[x_hook].reshape(-1, d)[keep], store[y_hook].reshape(-1, d)[keep]
+            acts = ae.encode(x)
+            loss = ((ae.decode(acts) - y) ** 2).sum(-1).mean() / y.var(0).sum() + l1 * (acts * ae.W_dec.norm(dim=1)).sum(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if (step + 1) % 200 == 0:
+                torch.save({"params": [p.detach() for p in params], "opt": opt.state_dict(), "step": step + 1}, ckpt)
+        for p in params:
+            p.requires_grad_(False)
+        save(ae, out / name)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--out", type=Path, default=REPO_AUTOENCODERS / "default")
+    ap.add_argument("--kinds", nargs="+", default=["transcoder", "sae"], choices=["transcoder", "sae"])
+    ap.add_argument("--activation", default="topk", choices=["topk", "relu"])
+    ap.add_argument("--k-transcoder", type=int, default=16)
+    ap.add_argument("--k-sae", type=int, default=32)
+    ap.add_argument("--latents", type=int, default=1024)
+    ap.add_argument("--l1", type=float, default=1e-3)
+    ap.add_argument("--optimizer", default="signum", choices=["signum", "adam", "muon"], help="sparsify's optimizer")
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: sparsify's choice by width)")
+    ap.add_argument("--auxk-alpha", type=float, default=0.0, help="sparsify's AuxK loss weight (revives dead latents)")
+    ap.add_argument("--tokens", type=int, default=2_000_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--work", type=Path, default=Path(".cache/ae-train"))
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    from transformers import GPT2LMHeadModel
+
+    from ..loading import DEFAULT_MODEL_DIR, load_model
+
+    directory = DEFAULT_MODEL_DIR if a.model == "default" else Path(a.model)
+    model = load_model(str(directory), name=a.model)
+    ids = corpus_ids(model.codec.tokenizer, a.tokens, seed=a.seed + 1000)
+    a.work.mkdir(parents=True, exist_ok=True)
+    a.out.mkdir(parents=True, exist_ok=True)
+    layers = list(range(model.shape.n_layers))
+    for kind in a.kinds:
+        if a.activation == "topk":
+            hf = GPT2LMHeadModel.from_pretrained(directory).eval()
+            for p in hf.parameters():
+                p.requires_grad_(False)
+            k = a.k_transcoder if kind == "transcoder" else a.k_sae
+            train_topk(hf, ids, kind, layers, k, a.latents, a.seed, a.work, a.out, model.codec.bos_id, a.auxk_alpha,
+                       a.optimizer, a.lr)
+        else:
+            train_relu(model, ids, kind, layers, a.latents, a.l1, a.seed, a.work, a.out)
+    (a.out / "training.json").write_text(json.dumps(vars(a), default=str, indent=1))
+    print(f"saved to {a.out}")
+
+
+if __name__ == "__main__":
+    main()

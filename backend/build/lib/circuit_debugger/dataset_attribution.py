@@ -1,0 +1,95 @@
+""""Why A and not B" over a whole prompt set: one batched forward and backward per token
+length, per-node direct effect (at END, final LN scale frozen) and act×grad total effect for
+every prompt, aggregated as mean and spread, with per-slot totals so positions line up by role
+(S2, IO, END ...) rather than by index."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from .attribution import LEAVES, capture_hooks
+from .model import DebugModel
+from .nodes import HEAD, NEURON, NodeId, activation_hook, ln_scale_hook
+from .promptsets import PromptSet, batches, logit_diff
+
+
+def per_prompt(m: DebugModel, ps: PromptSet) -> dict:
+    """Arrays over prompts: metric [P], node ids, direct [P, N], total [P, N], slot totals
+    {slot: [P, N]} (NaN where a prompt lacks the slot)."""
+    L, H, D = m.shape.n_layers, m.shape.n_heads, m.shape.d_mlp
+    ids_names = [f"L{l}.H{h}" for l in range(L) for h in range(H)] + [f"L{l}.N{i}" for l in range(L) for i in range(D)]
+    P, N = len(ps.rows), len(ids_names)
+    metric = torch.zeros(P, dtype=torch.float64)
+    direct = torch.zeros(P, N, dtype=torch.float64)
+    total = torch.zeros(P, N, dtype=torch.float64)
+    slots = {s: torch.full((P, N), float("nan"), dtype=torch.float64) for s in ps.slot_names}
+    zs = [activation_hook(NodeId(HEAD, l), L) for l in range(L)]
+    posts = [activation_hook(NodeId(NEURON, l), L) for l in range(L)]
+    scale = ln_scale_hook("ln_final")
+    # the embeddings are made leaves that require grad, so the graph reaches every activation
+    names = list(LEAVES) + zs + posts + ([scale] if scale in m.hook_points else [])
+    W = m.W
+    for batch in batches(m, ps):
+        rows, ids, t, d = torch.tensor(batch.rows), batch.ids, batch.t, batch.d
+        store: dict = {}
+        with m.lock:
+            logits = m.run(ids, capture_hooks(names, store, grad=True), grad=True)
+            last = logits[:, -1]
+            value = logit_diff(last, t, d)
+            grads = torch.autograd.grad(value.sum(), [store[n] for n in zs + posts])
+        # the readout direction per prompt, through the frozen final LN: G [n, d_model]
+        U = W.W_U[:, t].T - torch.where((d >= 0)[:, None], W.W_U[:, d.clamp(min=0)].T, W.W_U.mean(-1)[None])
+        if "ln_final" in W.ln:
+            U = U * W.ln["ln_final"][0] / store[scale][:, -1].detach().reshape(-1, 1)
+            U = U - U.mean(-1, keepdim=True) if m.norm == "LN" else U
+        metric[rows] = value.detach().double().cpu()
+        cols_d, cols_t = [], []
+        for l in range(L):
+            z, g = store[zs[l]].detach(), grads[l]
+            cols_d.append(torch.einsum("bhe,hed,bd->bh", z[:, -1], W.W_O[l], U))
+            cols_t.append((z * g).sum(-1))  # [n, T, H]
+        for l in range(L):
+            a, g = store[posts[l]].detach(), grads[L + l]
+            cols_d.append(a[:, -1] * (W.W_out[l] @ U.T).T)
+            cols_t.append(a * g)  # [n, T, D]
+        tp = torch.cat(cols_t, -1).double().cpu()  # [n, T, N]
+        direct[rows] = torch.cat(cols_d, -1).double().cpu()
+        total[rows] = tp.sum(1)
+        for s in slots:
+            have = [(j, sl[s]) for j, sl in enumerate(batch.slots) if s in sl]
+            if have:
+                j, pos = zip(*have)
+                slots[s][rows[list(j)]] = tp[list(j), list(pos)]
+    return {"metric": metric, "ids": ids_names, "direct": direct, "total": total, "slots": slots}
+
+
+def summarize(m: DebugModel, ps: PromptSet, top_k: int = 50, drill: int = 10) -> dict:
+    t0 = time.perf_counter()
+    r = per_prompt(m, ps)
+    ids, total, direct = r["ids"], r["total"], r["direct"]
+    mean_t, mean_d = total.mean(0), direct.mean(0)
+    std_t = total.std(0) if len(ps.rows) > 1 else torch.zeros_like(mean_t)
+    std_d = direct.std(0) if len(ps.rows) > 1 else torch.zeros_like(mean_d)
+    order = torch.argsort(mean_t.abs(), descending=True)[:top_k].tolist()
+    order += [i for i in torch.argsort(mean_d.abs(), descending=True)[:top_k].tolist() if i not in order]
+    nodes = [{"id": ids[i], "kind": "head" if ".H" in ids[i] else "neuron", "layer": int(ids[i][1:ids[i].index(".")]),
+              "total_mean": float(mean_t[i]), "total_std": float(std_t[i]), "direct_mean": float(mean_d[i]),
+              "direct_std": float(std_d[i]),
+              "slots": {s: _nanmean(v[:, i]) for s, v in r["slots"].items()}} for i in order]
+    drill_ids = order[:drill]
+    prompts = [{"prompt": row.prompt, "target": row.target, "distractor": row.distractor,
+                "metric": float(r["metric"][p]), "total": [float(total[p, i]) for i in drill_ids]}
+               for p, row in enumerate(ps.rows)]
+    ms = r["metric"].tolist()
+    return {"n_prompts": len(ps.rows), "metric_mean": statistics.fmean(ms),
+            "metric_std": statistics.stdev(ms) if len(ms) > 1 else 0.0, "slots": ps.slot_names,
+            "nodes": nodes, "drill_nodes": [ids[i] for i in drill_ids], "prompts": prompts,
+            "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}
+
+
+def _nanmean(x: torch.Tensor):
+    x = x[~torch.isnan(x)]
+    return float(x.mean()) if len(x) else None

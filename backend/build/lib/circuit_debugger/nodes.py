@@ -1,0 +1,195 @@
+"""Node addresses: the one short id used in tables, interventions, traces and URLs.
+
+    L{l}.H{h}     attention head h of layer l
+    L{l}.N{i}     MLP neuron i of layer l (its post-activation)
+    L{l}.ATTN     whole attention sublayer output of layer l
+    L{l}.MLP      whole MLP sublayer output of layer l
+    L{l}.RESID    residual stream entering layer l (l == n_layers: the final residual)
+    EMB / POS     token / position embeddings
+    L{l}.T{i}     transcoder latent i of layer l   (needs an autoencoder)
+    L{l}.S{i}     SAE latent i of layer l           (needs an autoencoder)
+    L{l}.TERR     the transcoder's reconstruction error at layer l (what it misses of the MLP)
+    L{l}.SERR     the SAE's reconstruction error at layer l (what it misses of the attention output)
+    ...@{p}       optional suffix: only token position p, e.g. L1.H3@7
+
+This module is the only place that knows TransformerLens hook names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from .errors import UserError
+
+HEAD, NEURON, ATTN, MLP, RESID, EMB, POS, TRANSCODER, SAE = (
+    "head", "neuron", "attn", "mlp", "resid", "embed", "pos_embed", "transcoder", "sae",
+)
+TRANSCODER_ERR, SAE_ERR = "transcoder_error", "sae_error"
+LATENT_KINDS = (TRANSCODER, SAE)
+AUTOENCODER_KINDS = (TRANSCODER, SAE, TRANSCODER_ERR, SAE_ERR)
+ERROR_OF = {TRANSCODER: TRANSCODER_ERR, SAE: SAE_ERR}
+
+_INDEXED = {"H": HEAD, "N": NEURON, "T": TRANSCODER, "S": SAE}
+_SUBLAYER = {"ATTN": ATTN, "MLP": MLP, "RESID": RESID, "TERR": TRANSCODER_ERR, "SERR": SAE_ERR}
+_PATTERN = re.compile(
+    r"^(?:(?P<emb>EMB|POS)"
+    r"|L(?P<layer>\d+)\.(?:(?P<letter>[HNTS])(?P<index>\d+)|(?P<sub>ATTN|MLP|RESID|TERR|SERR)))"
+    r"(?:@(?P<pos>\d+))?$"
+)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The sizes a node id is validated against."""
+
+    n_layers: int
+    n_heads: int
+    d_mlp: int
+    d_model: int
+    d_head: int
+
+
+@dataclass(frozen=True, order=True)
+class NodeId:
+    kind: str
+    layer: Optional[int] = None
+    index: Optional[int] = None
+    position: Optional[int] = None
+
+    def __str__(self) -> str:
+        if self.kind == EMB:
+            base = "EMB"
+        elif self.kind == POS:
+            base = "POS"
+        elif self.kind in _SUBLAYER.values():
+            base = f"L{self.layer}.{ {v: k for k, v in _SUBLAYER.items()}[self.kind] }"
+        else:
+            letter = {v: k for k, v in _INDEXED.items()}[self.kind]
+            base = f"L{self.layer}.{letter}{self.index}"
+        return base if self.position is None else f"{base}@{self.position}"
+
+    def at(self, position: Optional[int]) -> "NodeId":
+        return replace(self, position=position)
+
+    @property
+    def component(self) -> "NodeId":
+        """The same node with no position."""
+        return replace(self, position=None)
+
+
+def parse_node(text: str) -> NodeId:
+    m = _PATTERN.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        raise UserError(
+            f"unknown node id {text!r}: expected e.g. 'L1.H3', 'L0.N117', 'L2.MLP', 'L1.ATTN', "
+            "'L0.RESID', 'EMB', 'POS', 'L1.T300', 'L1.S5', optionally with '@position'"
+        )
+    pos = int(m["pos"]) if m["pos"] is not None else None
+    if m["emb"]:
+        return NodeId(EMB if m["emb"] == "EMB" else POS, position=pos)
+    layer = int(m["layer"])
+    if m["sub"]:
+        return NodeId(_SUBLAYER[m["sub"]], layer, position=pos)
+    return NodeId(_INDEXED[m["letter"]], layer, int(m["index"]), pos)
+
+
+def validate(node: NodeId, shape: Shape, seq_len: Optional[int] = None,
+             latents: Optional[dict] = None) -> NodeId:
+    """Check the node exists in a model of this shape (and position < seq_len).
+
+    `latents` maps 'transcoder' / 'sae' to {layer: number of latents} for the loaded autoencoders.
+    """
+    if node.kind in AUTOENCODER_KINDS:
+        family = TRANSCODER if node.kind in (TRANSCODER, TRANSCODER_ERR) else SAE
+        sizes = (latents or {}).get(family, {})
+        if node.layer not in sizes:
+            have = ", ".join(f"L{l}" for l in sorted(sizes)) or "none"
+            raise UserError(f"node {node}: no {family} is loaded for layer {node.layer} of this model (loaded: {have})")
+        if node.kind in LATENT_KINDS and node.index >= sizes[node.layer]:
+            raise UserError(f"node {node}: latent {node.index} out of range ({family} has latents 0..{sizes[node.layer] - 1})")
+    if node.layer is not None:
+        top = shape.n_layers if node.kind == RESID else shape.n_layers - 1
+        if node.layer > top:
+            raise UserError(f"node {node}: layer {node.layer} out of range (model has layers 0..{shape.n_layers - 1})")
+    if node.kind == HEAD and node.index >= shape.n_heads:
+        raise UserError(f"node {node}: head {node.index} out of range (layer has heads 0..{shape.n_heads - 1})")
+    if node.kind == NEURON and node.index >= shape.d_mlp:
+        raise UserError(f"node {node}: neuron {node.index} out of range (MLP has neurons 0..{shape.d_mlp - 1})")
+    if seq_len is not None and node.position is not None and node.position >= seq_len:
+        raise UserError(f"node {node}: position {node.position} out of range (prompt has positions 0..{seq_len - 1})")
+    return node
+
+
+# ---- the mapping to TransformerLens hook names (nowhere else) ----
+
+EMBED_HOOK, POS_EMBED_HOOK = "hook_embed", "hook_pos_embed"
+
+def activation_hook(node: NodeId, n_layers: int) -> str:
+    """Hook whose tensor holds this node's activation (and where interventions act).
+
+    Heads act at `hook_z` [batch, pos, head, d_head]; neurons at `mlp.hook_post`
+    [batch, pos, neuron]; everything else is [batch, pos, d_model]. `hook_resid_mid` is
+    deliberately absent: on TransformerBridge it aliases `ln2.hook_in`, so patching it would
+    not change the residual stream.
+    """
+    l = node.layer
+    if node.kind == HEAD:
+        return f"blocks.{l}.attn.hook_z"
+    if node.kind == NEURON:
+        return f"blocks.{l}.mlp.hook_post"
+    if node.kind == ATTN:
+        return f"blocks.{l}.hook_attn_out"
+    if node.kind == MLP:
+        return f"blocks.{l}.hook_mlp_out"
+    if node.kind == RESID:
+        return f"blocks.{l}.hook_resid_pre" if l < n_layers else f"blocks.{n_layers - 1}.hook_resid_post"
+    if node.kind == EMB:
+        return EMBED_HOOK
+    if node.kind == POS:
+        return POS_EMBED_HOOK
+    if node.kind in (TRANSCODER, TRANSCODER_ERR):
+        return f"blocks.{l}.hook_mlp_out"  # latents live inside the transcoder splice there
+    if node.kind in (SAE, SAE_ERR):
+        return f"blocks.{l}.hook_attn_out"
+    raise UserError(f"node {node} has no activation hook")
+
+
+def ln_normalized_hook(ln: str) -> str:
+    """The layer norm's output before its gain and bias (what our transcoders read)."""
+    return f"{ln}.hook_normalized"
+
+
+def pattern_hook(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_pattern"
+
+
+def scores_hook(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_attn_scores"
+
+
+def value_hook(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_v"
+
+
+def query_hook(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_q"
+
+
+def key_hook(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_k"
+
+
+def pre_hook(layer: int) -> str:
+    return f"blocks.{layer}.mlp.hook_pre"
+
+
+def ln_scale_hook(ln: str) -> str:
+    """`ln` is 'ln_final' or 'blocks.{l}.ln1' / 'blocks.{l}.ln2'."""
+    return f"{ln}.hook_scale"
+
+
+def ln_params(ln: str) -> tuple[str, str]:
+    """TransformerLens parameter names of a layer norm's weight and bias."""
+    return f"{ln}.w", f"{ln}.b"

@@ -1,0 +1,309 @@
+"""FastAPI app: a thin layer over `engine.Debugger`. Build it with `create_app(settings)`;
+importing this module starts nothing and loads no model."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+import torch
+
+from ..engine import Debugger, Limits
+from ..errors import UserError
+from ..promptsets import slot_order
+from ..shares import ShareStore
+from . import graph_schemas as GS
+from . import schemas as S
+from .capacity import Capacity
+
+log = logging.getLogger("circuit_debugger.server")
+
+
+@dataclass
+class Settings:
+    models: list[str] = field(default_factory=lambda: ["default"])  # 'default', directories or hub names
+    autoencoders: dict[str, list[str]] = field(default_factory=dict)  # model name -> autoencoder directories
+    explanations: dict[str, str] = field(default_factory=dict)  # model name -> explanations SQLite file
+    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    max_tokens: Optional[int] = 256
+    max_top_k: int = 5000
+    max_graph_latents: int = 5000
+    max_reference_prompts: int = 256
+    max_pending: int = 64  # API requests in flight beyond which the server answers 503 at once
+    cache_size: int = 512  # whole results kept (LRU); clean passes and cores: a quarter, at most 32 / 64
+    device: Optional[str] = None
+    dtype: Optional[str] = None  # 'float32' (default), 'float16' or 'bfloat16'
+    share_db: str = ":memory:"  # the investigations database (SQLite); ':memory:' keeps shares for this process only
+    frontend_dir: Optional[str] = None  # the built UI; default: the repository's frontend/dist
+    serve_frontend: bool = True
+
+
+def limits_of(settings: Settings) -> Limits:
+    return Limits(max_top_k=settings.max_top_k, max_graph_latents=settings.max_graph_latents,
+                  max_reference_prompts=settings.max_reference_prompts)
+
+
+def load_debugger(settings: Settings) -> tuple[Debugger, dict[str, str]]:
+    """Load every configured model; one that fails is reported, the rest still load."""
+    from ..loading import ModelLoadError, load_model
+
+    dbg = Debugger(cache_size=settings.cache_size, limits=limits_of(settings))
+    failed: dict[str, str] = {}
+    for spec in dict.fromkeys(settings.models):
+        try:
+            m = load_model(spec, device=settings.device, dtype=getattr(torch, settings.dtype) if settings.dtype else None)
+        except (ModelLoadError, UserError) as e:
+            failed[spec] = str(e)
+            log.error("model %s not loaded: %s", spec, e)
+            continue
+        if settings.max_tokens:
+            m.max_tokens = min(m.max_tokens, settings.max_tokens)
+        from ..autoencoders import load_onto
+
+        if m.dtype != torch.float32:  # the autoencoder paths compute in float32 only
+            from ..autoencoders.splice import AutoencoderSet
+
+            if m.autoencoders or settings.autoencoders.get(m.name):
+                m.load_errors["autoencoders"] = f"SAEs and transcoders need float32 (the model is {m.dtype})"
+            m.autoencoders = AutoencoderSet()
+        else:
+            for directory in settings.autoencoders.get(m.name, []):
+                m.load_errors.update(load_onto(m, directory))
+        for part, why in m.load_errors.items():
+            failed[f"{m.name}: {part}"] = why
+            log.error("%s: %s not loaded: %s", m.name, part, why)
+        dbg.add_model(m)
+        _attach_explanations(dbg, m.name, settings.explanations.get(m.name), failed)
+    return dbg, failed
+
+
+def _attach_explanations(dbg, name: str, path: Optional[str], failed: dict) -> None:
+    from ..explanations.build import REPO_EXPLANATIONS
+
+    if path is None and name == "default":
+        path = str(REPO_EXPLANATIONS / "default.sqlite")
+        if not Path(path).exists():
+            return
+    if path is None:
+        return
+    try:
+        dbg.attach_explanations(name, path)
+    except Exception as e:  # a missing or malformed database must not stop the server
+        failed[f"{name}: explanations"] = f"{path}: {e}"
+
+
+def _interventions(items: list[S.InterventionIn]) -> list[dict]:
+    return [i.model_dump(exclude={"enabled"}) for i in items if i.enabled]
+
+
+def create_app(settings: Settings | None = None, debugger: Debugger | None = None,
+               failed: dict[str, str] | None = None) -> FastAPI:
+    settings = settings or Settings()
+    if debugger is None:
+        debugger, failed = load_debugger(settings)
+    failed = failed or {}
+    dbg = debugger
+    app = FastAPI(title="Circuit Debugger", version="0.1.0",
+                  description="Why did the model say A and not B? Attribute, intervene, trace upstream.")
+    app.add_middleware(Capacity, max_pending=settings.max_pending)
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    app.state.debugger = dbg
+    shares = ShareStore(settings.share_db)
+    app.state.shares = shares
+
+    @app.exception_handler(UserError)
+    async def user_error(_: Request, e: UserError):
+        return JSONResponse({"detail": e.message}, status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError):
+        parts = []
+        for err in e.errors():
+            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+
+    @app.exception_handler(MemoryError)
+    @app.exception_handler(torch.OutOfMemoryError)
+    async def out_of_memory(_: Request, e: Exception):
+        log.error("request ran out of memory: %s", e)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return JSONResponse({"detail": "out of memory for this request: use a shorter prompt, fewer rows or a smaller "
+                                       "graph"}, status_code=503)
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, e: Exception):
+        log.exception("request failed")
+        return JSONResponse({"detail": f"internal error: {type(e).__name__}: {e}"}, status_code=500)
+
+    errors = {422: {"model": S.ErrorBody}, 404: {"model": S.ErrorBody}, 413: {"model": S.ErrorBody}}
+
+    @app.get("/api/health", response_model=S.Health)
+    def health():
+        return {"status": "ok", "models": sorted(dbg.models)}
+
+    @app.get("/api/models", response_model=S.ModelsResponse)
+    def models():
+        return {"models": [m.describe() for m in dbg.models.values()], "failed": failed}
+
+    @app.post("/api/attribute", response_model=S.AttributeResponse, responses=errors)
+    def attribute(req: S.AttributeRequest):
+        """Why the model says `target` and not `distractor`: every node's activation, direct
+        effect and act×grad total effect (and, with interventions, the baseline beside them)."""
+        return dbg.attribute(
+            req.model, req.prompt, req.target, req.distractor, req.position,
+            interventions=_interventions(req.interventions), counterfactual_prompt=req.counterfactual_prompt,
+            reference_prompts=req.reference_prompts, top_k=req.top_k, granularity=req.granularity,
+            verify_top=req.verify_top, mlp_basis=req.mlp_basis, attn_basis=req.attn_basis)
+
+    @app.post("/api/trace", response_model=S.AttributeResponse, responses=errors)
+    def trace(req: S.TraceRequest):
+        """The same table with an upstream node as the target."""
+        return dbg.trace(
+            req.model, req.prompt, req.target.model_dump(),
+            interventions=_interventions(req.interventions), counterfactual_prompt=req.counterfactual_prompt,
+            reference_prompts=req.reference_prompts, top_k=req.top_k, granularity=req.granularity,
+            verify_top=req.verify_top, mlp_basis=req.mlp_basis, attn_basis=req.attn_basis)
+
+    @app.post("/api/intervene", response_model=S.InterveneResponse, responses=errors)
+    def intervene(req: S.InterveneRequest):
+        """Re-run with interventions; new and baseline predictions side by side."""
+        return dbg.intervene(req.model, req.prompt, _interventions(req.interventions), target=req.target,
+                             distractor=req.distractor, position=req.position,
+                             counterfactual_prompt=req.counterfactual_prompt,
+                             reference_prompts=req.reference_prompts, top=req.top)
+
+    @app.post("/api/graph", response_model=GS.GraphResponse, responses=errors)
+    def graph(req: GS.GraphRequest):
+        """Attribution graph (heads, neurons, latents, errors as chosen; QK edges for heads); pruned."""
+        return dbg.graph(req.model, req.prompt, req.target, req.distractor, req.position, req.node_threshold,
+                         req.edge_threshold, req.max_latents, req.pruning, req.attn, req.mlp,
+                         req.neurons_per_position, req.qk_per_head, _interventions(req.interventions), req.max_nodes)
+
+    @app.post("/api/graph/export", responses=errors)
+    def graph_export(req: GS.GraphExportRequest) -> dict:
+        """The graph in circuit-tracer's / Neuronpedia's JSON, with pins, supernodes and notes."""
+        return dbg.graph_export(req.graph.model_dump(), req.pins, [s.model_dump() for s in req.supernodes],
+                                req.notes, req.slug)
+
+    @app.post("/api/graph/import", response_model=GS.GraphImportResponse, responses=errors)
+    def graph_import(data: dict):
+        """Read a circuit-tracer / Neuronpedia graph JSON (ours or theirs) to view it."""
+        return dbg.graph_import(data)
+
+    @app.post("/api/latent/inputs", responses=errors)
+    def latent_inputs(req: S.LatentInputsRequest) -> dict:
+        """What feeds a transcoder latent on this prompt (contributions sum to its pre-activation)."""
+        return dbg.latent_inputs(req.model, req.prompt, req.node, req.k)
+
+    @app.post("/api/latent/weights", responses=errors)
+    def latent_weights(req: S.LatentWeightsRequest) -> dict:
+        """A transcoder latent's connections by weights alone: upstream, de-embedding, downstream."""
+        return dbg.latent_weights(req.model, req.node, req.k)
+
+    @app.get("/api/explanations/{model:path}/node/{node}", response_model=S.NodeExplanationResponse, responses=errors)
+    def node_explanation(model: str, node: str, offset: int = 0, limit: int = 10):
+        """A node's top-activating and sampled examples (paginated), statistics and explanations."""
+        return dbg.node_explanation(model, node, offset, limit)
+
+    @app.post("/api/explain", responses=errors)
+    def explain(req: S.ExplainRequest) -> dict:
+        """Explain a node now (offline, or with the configured LLM) and store the explanation."""
+        return dbg.explain(req.model, req.node, req.explainer)
+
+    @app.post("/api/outputs", response_model=S.OutputsResponse, responses=errors)
+    def outputs(req: S.OutputsRequest):
+        """The model's output at every position (testbeds: the program's output, decoded)."""
+        return dbg.outputs(req.model, req.prompt)
+
+    @app.get("/api/models/{name:path}/ground-truth", response_model=S.GroundTruthResponse, responses=errors)
+    def ground_truth(name: str):
+        """A tracr testbed's RASP ops and the heads / neurons implementing each."""
+        return dbg.ground_truth(name)
+
+    @app.post("/api/tokenize", response_model=S.TokenizeResponse, responses=errors)
+    def tokenize(req: S.TokenizeRequest):
+        return dbg.tokenize(req.model, req.text, req.kind)
+
+    @app.post("/api/attention", response_model=S.AttentionResponse, responses=errors)
+    def attention(req: S.AttentionRequest):
+        return dbg.attention(req.model, req.prompt, req.layer, req.head)
+
+    @app.post("/api/logit-lens", response_model=S.LogitLensResponse, responses=errors)
+    def logit_lens(req: S.LogitLensRequest):
+        return dbg.logit_lens(req.model, req.node, req.prompt, req.position, req.k)
+
+    @app.post("/api/activations", response_model=S.ActivationsResponse, responses=errors)
+    def activations(req: S.ActivationsRequest):
+        """One node's activation at every token of the prompt."""
+        return dbg.activations(req.model, req.prompt, req.node)
+
+    @app.post("/api/shares", response_model=S.ShareResponse, status_code=201, responses=errors)
+    def create_share(req: S.ShareCreate):
+        """Store an investigation under a new unguessable id (stored ones never change)."""
+        return shares.create(req.state.model_dump(mode="json"))
+
+    @app.get("/api/shares/{share_id}", response_model=S.ShareResponse, responses=errors)
+    def get_share(share_id: str):
+        return shares.get(check_id(share_id))
+
+    def promptset(spec: S.PromptSetSpec) -> dict:
+        """A request's prompt set as an engine spec (a stored id becomes its rows)."""
+        if spec.id is not None:
+            if any(x is not None for x in (spec.builtin, spec.template, spec.text, spec.rows)):
+                raise UserError("give a stored prompt set's id or a source, not both")
+            stored = shares.get(check_id(spec.id), "promptsets")["state"]
+            return {"rows": stored["rows"], "name": stored["name"]}
+        return spec.model_dump(exclude={"id", "format"} if spec.text is None else {"id"}, exclude_none=True)
+
+    def check_id(sid: str) -> str:
+        if not (1 <= len(sid) <= 64 and sid.replace("-", "").replace("_", "").isalnum()):
+            raise UserError("an id is 1-64 letters, digits, '-' or '_'", 404)
+        return sid
+
+    def promptset_out(sid, ps) -> dict:
+        return {"id": sid, "name": ps["name"], "description": ps.get("description", ""),
+                "slots": slot_order(r["slots"] for r in ps["rows"]), "rows": ps["rows"]}
+
+    @app.post("/api/promptsets", response_model=S.PromptSetResponse, status_code=201, responses=errors)
+    def create_promptset(req: S.PromptSetRequest):
+        """Build a prompt set (ready-made, template, pasted JSONL/CSV or rows) and store it under
+        a new unguessable id; stored sets never change."""
+        if req.spec.id is not None:
+            raise UserError("to create a prompt set give its source, not an id")
+        ps = dbg.prompt_set(req.model, promptset(req.spec)).to_dict()
+        return promptset_out(shares.create(ps, "promptsets")["id"], ps)
+
+    @app.get("/api/promptsets/{set_id}", response_model=S.PromptSetResponse, responses=errors)
+    def get_promptset(set_id: str):
+        return promptset_out(set_id, shares.get(check_id(set_id), "promptsets")["state"])
+
+    @app.post("/api/dataset/attribute", response_model=S.DatasetAttributeResponse, responses=errors)
+    def dataset_attribute(req: S.DatasetAttributeRequest):
+        """Why A and not B over a prompt set (batched): per node mean and spread, per slot, per prompt."""
+        return dbg.dataset_attribute(req.model, promptset(req.promptset), req.top_k, req.drill)
+
+    @app.post("/api/dataset/ablate", response_model=S.DatasetAblateResponse, responses=errors)
+    def dataset_ablate(req: S.DatasetAblateRequest):
+        """Ablate nodes (optionally at a slot) on every prompt of a set; the metric before and after."""
+        return dbg.dataset_ablate(req.model, promptset(req.promptset), req.nodes, req.ablation)
+
+    @app.post("/api/circuit/evaluate", response_model=S.CircuitResponse, responses=errors)
+    def circuit_evaluate(req: S.CircuitRequest):
+        """Faithfulness, completeness and minimality of a circuit over a prompt set."""
+        return dbg.evaluate_circuit(req.model, promptset(req.promptset), req.nodes, req.ablation, req.n_random,
+                                    req.greedy_steps, req.seed)
+
+    if settings.serve_frontend:
+        from .static import mount_frontend
+
+        mount_frontend(app, settings.frontend_dir)
+    return app
