@@ -83,15 +83,29 @@ def nodes(f: Frozen) -> list[GNode]:
     return out
 
 
+MLP_KINDS = ("transcoder", "neuron")
+
+
+def _stage(read, L: int) -> int:
+    """Where a read's walk starts, counting down: 2L+1 the target, 2l+1 the input of MLP l,
+    2l the attention of layer l (heads, SAE latents, query / key reads)."""
+    kind, l = read[0], read[1]
+    return 2 * L + 1 if kind == "target" else 2 * l + (1 if kind in MLP_KINDS else 0)
+
+
 def _walk(f: Frozen, reads: list):
-    """Backward walk for one chunk of reads; returns [R, n_sources] and [R, L, H, seq] head
-    contributions on "ov" layers (each head's output dotted with the read's gradient there).
-    Each layer's source columns are taken as the walk passes it, so memory is a few
-    [R, seq, d_model] tensors whatever the depth."""
+    """Backward walk for one chunk of reads, sorted by `_stage` (latest first); returns
+    [R, n_sources] and [R, L, H, seq] head contributions on "ov" layers (each head's output
+    dotted with the read's gradient there). A read's gradient is zero above where it starts,
+    so each step works on the prefix of reads already started. Each layer's source columns are
+    taken as the walk passes it, so memory is a few [R, seq, d_model] tensors whatever the depth."""
     m, W, g = f.model, f.model.W, f.g
     L, H, seq, d = m.shape.n_layers, m.shape.n_heads, len(f.ids), m.shape.d_model
     R = len(reads)
     dt = f.emb.dtype
+    stages = [_stage(r, L) for r in reads]
+    assert stages == sorted(stages, reverse=True), "reads must be sorted by stage"
+    started = lambda st: sum(1 for x in stages if x >= st)  # rows whose walk has begun at stage st
     G = torch.zeros(R, seq, d, dtype=dt)
     by_layer: dict = {}
     for r, (kind, l, p, i, vec) in enumerate(reads):
@@ -103,25 +117,30 @@ def _walk(f: Frozen, reads: list):
     heads_out = f.heads_all or None
     blocks: list = [None] * L
 
+    def pad(x, n):  # rows past the prefix are zero
+        return x if n == R else torch.cat([x, x.new_zeros((R - n,) + x.shape[1:])])
+
     def latent_cols(out, post, acts, W_dec, errs):
+        n = post.shape[0]
         dec, mask = padded_writes(f, acts, W_dec)
-        if dec is not None:  # one batched product over positions: [p, R, d] @ [p, d, k]
-            c = torch.bmm(post.transpose(0, 1), dec.transpose(1, 2)).permute(1, 0, 2)  # [R, p, k]
-            out.append(c[:, mask])
+        if dec is not None:  # one batched product over positions: [p, n, d] @ [p, d, k]
+            c = torch.bmm(post.transpose(0, 1), dec.transpose(1, 2)).permute(1, 0, 2)  # [n, p, k]
+            out.append(pad(c[:, mask], n))
         else:
             for p in range(seq):
                 i = (acts[p] != 0).nonzero().flatten()
-                out.append(post[:, p] @ (W_dec[i] * acts[p, i][:, None]).T)
-        out.append((post * errs).sum(-1))
+                out.append(pad(post[:, p] @ (W_dec[i] * acts[p, i][:, None]).T, n))
+        out.append(pad((post * errs).sum(-1), n))
 
     for l in range(L - 1, -1, -1):
         mine = by_layer.get(l, [])
+        n = started(2 * l + 2)
         mlp_cols: list = []  # G here is the gradient at the residual after MLP l
         if g.mlp[l] == "transcoder":
-            latent_cols(mlp_cols, G, f.src[f"tc{l}"], m.autoencoders.transcoders[l].W_dec, f.src[f"tcerr{l}"])
+            latent_cols(mlp_cols, G[:n], f.src[f"tc{l}"], m.autoencoders.transcoders[l].W_dec, f.src[f"tcerr{l}"])
         else:
-            latent_cols(mlp_cols, G, f.src[f"neur{l}"], W.W_out[l], f.src[f"rest{l}"])
-        for kind in ("transcoder", "neuron"):  # reads of this layer's MLP nodes start at its input
+            latent_cols(mlp_cols, G[:n], f.src[f"neur{l}"], W.W_out[l], f.src[f"rest{l}"])
+        for kind in MLP_KINDS:  # reads of this layer's MLP nodes start at its input
             rs = [(r, p, i) for r, k, p, i, _ in mine if k == kind]
             if not rs:
                 continue
@@ -130,38 +149,58 @@ def _walk(f: Frozen, reads: list):
                 G[r_, p_] = _centre(m, m.autoencoders.transcoders[l].W_enc[:, i_].T) / f.s2[l][p_]
             else:
                 G[r_, p_] = ln_back(m, f"blocks.{l}.ln2", W.W_in[l][:, i_].T, f.s2[l][p_])
+        n = started(2 * l + 1)
+        Gn = G[:n]
         attn_cols: list = []  # G here is the gradient at the residual after attention l
         if g.attn[l] == "heads":
-            attn_cols.append(torch.einsum("Rqd,hqd->Rhq", G, f.src[f"head{l}"]).reshape(R, -1))
+            attn_cols.append(pad(torch.einsum("Rqd,hqd->Rhq", Gn, f.src[f"head{l}"]).reshape(n, H * seq), n))
         elif g.attn[l] == "sae":
-            latent_cols(attn_cols, G, f.src[f"sae{l}"], m.autoencoders.saes[l].W_dec, f.src[f"saeerr{l}"])
+            latent_cols(attn_cols, Gn, f.src[f"sae{l}"], m.autoencoders.saes[l].W_dec, f.src[f"saeerr{l}"])
         if f"iv{l}" in f.src:
-            attn_cols.append((G * f.src[f"iv{l}"]).sum(-1))
+            attn_cols.append(pad((Gn * f.src[f"iv{l}"]).sum(-1), n))
         blocks[l] = attn_cols + mlp_cols
-        if heads_out is not None and g.attn[l] == "ov":
-            head_c[:, l] = torch.einsum("Rqd,hqd->Rhq", G, heads_out[l])
-        # gradient with respect to each head's pattern-mixed values z[h, q] (d_head)
+        if heads_out is not None and g.attn[l] == "ov" and n:
+            head_c[:n, l] = torch.bmm(Gn.transpose(0, 1), heads_out[l].permute(1, 2, 0)).permute(1, 2, 0)
+        # gradient with respect to each head's pattern-mixed values z[q, h] (d_head), as big GEMMs
+        n = started(2 * l)
+        e = W.W_O.shape[2]
+        WO, WV = _cat_weights(f, l)
         if g.attn[l] == "ov":
-            t = torch.matmul(G[:, None], W.W_O[l].transpose(1, 2)[None])  # [R, H, q, e]
+            t = (G[:n].reshape(n * seq, d) @ WO).view(n, seq, H, e)
         else:  # heads or SAE latents are held fixed: the residual gradient stops here
-            t = torch.zeros(R, H, seq, W.W_O.shape[2], dtype=dt)
-        back_x = torch.zeros(R, seq, d, dtype=dt)  # gradient at LN1's output
+            t = torch.zeros(n, seq, H, e, dtype=dt)
+        back_x = torch.zeros(n, seq, d, dtype=dt)  # gradient at LN1's output
         for r, kind, p, i, vec in mine:
             if kind == "head":
-                t[r, i, p] = W.W_O[l, i] @ f.head_dir[l][i, p]
+                t[r, p, i] = W.W_O[l, i] @ f.head_dir[l][i, p]
             elif kind == "sae":
-                t[r, :, p] = torch.einsum("hed,d->he", W.W_O[l], m.autoencoders.saes[l].W_enc[:, i])
+                t[r, p] = torch.einsum("hed,d->he", W.W_O[l], m.autoencoders.saes[l].W_enc[:, i])
             elif kind == "q":
                 back_x[r, p] += W.W_Q[l, i] @ vec
             elif kind == "k":
                 back_x[r, p] += W.W_K[l, i] @ vec
-        t = torch.matmul(f.patterns[l].transpose(1, 2)[None], t)  # [R, H, k, e]
-        back_x = back_x + torch.matmul(t, W.W_V[l].transpose(1, 2)[None]).sum(1)
-        G = G + ln_back(m, f"blocks.{l}.ln1", back_x, f.s1[l])
+        if n and (g.attn[l] == "ov" or any(k in ("head", "sae") for _, k, _, _, _ in mine)):
+            tm = t.permute(2, 1, 0, 3).reshape(H, seq, n * e)  # [H, q, n·e]
+            tk = torch.bmm(f.patterns[l].transpose(1, 2), tm)  # [H, k, n·e]
+            tk = tk.view(H, seq, n, e).permute(2, 1, 0, 3).reshape(n * seq, H * e)
+            back_x = back_x + (tk @ WV).view(n, seq, d)
+        if n:
+            G[:n] += ln_back(m, f"blocks.{l}.ln1", back_x, f.s1[l])
     cols = [torch.stack([(G * f.emb).sum(-1), (G * f.pos).sum(-1)], 2).reshape(R, -1)]
     for l in range(L):
         cols += blocks[l]
     return torch.cat(cols, 1), head_c
+
+
+def _cat_weights(f: Frozen, l: int):
+    """Layer l's W_O as [d, H·d_head] and W_V as [H·d_head, d] (cached on the frozen model)."""
+    cache = f.__dict__.setdefault("_cat", {})
+    if l not in cache:
+        W = f.model.W
+        H, d, e = W.W_V.shape[1], W.W_V.shape[2], W.W_V.shape[3]
+        cache[l] = (W.W_O[l].permute(2, 0, 1).reshape(d, H * e).contiguous(),
+                    W.W_V[l].permute(0, 2, 1).reshape(H * e, d).contiguous())
+    return cache[l]
 
 
 def padded_writes(f: Frozen, acts: torch.Tensor, W_dec: torch.Tensor, budget_bytes: int = 512 << 20):
@@ -198,15 +237,19 @@ def edges(f: Frozen, reads: list, chunk: Optional[int] = None, heads_k: int = 3)
     """([n_reads, n_sources] edges in `nodes` order, and per read the `heads_k` largest head
     contributions as (values [n_reads, k], flat indices into [L, H, seq]))."""
     chunk = chunk or chunk_size(f)
+    L = f.model.shape.n_layers
+    order = sorted(range(len(reads)), key=lambda r: -_stage(reads[r], L))
     parts, hv, hi = [], [], []
     for s in range(0, len(reads), chunk):
-        E, h = _walk(f, reads[s:s + chunk])
+        E, h = _walk(f, [reads[r] for r in order[s:s + chunk]])
         parts.append(E)
         flat = h.flatten(1)
         top = flat.abs().topk(min(heads_k, flat.shape[1]), dim=1)
         hv.append(flat.gather(1, top.indices))
         hi.append(top.indices)
-    return torch.cat(parts), (torch.cat(hv), torch.cat(hi))
+    inv = torch.empty(len(reads), dtype=torch.long)
+    inv[torch.tensor(order, dtype=torch.long)] = torch.arange(len(reads))
+    return torch.cat(parts)[inv], (torch.cat(hv)[inv], torch.cat(hi)[inv])
 
 
 def read_values(f: Frozen, reads: list, out: dict, xs: list) -> torch.Tensor:
