@@ -216,6 +216,18 @@ def forward(f: Frozen, src: dict, heads: Optional[list] = None, fill_heads: bool
     return reads
 
 
+def truncate(f: Frozen, P: int) -> Frozen:
+    """The frozen model on the first P positions (attention is causal: reads at positions < P
+    depend on nothing later, so their edges are the full model's)."""
+    if P >= len(f.ids):
+        return f
+    src = {k: (v[:, :P] if k.startswith("head") else v[:P]) for k, v in f.src.items()}
+    return Frozen(f.model, f.ids[:P], f.g, f.emb[:P], f.pos[:P], [s[:P] for s in f.s1], [s[:P] for s in f.s2],
+                  f.sf[:P], [p[:, :P, :P] for p in f.patterns], src, {l: s[:P] for l, s in f.selected.items()},
+                  {l: v[:, :P] for l, v in f.head_dir.items()}, [h[:, :P] for h in f.heads_all],
+                  {l: v[:P] for l, v in f.real_attn.items()}, f.logits[:P] if f.logits is not None else None)
+
+
 def zero_sources(f: Frozen) -> dict:
     return {k: torch.zeros_like(v) for k, v in dict(f.src, emb=f.emb, pos=f.pos).items()}
 

@@ -233,23 +233,40 @@ def chunk_size(f: Frozen, budget_bytes: int = 256 << 20) -> int:
     return max(1, min(1024, budget_bytes // per_read))
 
 
-def edges(f: Frozen, reads: list, chunk: Optional[int] = None, heads_k: int = 3):
+def edges(f: Frozen, reads: list, chunk: Optional[int] = None, heads_k: int = 3, buckets: int = 8):
     """([n_reads, n_sources] edges in `nodes` order, and per read the `heads_k` largest head
-    contributions as (values [n_reads, k], flat indices into [L, H, seq]))."""
-    chunk = chunk or chunk_size(f)
-    L = f.model.shape.n_layers
-    order = sorted(range(len(reads)), key=lambda r: -_stage(reads[r], L))
-    parts, hv, hi = [], [], []
-    for s in range(0, len(reads), chunk):
-        E, h = _walk(f, [reads[r] for r in order[s:s + chunk]])
-        parts.append(E)
-        flat = h.flatten(1)
-        top = flat.abs().topk(min(heads_k, flat.shape[1]), dim=1)
-        hv.append(flat.gather(1, top.indices))
-        hi.append(top.indices)
-    inv = torch.empty(len(reads), dtype=torch.long)
-    inv[torch.tensor(order, dtype=torch.long)] = torch.arange(len(reads))
-    return torch.cat(parts)[inv], (torch.cat(hv)[inv], torch.cat(hi)[inv])
+    contributions as (values [n_reads, k], flat indices into [L, H, seq])).
+
+    Reads are split into `buckets` ranges of position; a read at position p only reaches
+    positions ≤ p, so each range is walked on the model truncated after its last position."""
+    from .granular import truncate
+
+    m = f.model
+    L, H, seq = m.shape.n_layers, m.shape.n_heads, len(f.ids)
+    pos = torch.tensor([n.position for n in nodes(f)])
+    E = torch.zeros(len(reads), len(pos), dtype=f.emb.dtype)
+    hv = torch.zeros(len(reads), heads_k, dtype=f.emb.dtype)
+    hi = torch.zeros(len(reads), heads_k, dtype=torch.long)
+    bounds = sorted({-(-seq * (k + 1) // min(buckets, seq)) for k in range(min(buckets, seq))})
+    lo = 0
+    for P in bounds:
+        mine = [r for r, x in enumerate(reads) if lo <= x[2] < P]
+        lo = P
+        if not mine:
+            continue
+        ft = truncate(f, P)
+        cols = (pos < P).nonzero().flatten()
+        size = chunk or chunk_size(ft)
+        order = sorted(mine, key=lambda r: -_stage(reads[r], L))
+        for s in range(0, len(order), size):
+            rows = torch.tensor(order[s:s + size])
+            Et, h = _walk(ft, [reads[r] for r in rows.tolist()])
+            E[rows[:, None], cols[None, :]] = Et
+            flat = torch.nn.functional.pad(h, (0, seq - P)).flatten(1)  # back to [L, H, seq]
+            top = flat.abs().topk(min(heads_k, flat.shape[1]), dim=1)
+            hv[rows, :top.indices.shape[1]] = flat.gather(1, top.indices)
+            hi[rows, :top.indices.shape[1]] = top.indices
+    return E, (hv, hi)
 
 
 def read_values(f: Frozen, reads: list, out: dict, xs: list) -> torch.Tensor:
