@@ -281,3 +281,21 @@ def test_ov_granular_walk_equals_the_autograd_checked_walk(model_mixed):
     assert torch.allclose(got, want, atol=1e-5)
     assert torch.allclose(hv, heads.flatten(1).gather(1, hi), atol=1e-5)
     assert torch.allclose(hv.abs(), heads.flatten(1).abs().topk(5, dim=1).values, atol=1e-5)
+
+
+def test_edges_do_not_depend_on_chunks_buckets_or_the_write_cache(model_mixed, monkeypatch):
+    """The memory-bounding choices (reads per walk, position ranges, cached padded writes or
+    position by position) give the same edges."""
+    from circuit_debugger.autoencoders import granular_edges as GE
+
+    m = model_mixed
+    ids = m.tokenize(PROMPT)
+    f = capture(m, ids, Granularity.parse(m, ["sae", "heads"], ["transcoder", "neurons"], 4))
+    reads = [n.read() for n in GE.nodes(f) if n.role == "internal"]
+    want, (hv, _) = GE.edges(f, reads)
+    got, (hv2, _) = GE.edges(f, reads, chunk=7, buckets=1)
+    assert torch.allclose(got, want, atol=1e-5) and torch.allclose(hv, hv2, atol=1e-5)
+    f2 = capture(m, ids, Granularity.parse(m, ["sae", "heads"], ["transcoder", "neurons"], 4))
+    monkeypatch.setattr(GE.padded_writes, "__defaults__", (0,))
+    got2, _ = GE.edges(f2, reads, buckets=3)
+    assert torch.allclose(got2, want, atol=1e-5)

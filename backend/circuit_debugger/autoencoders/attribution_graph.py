@@ -43,7 +43,8 @@ def build(model, ids: Sequence[int], target: int, distractor: Optional[int], pos
         internal = [internal_all[i] for i in chosen]
     else:
         internal = internal_all
-        E, (head_v, head_i) = edges_g(f, [n.read() for n in internal] + [target_read], heads_k=heads_per_node)
+        E, (head_v, head_i) = edges_g(f, [n.read() for n in internal] + [target_read], heads_k=heads_per_node,
+                                      node_list=ns)
     reads = [n.read() for n in internal] + [target_read]
     xs: list = []
     with torch.no_grad():

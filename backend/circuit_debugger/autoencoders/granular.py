@@ -221,11 +221,17 @@ def truncate(f: Frozen, P: int) -> Frozen:
     depend on nothing later, so their edges are the full model's)."""
     if P >= len(f.ids):
         return f
+    views = f.__dict__.setdefault("_trunc", {})
+    if P in views:
+        return views[P]
     src = {k: (v[:, :P] if k.startswith("head") else v[:P]) for k, v in f.src.items()}
-    return Frozen(f.model, f.ids[:P], f.g, f.emb[:P], f.pos[:P], [s[:P] for s in f.s1], [s[:P] for s in f.s2],
+    t = Frozen(f.model, f.ids[:P], f.g, f.emb[:P], f.pos[:P], [s[:P] for s in f.s1], [s[:P] for s in f.s2],
                   f.sf[:P], [p[:, :P, :P] for p in f.patterns], src, {l: s[:P] for l, s in f.selected.items()},
                   {l: v[:, :P] for l, v in f.head_dir.items()}, [h[:, :P] for h in f.heads_all],
                   {l: v[:P] for l, v in f.real_attn.items()}, f.logits[:P] if f.logits is not None else None)
+    t._root = f  # caches of derived tensors live on the full model (see granular_edges.padded_writes)
+    views[P] = t
+    return t
 
 
 def zero_sources(f: Frozen) -> dict:

@@ -120,9 +120,10 @@ def _walk(f: Frozen, reads: list):
     def pad(x, n):  # rows past the prefix are zero
         return x if n == R else torch.cat([x, x.new_zeros((R - n,) + x.shape[1:])])
 
-    def latent_cols(out, post, acts, W_dec, errs):
+    def latent_cols(out, post, name, W_dec, errs):
         n = post.shape[0]
-        dec, mask = padded_writes(f, acts, W_dec)
+        acts = f.src[name]
+        dec, mask = padded_writes(f, name, W_dec)
         if dec is not None:  # one batched product over positions: [p, n, d] @ [p, d, k]
             c = torch.bmm(post.transpose(0, 1), dec.transpose(1, 2)).permute(1, 0, 2)  # [n, p, k]
             out.append(pad(c[:, mask], n))
@@ -137,9 +138,9 @@ def _walk(f: Frozen, reads: list):
         n = started(2 * l + 2)
         mlp_cols: list = []  # G here is the gradient at the residual after MLP l
         if g.mlp[l] == "transcoder":
-            latent_cols(mlp_cols, G[:n], f.src[f"tc{l}"], m.autoencoders.transcoders[l].W_dec, f.src[f"tcerr{l}"])
+            latent_cols(mlp_cols, G[:n], f"tc{l}", m.autoencoders.transcoders[l].W_dec, f.src[f"tcerr{l}"])
         else:
-            latent_cols(mlp_cols, G[:n], f.src[f"neur{l}"], W.W_out[l], f.src[f"rest{l}"])
+            latent_cols(mlp_cols, G[:n], f"neur{l}", W.W_out[l], f.src[f"rest{l}"])
         for kind in MLP_KINDS:  # reads of this layer's MLP nodes start at its input
             rs = [(r, p, i) for r, k, p, i, _ in mine if k == kind]
             if not rs:
@@ -155,7 +156,7 @@ def _walk(f: Frozen, reads: list):
         if g.attn[l] == "heads":
             attn_cols.append(pad(torch.einsum("Rqd,hqd->Rhq", Gn, f.src[f"head{l}"]).reshape(n, H * seq), n))
         elif g.attn[l] == "sae":
-            latent_cols(attn_cols, Gn, f.src[f"sae{l}"], m.autoencoders.saes[l].W_dec, f.src[f"saeerr{l}"])
+            latent_cols(attn_cols, Gn, f"sae{l}", m.autoencoders.saes[l].W_dec, f.src[f"saeerr{l}"])
         if f"iv{l}" in f.src:
             attn_cols.append(pad((Gn * f.src[f"iv{l}"]).sum(-1), n))
         blocks[l] = attn_cols + mlp_cols
@@ -203,26 +204,28 @@ def _cat_weights(f: Frozen, l: int):
     return cache[l]
 
 
-def padded_writes(f: Frozen, acts: torch.Tensor, W_dec: torch.Tensor, budget_bytes: int = 512 << 20):
-    """Each position's active units' writes (decoder row × activation), padded to the largest
-    count: ([seq, k, d], mask [seq, k]) in `nodes` order (row-major), cached on the frozen
-    model; (None, None) when the cache would pass `budget_bytes` in all (then per position)."""
-    key = id(acts)
-    cache = f.__dict__.setdefault("_writes", {})
-    if key in cache:
-        return cache[key]
-    counts = (acts != 0).sum(-1)
-    k = int(counts.max()) if counts.numel() else 0
-    used = sum(v[0].numel() * 4 for v in cache.values() if v[0] is not None)
-    size = acts.shape[0] * k * W_dec.shape[1] * 4
-    if k == 0 or used + size > budget_bytes:
-        cache[key] = (None, None)
-        return cache[key]
-    order = torch.argsort((acts == 0).to(torch.int8), dim=-1, stable=True)[:, :k]  # active first, by index
-    mask = torch.arange(k)[None] < counts[:, None]
-    a = acts.gather(1, order) * mask
-    cache[key] = (W_dec[order] * a[..., None], mask)
-    return cache[key]
+def padded_writes(f: Frozen, name: str, W_dec: torch.Tensor, budget_bytes: int = 512 << 20):
+    """Each position's active units' writes (decoder row × activation) of source `name`, padded
+    to the largest count: ([seq, k, d], mask [seq, k]) in `nodes` order (row-major). Cached on
+    the untruncated frozen model (a truncated one takes the first rows); (None, None) when the
+    cache would pass `budget_bytes` in all (then the caller goes position by position)."""
+    root = f.__dict__.get("_root", f)
+    cache = root.__dict__.setdefault("_writes", {})
+    if name not in cache:
+        acts = root.src[name]
+        counts = (acts != 0).sum(-1)
+        k = int(counts.max()) if counts.numel() else 0
+        used = sum(v[0].numel() * v[0].element_size() for v in cache.values() if v[0] is not None)
+        if k == 0 or used + acts.shape[0] * k * W_dec.shape[1] * W_dec.element_size() > budget_bytes:
+            cache[name] = (None, None)
+        else:
+            order = torch.argsort((acts == 0).to(torch.int8), dim=-1, stable=True)[:, :k]  # active first, by index
+            mask = torch.arange(k)[None] < counts[:, None]
+            a = acts.gather(1, order) * mask
+            cache[name] = (W_dec[order] * a[..., None], mask)
+    dec, mask = cache[name]
+    P = len(f.ids)
+    return (None, None) if dec is None else (dec[:P], mask[:P])
 
 
 def chunk_size(f: Frozen, budget_bytes: int = 256 << 20) -> int:
@@ -233,7 +236,8 @@ def chunk_size(f: Frozen, budget_bytes: int = 256 << 20) -> int:
     return max(1, min(1024, budget_bytes // per_read))
 
 
-def edges(f: Frozen, reads: list, chunk: Optional[int] = None, heads_k: int = 3, buckets: int = 8):
+def edges(f: Frozen, reads: list, chunk: Optional[int] = None, heads_k: int = 3, buckets: int = 8,
+          node_list: Optional[list] = None):
     """([n_reads, n_sources] edges in `nodes` order, and per read the `heads_k` largest head
     contributions as (values [n_reads, k], flat indices into [L, H, seq])).
 
@@ -243,7 +247,7 @@ def edges(f: Frozen, reads: list, chunk: Optional[int] = None, heads_k: int = 3,
 
     m = f.model
     L, H, seq = m.shape.n_layers, m.shape.n_heads, len(f.ids)
-    pos = torch.tensor([n.position for n in nodes(f)])
+    pos = torch.tensor([n.position for n in (node_list or nodes(f))])
     E = torch.zeros(len(reads), len(pos), dtype=f.emb.dtype)
     hv = torch.zeros(len(reads), heads_k, dtype=f.emb.dtype)
     hi = torch.zeros(len(reads), heads_k, dtype=torch.long)

@@ -22,7 +22,7 @@ def select_rows(f, ns: list, internal: list, target_read, max_nodes: int, heads_
     the target's last, head values, head indices)."""
     index = {n.id: j for j, n in enumerate(ns)}
     int_cols = torch.tensor([index[n.id] for n in internal], dtype=torch.long)
-    E_t, (hv_t, hi_t) = edges(f, [target_read], heads_k=heads_k)
+    E_t, (hv_t, hi_t) = edges(f, [target_read], heads_k=heads_k, node_list=ns)
     rows, hvs, his = [], [], []
     A_rows = [normalise(E_t)]
     chosen: list = []
@@ -43,7 +43,7 @@ def select_rows(f, ns: list, internal: list, target_read, max_nodes: int, heads_
         new = [i for s, i in zip(top.values.tolist(), top.indices.tolist()) if s > 0]
         if not new:
             break
-        E, (hv, hi) = edges(f, [internal[i].read() for i in new], heads_k=heads_k)
+        E, (hv, hi) = edges(f, [internal[i].read() for i in new], heads_k=heads_k, node_list=ns)
         rows.append(E)
         hvs.append(hv)
         his.append(hi)

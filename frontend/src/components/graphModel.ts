@@ -32,8 +32,8 @@ export function strongestPaths(edges: GEdge[], id: string, maxSteps = 64): Set<s
   return out;
 }
 
-/** Keyboard: ArrowUp → the strongest output's target, ArrowDown → the strongest input's source;
- * ArrowLeft/Right → the next / previous among the current node's inputs' sources. */
+/** Keyboard: ArrowUp → the strongest output's target, ArrowDown → the strongest input's source
+ * (`rank` picks the next strongest instead). */
 export function step(edges: GEdge[], id: string, key: string, rank = 0): string | null {
   if (key === "ArrowUp") return outgoing(edges, id)[rank]?.target ?? null;
   if (key === "ArrowDown") return incoming(edges, id)[rank]?.source ?? null;
