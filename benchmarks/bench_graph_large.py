@@ -89,7 +89,7 @@ def child(model_dir: str, tc_dir: str, tokens: int, max_nodes: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokens", default="64,512")
-    ap.add_argument("--max-nodes", type=int, default=4096)
+    ap.add_argument("--max-nodes", type=int, default=1024)
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:

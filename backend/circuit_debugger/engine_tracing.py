@@ -15,7 +15,7 @@ class TracingMixin:
     def graph(self, model: str, prompt: str, target: str, distractor: Optional[str] = None,
               position: Optional[int] = None, node_threshold: float = 0.8, edge_threshold: float = 0.98,
               max_latents: int = 500, pruning: str = "circuit-tracer", attn=None, mlp=None,
-              neurons_per_position: int = 8, qk_per_head: int = 8, interventions=(), max_nodes: int = 4096) -> dict:
+              neurons_per_position: int = 8, qk_per_head: int = 8, interventions=(), max_nodes: int = 1024) -> dict:
         """An attribution graph for "why A and not B" at the chosen granularity (see
         autoencoders/attribution_graph.py); only the pruned graph is returned."""
         from .autoencoders.attribution_graph import build

@@ -29,7 +29,7 @@ from .selection import select_rows
 def build(model, ids: Sequence[int], target: int, distractor: Optional[int], position: int, *,
           node_threshold: float = 0.8, edge_threshold: float = 0.98, max_latents: int = 500,
           heads_per_node: int = 3, granularity: Optional[Granularity] = None, pruning: str = "circuit-tracer",
-          qk_per_head: int = 8, interventions: Sequence = (), max_nodes: int = 4096) -> dict:
+          qk_per_head: int = 8, interventions: Sequence = (), max_nodes: int = 1024) -> dict:
     """The pruned graph (see `granular.py` for the nodes, `pruning.py` for the pruning)."""
     t0 = time.perf_counter()
     g = granularity or Granularity.parse(model)

@@ -26,7 +26,7 @@ class GraphRequest(S.GraphRequest):
     qk_per_head: Annotated[int, Field(ge=0, le=1000)] = 8
     interventions: list[S.InterventionIn] = Field(default_factory=list, max_length=64)
     max_nodes: Annotated[int, Field(ge=1, le=100_000)] = Field(
-        4096, description="internal nodes given rows; beyond it the most influential are chosen (long prompts)")
+        1024, description="internal nodes given rows; beyond it the most influential are chosen (long prompts)")
 
 
 class GraphNode(S.GraphNode):
