@@ -299,3 +299,26 @@ def test_edges_do_not_depend_on_chunks_buckets_or_the_write_cache(model_mixed, m
     monkeypatch.setattr(GE.padded_writes, "__defaults__", (0,))
     got2, _ = GE.edges(f2, reads, buckets=3)
     assert torch.allclose(got2, want, atol=1e-5)
+
+
+def test_selection_in_small_batches(model_mixed):
+    """Several rounds of choosing: each chosen row is the node's full row, chosen by influence."""
+    from circuit_debugger.autoencoders import granular_edges as GE
+    from circuit_debugger.autoencoders.graph import logit_direction
+    from circuit_debugger.autoencoders.selection import select_rows
+
+    m = model_mixed
+    ids = m.tokenize(PROMPT)
+    f = capture(m, ids, Granularity.parse(m, "ov", "transcoder"))
+    ns = GE.nodes(f)
+    internal = [n for n in ns if n.role == "internal"]
+    u, _ = logit_direction(m, m.codec.output_token(" Mary"), m.codec.output_token(" John"))
+    target = ("target", None, len(ids) - 1, None, u)
+    chosen, rows, _, _ = select_rows(f, ns, internal, target, 20, 3, batch=5)
+    assert len(chosen) == 20 and len(set(chosen)) == 20 and rows.shape[0] == 21
+    want, _ = GE.edges(f, [internal[i].read() for i in chosen] + [target])
+    assert torch.allclose(rows, want, atol=1e-6)
+    direct = want[-1].abs()  # the first round takes the nodes with the largest direct edges into the target
+    idx = {n.id: j for j, n in enumerate(ns)}
+    first = [idx[internal[i].id] for i in chosen[:5]]
+    assert set(first) == set(torch.tensor([idx[n.id] for n in internal])[direct[[idx[n.id] for n in internal]].topk(5).indices].tolist())

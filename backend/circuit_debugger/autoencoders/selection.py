@@ -23,7 +23,7 @@ def _influence(first: torch.Tensor, rows: torch.Tensor, sums: torch.Tensor, at: 
     infl = first.clone()
     v = first
     for _ in range(rows.shape[0] + 1):  # a DAG: the walk dies out within its depth
-        w = v[at] / sums
+        w = v[at] / sums.flatten()
         nxt = torch.zeros_like(first)
         for s in range(0, rows.shape[0], block):
             nxt += w[s:s + block] @ rows[s:s + block].abs()
