@@ -16,7 +16,7 @@ import torch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-import circuit_debugger.engine as engine_module
+import circuit_debugger.execution as engine_module  # where every run compiles its hooks
 from circuit_debugger.engine import Debugger
 from circuit_debugger.server.app import Settings, create_app
 from circuit_debugger.server.capacity import Capacity

@@ -18,14 +18,13 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from .autoencoders.splice import SpliceChoice, latent_key
-from .interventions import Intervention, build_hooks
-from .linear import layers_before, ln_bias_term, residual_direction
+from .execution import LEAVES, PRE_EDIT, RunRequest, capture_hooks, execute  # noqa: F401 (re-exported)
+from .interventions import Intervention
+from .linear import layers_before, ln_bias_term, post_norm_hooks, residual_direction, write_direction
 from .model import DebugModel
-from .nodes import EMBED_HOOK, POS_EMBED_HOOK, ATTN, EMB, HEAD, MLP, NEURON, POS, SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, NodeId, \
-    activation_hook, ln_scale_hook, pattern_hook, value_hook
+from .nodes import EMBED_HOOK, POS_EMBED_HOOK, ATTN, EMB, HEAD, MLP, NEURON, POS, RESID, SAE, SAE_ERR, TRANSCODER, \
+    TRANSCODER_ERR, NodeId, activation_hook, ln_scale_hook, pattern_hook, value_hook
 from .targets import Readout, Target
-
-LEAVES = (EMBED_HOOK, POS_EMBED_HOOK)
 
 
 @dataclass
@@ -40,7 +39,7 @@ class Group:
 
 def groups(model: DebugModel, choice: SpliceChoice) -> list[Group]:
     W, L = model.W, model.shape.n_layers
-    out = [Group(EMB, None, EMBED_HOOK), Group(POS, None, POS_EMBED_HOOK)]
+    out = [Group(EMB, None, EMBED_HOOK)] + ([Group(POS, None, POS_EMBED_HOOK)] if model.shape.has_pos else [])
     aes = model.autoencoders
     for l in range(L):
         if l in choice.saes:
@@ -65,7 +64,7 @@ def capture_names(model: DebugModel, target: Target) -> list[str]:
         names += [activation_hook(NodeId(HEAD, l), L), value_hook(l), pattern_hook(l),
                   activation_hook(NodeId(NEURON, l), L), activation_hook(NodeId(ATTN, l), L),
                   activation_hook(NodeId(MLP, l), L)]
-    names += [ln_scale_hook(ln) for ln in model.W.ln]
+    names += [ln_scale_hook(ln) for ln in model.W.ln] + post_norm_hooks(model)
     names += sorted(target.hooks)
     seen, out = set(), []
     for n in names:
@@ -75,37 +74,18 @@ def capture_names(model: DebugModel, target: Target) -> list[str]:
     return out
 
 
-def capture_hooks(names: Sequence[str], store: dict, grad: bool) -> list[tuple[str, Callable]]:
-    """Hooks that record each tensor under the name it was registered with (hook.name differs)."""
-
-    def make(name):
-        def fn(x, hook=None):
-            if grad and name in LEAVES:
-                x = x.detach().requires_grad_(True)
-            store[name] = x
-            return x
-        return fn
-
-    return [(n, make(n)) for n in names]
-
-
 @dataclass
 class Forward:
     acts: dict
     logits: torch.Tensor
     value: torch.Tensor  # scalar
+    edited: list = field(default_factory=list)  # hooks of sublayer / residual edits (pre-edit values in acts)
 
 
 def run_captured(model: DebugModel, ids: Sequence[int], target: Target, interventions: Sequence[Intervention],
                  source: dict, grad: bool, choice: SpliceChoice = SpliceChoice()) -> Forward:
-    store: dict = {}
-    # interventions and splices first, captures after: a capture sees the value the rest of
-    # the model sees (splices store their own latents and errors)
-    hooks = build_hooks(interventions, model.shape.n_layers, source, autoencoders=model.autoencoders,
-                        splice=choice, store=store, grad=grad)
-    hooks += capture_hooks(capture_names(model, target), store, grad)
-    logits = model.run(model.tokens_tensor(ids), hooks, grad=grad)
-    return Forward(store, logits, target.value(store, logits)[0])
+    cap = execute(model, ids, RunRequest(interventions, source, capture_names(model, target), grad=grad, splice=choice))
+    return Forward(cap.acts, cap.logits, target.value(cap.acts, cap.logits)[0], cap.edited)
 
 
 @dataclass
@@ -137,8 +117,8 @@ def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Met
     L = model.shape.n_layers
     P = ro.positions
     G = residual_direction(model, ro, acts).float()  # [P, d]
-    g_sum = G.sum(0)
     n_attn, n_mlp = layers_before(ro)
+    arch = model.arch
     present = [g for g in gs if g.key in acts]
     grads = torch.autograd.grad(fw.value, [acts[g.key] for g in present] +
                                 [acts[activation_hook(NodeId(k, l), L)] for k in (ATTN, MLP) for l in range(L)],
@@ -152,24 +132,26 @@ def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Met
         if ro.stage == "attn_out":  # a read of one attention sublayer's output: only its writers count
             before = g.sublayer == "attn" and g.layer == ro.layer
         direct = torch.zeros(a.shape[:-1] if W is None or g.kind == HEAD else a.shape, dtype=a.dtype)
+        Gw = write_direction(model, g.sublayer, g.layer, G, acts, P).float() if g.kind in (HEAD, NEURON) else G
         if g.kind == HEAD:
             total = (a * gr).sum(-1)
             if before:
-                WG = torch.einsum("hed,pd->phe", W, G)
+                WG = torch.einsum("hed,pd->phe", W, Gw)
                 direct[P] = (a[P] * WG).sum(-1)
-                v = acts[value_hook(g.layer)][0].detach().float()
+                # a key/value head shared by several query heads (GQA/MQA) serves each of them
+                v = acts[value_hook(g.layer)][0].detach().float().repeat_interleave(arch.group_size, dim=1)
                 pat = acts[pattern_hook(g.layer)][0][:, P].detach().float()  # [head, P, seq_k]
                 m.head_sources[g.layer] = (pat.transpose(0, 1) * torch.einsum("khe,phe->phk", v, WG)).sum(0)
         elif W is not None:
             total = a * gr
             if before:
-                direct[P] = a[P] * (G @ W.T)
+                direct[P] = a[P] * (Gw @ W.T)
         else:
             total = (a * gr).sum(-1)
             if before:
-                direct[P] = (a[P] * G).sum(-1)
+                direct[P] = (a[P] * Gw).sum(-1)
         if before and g.bias is not None:
-            m.bias[f"L{g.layer}.{g.sublayer.upper()}.bias"] = float(g.bias.float() @ g_sum)
+            m.bias[f"L{g.layer}.{g.sublayer.upper()}.bias"] = float((Gw @ g.bias.float()).sum())
         m.act.append(_unit_act(g, a))
         m.direct.append(direct)
         m.total.append(total)
@@ -185,10 +167,31 @@ def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Met
             d[P] = (out[P] * G).sum(-1)
         m.sub_direct[(k, l)] = d
         m.sub_act[(k, l)] = out.norm(dim=-1)
+    # a spliced autoencoder reads the sublayer's output after the edit: its latents + error already are the edit
+    spliced = {(ATTN if g.sublayer == "attn" else MLP, g.layer) for g in present
+               if g.kind in (SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR)}
+    for hook in fw.edited:  # a sublayer / residual edit: what it changed, read through the same direction
+        kind, layer = _edit_site(hook, L)
+        if (kind, layer) in spliced:
+            continue
+        before = (layer < n_attn if kind == ATTN else layer < n_mlp if kind == MLP else layer <= ro.layer) \
+            and ro.stage != "attn_out"
+        if before:
+            delta = (acts[hook][0, P] - acts[PRE_EDIT + hook][0, P]).detach().float()
+            m.bias[f"{NodeId(kind, layer)}.intervention"] = float((delta * G).sum())
     if ro.stage != "attn_out":
         m.bias[f"{ro.ln}.bias"] = ln_bias_term(model, ro)
     m.bias["readout.bias"] = float(ro.const)
     return m
+
+
+def _edit_site(hook: str, n_layers: int) -> tuple[str, int]:
+    for kind in (ATTN, MLP, RESID):
+        for l in range(n_layers + 1):
+            if l <= n_layers - 1 or kind == RESID:
+                if activation_hook(NodeId(kind, l), n_layers) == hook:
+                    return kind, l
+    raise ValueError(hook)
 
 
 def atomic_sum(m: Metrics) -> float:
@@ -265,11 +268,9 @@ def exact_ablation(model: DebugModel, ids: Sequence[int], target: Target, interv
         ablations = [Intervention(n.component, "zero", None if n.position is None else (n.position,)) for n in part]
         all_iv = list(interventions) + ablations
         batch_of = [None] * len(interventions) + list(range(len(part)))
-        store: dict = {}
-        hooks = build_hooks(all_iv, model.shape.n_layers, source, batch_of, autoencoders=model.autoencoders,
-                            splice=choice)
-        hooks += capture_hooks(sorted(target.hooks), store, grad=False)
-        logits = model.run(model.tokens_tensor(ids, batch=len(part)), hooks)
+        cap = execute(model, ids, RunRequest(all_iv, source, sorted(target.hooks), splice=choice, batch_of=batch_of,
+                                             batch=len(part)))
+        store, logits = cap.acts, cap.logits
         vals = target.value(store, logits)
         out += [clean_value - float(v) for v in vals]
     return out

@@ -23,12 +23,10 @@ from typing import Optional, Sequence
 
 import torch
 
-from types import SimpleNamespace
 
-from .attribution import capture_hooks
-from .autoencoders.splice import SpliceChoice, latent_key, splice_hooks
+from .execution import RunRequest, execute
+from .autoencoders.splice import SpliceChoice, latent_key
 from .errors import UserError
-from .interventions import build_hooks
 from .model import DebugModel
 from .nodes import HEAD, NEURON, SAE, TRANSCODER, NodeId, activation_hook, parse_node
 
@@ -103,9 +101,8 @@ class Evaluator:
         self.groups = []
         for batch in batches(m, ps, counterfactuals=use_cf):
             n = len(batch.rows)
-            store: dict = {}
-            m.run(batch.refs, build_hooks([], L, autoencoders=aes, splice=self.splice, store=store)
-                  + capture_hooks(list(self.hooks.values()), store, grad=False))
+            store = execute(m, None, RunRequest(capture=list(self.hooks.values()), splice=self.splice,
+                                                tokens=batch.refs)).acts
             names = list(self.hooks.values()) + list(self.latents.values())
             store = {h: store[h].detach() for h in names}
             if ablation == "zero":
@@ -162,16 +159,11 @@ class Evaluator:
                     chunk = todo[start:start + per]
                     masks = [self._mask(g, mode, members) for mode, members in chunk]
                     keep = {key: torch.cat([mk[key] for mk in masks]) for key in masks[0]}
-                    hooks = [(name, self._hook(keep[key], g["values"][name], len(chunk)))
-                             for key, name in self.hooks.items()]
-                    if self.splice:  # latents: one pseudo-intervention per spliced layer applies the mask
-                        by_key = {name: self._hook(keep[key], g["values"][name], len(chunk))
-                                  for key, name in self.latents.items()}
-                        ivs = [(SimpleNamespace(node=NodeId(k, l)), None) for k, l in self.latents]
-                        hooks += splice_hooks(self.m.autoencoders, self.splice, ivs,
-                                              lambda x, iv, b, key: by_key[key](x), None, False)
-                    with torch.no_grad():
-                        logits = self.m.run(g["ids"].repeat(len(chunk), 1), hooks)
+                    # heads/neurons masked at their hook points, latents inside the splice
+                    edits = {name: self._hook(keep[key], g["values"][name], len(chunk))
+                             for key, name in list(self.hooks.items()) + list(self.latents.items())}
+                    logits = execute(self.m, None, RunRequest(splice=self.splice, edits=edits,
+                                                              tokens=g["ids"].repeat(len(chunk), 1))).logits
                     self.forwards += 1
                     vals = self._metric(g, logits, len(chunk)).double().cpu()
                     totals[start:start + len(chunk)] += vals.sum(1)

@@ -10,9 +10,10 @@ import time
 
 import torch
 
-from .attribution import LEAVES, capture_hooks
+from .execution import LEAVES, RunRequest, execute
+from .linear import centre, post_norm_hooks
 from .model import DebugModel
-from .nodes import HEAD, NEURON, NodeId, activation_hook, ln_scale_hook
+from .nodes import HEAD, NEURON, NodeId, activation_hook, ln_out_hook, ln_scale_hook
 from .promptsets import PromptSet, batches, logit_diff
 
 
@@ -30,30 +31,39 @@ def per_prompt(m: DebugModel, ps: PromptSet) -> dict:
     posts = [activation_hook(NodeId(NEURON, l), L) for l in range(L)]
     scale = ln_scale_hook("ln_final")
     # the embeddings are made leaves that require grad, so the graph reaches every activation
-    names = list(LEAVES) + zs + posts + ([scale] if scale in m.hook_points else [])
+    # soft-capped logits (Gemma-2) are not linear in the residual: decompose the pre-cap difference
+    pre_cap = ln_out_hook("ln_final") if m.arch.final_softcap else None
+    names = list(LEAVES) + zs + posts + [scale] + post_norm_hooks(m) + ([pre_cap] if pre_cap else [])
     W = m.W
     for batch in batches(m, ps):
         rows, ids, t, d = torch.tensor(batch.rows), batch.ids, batch.t, batch.d
-        store: dict = {}
         with m.lock:
-            logits = m.run(ids, capture_hooks(names, store, grad=True), grad=True)
-            last = logits[:, -1]
+            cap = execute(m, None, RunRequest(capture=names, grad=True, tokens=ids))
+            store, logits = cap.acts, cap.logits
+            last = logits[:, -1] if pre_cap is None else store[pre_cap][:, -1] @ W.W_U + W.b_U
             value = logit_diff(last, t, d)
             grads = torch.autograd.grad(value.sum(), [store[n] for n in zs + posts])
         # the readout direction per prompt, through the frozen final LN: G [n, d_model]
         U = W.W_U[:, t].T - torch.where((d >= 0)[:, None], W.W_U[:, d.clamp(min=0)].T, W.W_U.mean(-1)[None])
         if "ln_final" in W.ln:
             U = U * W.ln["ln_final"][0] / store[scale][:, -1].detach().reshape(-1, 1)
-            U = U - U.mean(-1, keepdim=True) if m.norm == "LN" else U
+            U = centre(m, U)
         metric[rows] = value.detach().double().cpu()
         cols_d, cols_t = [], []
+
+        def through_post(l: int, which: str) -> torch.Tensor:  # a post-norm (Gemma-2/3, OLMo-2), scale frozen
+            name = f"blocks.{l}.{which}"
+            if name not in W.norms:
+                return U
+            return U * W.norms[name] / store[ln_scale_hook(name)][:, -1].detach().reshape(-1, 1)
+
         for l in range(L):
             z, g = store[zs[l]].detach(), grads[l]
-            cols_d.append(torch.einsum("bhe,hed,bd->bh", z[:, -1], W.W_O[l], U))
+            cols_d.append(torch.einsum("bhe,hed,bd->bh", z[:, -1], W.W_O[l], through_post(l, "ln1_post")))
             cols_t.append((z * g).sum(-1))  # [n, T, H]
         for l in range(L):
             a, g = store[posts[l]].detach(), grads[L + l]
-            cols_d.append(a[:, -1] * (W.W_out[l] @ U.T).T)
+            cols_d.append(a[:, -1] * (W.W_out[l] @ through_post(l, "ln2_post").T).T)
             cols_t.append(a * g)  # [n, T, D]
         tp = torch.cat(cols_t, -1).double().cpu()  # [n, T, N]
         direct[rows] = torch.cat(cols_d, -1).double().cpu()

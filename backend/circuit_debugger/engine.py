@@ -27,9 +27,10 @@ from .engine_explaining import ExplainingMixin
 from .engine_inspection import InspectionMixin
 from .engine_tracing import TracingMixin
 from .ground_truth import ground_truth
-from .interventions import Intervention, build_hooks, check, needed_sources
+from .execution import RunRequest, execute
+from .interventions import Intervention, check, needed_sources
 from .autoencoders.splice import SpliceChoice
-from .linear import residual_direction
+from .linear import mlp_read, post_norm_hooks, residual_direction
 from .model import DebugModel
 from .nodes import EMBED_HOOK, POS_EMBED_HOOK, ATTN, AUTOENCODER_KINDS, HEAD, LATENT_KINDS, MLP, NEURON, RESID, TRANSCODER, TRANSCODER_ERR, \
     NodeId, activation_hook, ln_scale_hook, parse_node, pattern_hook, validate
@@ -89,13 +90,12 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
         names = [EMBED_HOOK, POS_EMBED_HOOK] + [activation_hook(NodeId(RESID, l), L) for l in range(L + 1)]
         for l in range(L):
             names += [activation_hook(NodeId(k, l), L) for k in (HEAD, NEURON, ATTN, MLP)] + [pattern_hook(l)]
-        names = [n for n in names if n in m.hook_points]
-        store: dict = {}
+        names += post_norm_hooks(m)  # what unit writes pass through (logit lens of a head / neuron)
         aes = m.autoencoders
         every = SpliceChoice(tuple(sorted(aes.transcoders)), tuple(sorted(aes.saes)))
-        hooks = build_hooks([], L, autoencoders=aes, splice=every, store=store)
-        logits = m.run(m.tokens_tensor(ids), hooks + A.capture_hooks(names, store, grad=False))
-        store["logits"] = logits
+        cap = execute(m, ids, RunRequest(capture=names, splice=every))
+        store = cap.acts
+        store["logits"] = cap.logits
         return self._clean.put(key, store)
 
     def mean_activations(self, m: DebugModel, prompts: Sequence[str]) -> dict:
@@ -195,7 +195,9 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
             if node.kind != NEURON:
                 raise UserError(f"trace target 'neuron' needs a neuron node (L{{l}}.N{{i}}), got {node}")
             pos = check_position(spec.get("position", node.position), seq)
-            return lambda: NeuronPre(m, node.component, pos)
+            which = spec.get("input") or "gate"
+            NeuronPre(m, node.component, pos, which)  # validates `input` now (a 422, not a cached failure)
+            return lambda: NeuronPre(m, node.component, pos, which)
         if kind == "attention":
             node = check_head(m, spec.get("node", ""), seq)
             q = check_position(spec.get("query"), seq, "query")
@@ -226,7 +228,11 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
                 raise UserError(f"direction_node {node}: only MLP neurons (L{{l}}.N{{i}}) are supported")
             if node.layer < head.layer:
                 raise UserError(f"direction_node {node} is in an earlier layer than head {head}; it cannot read its output")
-            ro = Readout(node.layer, "mid", f"blocks.{node.layer}.ln2", [pos], m.W.W_in[node.layer][:, node.index][None], 0.0)
+            if node.layer == head.layer and m.arch.block == "parallel":
+                raise UserError(f"direction_node {node} is in the same layer as head {head}; in this model's parallel "
+                                "blocks the MLP reads the layer's input, not its heads' output")
+            stage, ln = mlp_read(m, node.layer)
+            ro = Readout(node.layer, stage, ln, [pos], m.W.W_pre[node.layer][:, node.index][None], 0.0)
             hooks = {ln_scale_hook(ro.ln)} if ro.ln in m.W.ln else set()
             return (lambda acts: residual_direction(m, ro, acts)[0]), f"input of {node}", hooks
         vec = spec.get("direction_vector")
@@ -272,7 +278,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
             "top_predictions": self._top(m, core["logits"], core["target"].position),
             "sum_check": core["sum_check"], "bias_terms": core["bias"],
             "interventions": [str(i) for i in ivs], "granularity": granularity, "nodes": nodes,
-            "mlp_basis": mlp_basis, "attn_basis": attn_basis,
+            "mlp_basis": mlp_basis, "attn_basis": attn_basis, "decomposed": core["target"].decomposed,
             "n_nodes_total": int(core["table"].stacked(2).numel()),
         }
         if ivs:
@@ -354,8 +360,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
         src = self._sources(m, ids, ivs, counterfactual_prompt, reference_prompts)
         base = self.clean_pass(m, ids)["logits"]
         choice = self._choice(m, ivs, "neurons", "heads")
-        new = m.run(m.tokens_tensor(ids), build_hooks(ivs, m.shape.n_layers, src, autoencoders=m.autoencoders,
-                                                      splice=choice))
+        new = execute(m, ids, RunRequest(ivs, src, splice=choice)).logits
         _require_finite(new)
         out = {"model": m.name, "tokens": m.codec.token_strs(ids), "position": pos,
                "interventions": [str(i) for i in ivs],

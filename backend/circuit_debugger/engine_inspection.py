@@ -72,7 +72,9 @@ class InspectionMixin:
             raise UserError("logit lens of L{l}.RESID is not a node write; use a head, neuron, sublayer or embedding")
         if n.kind == NEURON and prompt is None:
             validate(n, m.shape)
-            vec, where = m.W.W_out[n.layer, n.index], "weights (W_out row)"
+            from .linear import post_norm
+
+            vec, where = post_norm(m, "mlp", n.layer, m.W.W_out[n.layer, n.index][None], None, [0])[0], "weights (W_out row)"
         else:
             if prompt is None:
                 raise UserError(f"logit lens of {n} needs a prompt (its write depends on the input)")
@@ -82,8 +84,9 @@ class InspectionMixin:
             vec = write_vector(m, n.component, self.clean_pass(m, ids), pos)
             where = f"write at position {pos}"
         if "ln_final" in m.W.ln:
-            vec = vec - vec.mean() if m.norm == "LN" else vec
-            vec = vec * m.W.ln["ln_final"][0]
+            from .linear import centre
+
+            vec = centre(m, vec) * m.W.ln["ln_final"][0]
         logits = vec @ m.W.W_U
         top, bot = logits.topk(k), (-logits).topk(k)
         fmt = lambda vals, idx, sign: [{"token": m.codec.output_str(int(i)), "id": int(i), "value": sign * float(v)}

@@ -49,6 +49,7 @@ class Shape:
     d_mlp: int
     d_model: int
     d_head: int
+    has_pos: bool = True  # a learned position embedding (POS) exists
 
 
 @dataclass(frozen=True, order=True)
@@ -109,6 +110,9 @@ def validate(node: NodeId, shape: Shape, seq_len: Optional[int] = None,
             raise UserError(f"node {node}: no {family} is loaded for layer {node.layer} of this model (loaded: {have})")
         if node.kind in LATENT_KINDS and node.index >= sizes[node.layer]:
             raise UserError(f"node {node}: latent {node.index} out of range ({family} has latents 0..{sizes[node.layer] - 1})")
+    if node.kind == POS and not shape.has_pos:
+        raise UserError(f"node {node}: this model has no learned position embedding (its positions are rotary, "
+                        "ALiBi or absent and never written to the residual stream)")
     if node.layer is not None:
         top = shape.n_layers if node.kind == RESID else shape.n_layers - 1
         if node.layer > top:
@@ -193,3 +197,28 @@ def ln_scale_hook(ln: str) -> str:
 def ln_params(ln: str) -> tuple[str, str]:
     """TransformerLens parameter names of a layer norm's weight and bias."""
     return f"{ln}.w", f"{ln}.b"
+
+
+def up_hook(layer: int) -> str:
+    """A gated MLP's up-projection value (`mlp.hook_pre` holds the gate pre-activation there)."""
+    return f"blocks.{layer}.mlp.hook_pre_linear"
+
+
+def qk_normed_hook(layer: int, which: str) -> str:
+    """Queries ('q') or keys ('k') after their q/k norm (Qwen3, Gemma-3, OLMo-2), before rotary."""
+    return f"blocks.{layer}.attn.hook_{which}_normed"
+
+
+def qk_norm(layer: int, which: str) -> str:
+    """The name of a q/k norm (its scale hook is `ln_scale_hook` of it)."""
+    return f"blocks.{layer}.attn.{which}_norm"
+
+
+def ln_out_hook(ln: str) -> str:
+    """A norm's output (gain and bias applied): `ln_out_hook('ln_final')` is what the unembedding reads."""
+    return f"{ln}.hook_out"
+
+
+def rotary_hooks(layer: int) -> tuple[str, str]:
+    """The cos / sin a rotary attention layer applied ([batch, pos, rotary_dim])."""
+    return f"blocks.{layer}.attn.hook_cos", f"blocks.{layer}.attn.hook_sin"

@@ -18,7 +18,9 @@ from ..errors import UserError
 
 
 def _centre(model, x):
-    return x - x.mean(-1, keepdim=True) if model.norm == "LN" else x
+    from ..linear import centre
+
+    return centre(model, x)
 
 
 def _top(values: torch.Tensor, k: int, label) -> list[dict]:

@@ -47,6 +47,9 @@ class Granularity:
     def parse(model, attn=None, mlp=None, neurons_per_position: int = 8) -> "Granularity":
         """`attn`/`mlp`: one mode for every layer or a list with one per layer. Defaults: attention
         "ov"; MLPs "transcoder" where one is loaded, else "neurons"."""
+        from ..architecture import require_plain_blocks
+
+        require_plain_blocks(model.arch, "attribution graphs")
         L = model.shape.n_layers
         tcs, saes = model.autoencoders.transcoders, model.autoencoders.saes
 
@@ -70,7 +73,24 @@ class Granularity:
                 raise UserError(f"granularity.mlp: layer {l} has no transcoder")
         if not 1 <= neurons_per_position <= model.shape.d_mlp:
             raise UserError(f"neurons_per_position must be between 1 and {model.shape.d_mlp}")
+        if any(x != "ov" for x in a) or any(x != "transcoder" for x in m):
+            _require_gpt2_like(model.arch, a, m)
         return Granularity(a, m, neurons_per_position)
+
+
+def _require_gpt2_like(arch, attn, mlp) -> None:
+    """Heads, SAE latents and neurons as nodes are modelled for GPT-2-style blocks; say what
+    this model has instead (transcoders with attention through OV work wherever graphs do)."""
+    odd = [x for x, bad in (
+        ("a gated MLP", arch.mlp != "plain" and "neurons" in mlp),
+        (f"{arch.positions} positions", arch.positions not in ("learned", "none") and "heads" in attn),
+        (f"{arch.attention} attention", arch.attention != "MHA" and any(x != "ov" for x in attn)),
+        ("query/key norms", arch.qk_norm != "none" and "heads" in attn),
+        ("(1 + w) norm gains", bool(arch.gain_offset)), ("no pre-norms", not arch.pre_norms),
+        ("an embedding norm", arch.embedding_norm)) if bad]
+    if odd:
+        raise UserError(f"graph granularity attn={list(attn)} mlp={list(mlp)} is modelled for GPT-2-style blocks; "
+                        f"this model ({arch.family}) has {', '.join(odd)}: use attn='ov' and transcoders")
 
 
 @dataclass
@@ -95,7 +115,9 @@ class Frozen:
 
 
 def _centre(model, x):
-    return x - x.mean(-1, keepdim=True) if model.norm == "LN" else x
+    from ..linear import centre
+
+    return centre(model, x)
 
 
 def ln(model, name, x, s, affine=True):
@@ -115,10 +137,12 @@ def ln_back(model, name, G, s, affine=True):
 
 def capture(model, ids: Sequence[int], g: Granularity, interventions: Sequence = ()) -> Frozen:
     """One real forward (autoencoders spliced where chosen) keeping what the freeze needs."""
-    from ..attribution import capture_hooks
-    from ..interventions import build_hooks
+    from ..architecture import require_plain_blocks
+    from ..execution import RunRequest, execute
+    from ..linear import scale_at
     from .splice import SpliceChoice
 
+    require_plain_blocks(model.arch, "attribution graphs")
     L = model.shape.n_layers
     names = [EMBED_HOOK, POS_EMBED_HOOK] + [pattern_hook(l) for l in range(L)]
     names += [ln_scale_hook(n) for n in model.W.ln]
@@ -126,16 +150,15 @@ def capture(model, ids: Sequence[int], g: Granularity, interventions: Sequence =
     names += [f"blocks.{l}.hook_mlp_out" for l in range(L) if g.mlp[l] == "neurons"]
     if interventions:  # what an intervention changes in an attention output is held as a node
         names += [f"blocks.{l}.hook_attn_out" for l in range(L) if g.attn[l] != "sae"]
-    store: dict = {}
     choice = SpliceChoice(tuple(l for l in range(L) if g.mlp[l] == "transcoder"),
                           tuple(l for l in range(L) if g.attn[l] == "sae"))
-    hooks = build_hooks(list(interventions), L, autoencoders=model.autoencoders, splice=choice, store=store)
-    hooks += capture_hooks([n for n in names if n in model.hook_points], store, grad=False)
     with torch.no_grad():
-        logits = model.run(model.tokens_tensor(ids), hooks)
+        cap = execute(model, ids, RunRequest(interventions=list(interventions), splice=choice,
+                                             capture=[n for n in names if n in model.hook_points]))
+    store, logits = cap.acts, cap.logits
     seq = len(ids)
     one = torch.ones(seq, 1, dtype=model.dtype)
-    scale = lambda n: store[ln_scale_hook(n)][0].detach() if n in model.W.ln else one
+    scale = lambda n: scale_at(store, ln_scale_hook(n), range(seq)) if n in model.W.ln else one
     emb = store[EMBED_HOOK][0].detach()
     f = Frozen(model, list(ids), g, emb, store[POS_EMBED_HOOK][0].detach() if POS_EMBED_HOOK in store
                else torch.zeros_like(emb), [scale(f"blocks.{l}.ln1") for l in range(L)],

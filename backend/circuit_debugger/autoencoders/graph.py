@@ -45,10 +45,12 @@ class Frozen:
 
 def capture(model, ids: Sequence[int]) -> Frozen:
     """One real forward with every transcoder spliced in, keeping what the freeze needs."""
-    from ..attribution import capture_hooks
-    from ..interventions import build_hooks
+    from ..execution import RunRequest, execute
     from .splice import SpliceChoice
 
+    from ..architecture import require_plain_blocks
+
+    require_plain_blocks(model.arch, "attribution graphs")
     L = model.shape.n_layers
     tcs = model.autoencoders.transcoders
     missing = [l for l in range(L) if l not in tcs]
@@ -57,10 +59,8 @@ def capture(model, ids: Sequence[int]) -> Frozen:
                         f"layers {missing}")
     names = [EMBED_HOOK, POS_EMBED_HOOK] + [pattern_hook(l) for l in range(L)]
     names += [ln_scale_hook(ln) for ln in model.W.ln]
-    store: dict = {}
-    hooks = build_hooks([], L, autoencoders=model.autoencoders, splice=SpliceChoice(tuple(range(L)), ()), store=store)
-    hooks += capture_hooks([n for n in names if n in model.hook_points], store, grad=False)
-    logits = model.run(model.tokens_tensor(ids), hooks)
+    cap = execute(model, ids, RunRequest(capture=names, splice=SpliceChoice(tuple(range(L)), ())))
+    store, logits = cap.acts, cap.logits
     seq = len(ids)
     one = torch.ones(seq, 1, dtype=model.dtype)
     scale = lambda ln: store[ln_scale_hook(ln)][0].detach() if ln in model.W.ln else one
@@ -73,7 +73,9 @@ def capture(model, ids: Sequence[int]) -> Frozen:
 
 
 def _centre(model, x):
-    return x - x.mean(-1, keepdim=True) if model.norm == "LN" else x
+    from ..linear import centre
+
+    return centre(model, x)
 
 
 def _ln(model, name, x, s, affine=True):

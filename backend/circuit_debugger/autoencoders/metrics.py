@@ -20,9 +20,11 @@ from . import REPO_AUTOENCODERS, load_onto
 from .splice import SpliceChoice
 
 
-def _ce(model, ids, hooks) -> float:
+def _ce(model, ids, ivs=(), splice=None) -> float:
     """Mean next-token loss over document tokens (padding targets excluded)."""
-    logits = model.run(ids, hooks)
+    from ..execution import RunRequest, execute
+
+    logits = execute(model, None, RunRequest(ivs, tokens=ids, splice=splice)).logits
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
                                             reduction="none")
     keep = (ids[:, 1:] != model.codec.bos_id).reshape(-1)
@@ -30,9 +32,9 @@ def _ce(model, ids, hooks) -> float:
 
 
 def measure(model, ids: torch.Tensor, ioi_prompts, batch: int = 32) -> list[dict]:
-    from ..attribution import capture_hooks
     from ..engine import Debugger
-    from ..interventions import Intervention, build_hooks
+    from ..execution import RunRequest, execute
+    from ..interventions import Intervention
 
     dbg = Debugger([model], cache_size=4)
     rows = []
@@ -51,9 +53,8 @@ def measure(model, ids: torch.Tensor, ioi_prompts, batch: int = 32) -> list[dict
             ce = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
             for start in range(0, len(ids), batch):
                 rows_ = ids[start:start + batch]
-                store: dict = {}
                 with torch.no_grad():
-                    model.run(rows_, capture_hooks(sorted({ae.hook_name, y_hook}), store, grad=False))
+                    store = execute(model, None, RunRequest(capture=sorted({ae.hook_name, y_hook}), tokens=rows_)).acts
                     keep = (rows_ != model.codec.bos_id).reshape(-1)
                     x = store[ae.hook_name].reshape(-1, ae.W_enc.shape[0])[keep]
                     y = store[y_hook].reshape(-1, ae.W_dec.shape[1])[keep]
@@ -65,10 +66,9 @@ def measure(model, ids: torch.Tensor, ioi_prompts, batch: int = 32) -> list[dict
                 sst += float(((y - y.mean(0)) ** 2).sum())
                 n_tok += x.shape[0]
                 w = rows_.shape[0] / len(ids)
-                ce["clean"] += w * _ce(model, rows_, [])
-                ce["spliced"] += w * _ce(model, rows_, build_hooks([Intervention.make(err, "zero")], model.shape.n_layers,
-                                                                   autoencoders=aes, splice=choice))
-                ce["zero"] += w * _ce(model, rows_, build_hooks([Intervention.make(sub, "zero")], model.shape.n_layers))
+                ce["clean"] += w * _ce(model, rows_)
+                ce["spliced"] += w * _ce(model, rows_, [Intervention.make(err, "zero")], choice)
+                ce["zero"] += w * _ce(model, rows_, [Intervention.make(sub, "zero")])
             ld = sum(dbg.intervene(model.name, p, [{"node": err, "op": "zero"}], target=io, distractor=s)["logit_diff"]
                      for p, io, s in ioi_prompts) / len(ioi_prompts)
             rows.append({

@@ -92,7 +92,7 @@ def train_relu(model, ids: torch.Tensor, kind: str, layers: list[int], latents: 
     """ReLU + L1 on activations collected through the engine's own hooks (sparsify has no L1)."""
     from tqdm import tqdm
 
-    from ..attribution import capture_hooks
+    from ..execution import RunRequest, execute
 
     d = model.shape.d_model
     work.mkdir(parents=True, exist_ok=True)
@@ -119,9 +119,8 @@ def train_relu(model, ids: torch.Tensor, kind: str, layers: list[int], latents: 
             start = state["step"]
         for step in tqdm(range(start, steps), initial=start, total=steps, desc=f"relu {name}"):
             rows = ids[torch.randint(0, len(ids), (batch,), generator=torch.Generator().manual_seed(seed * 7919 + step))]
-            store: dict = {}
             with torch.no_grad():
-                model.run(rows, capture_hooks(sorted({x_hook, y_hook}), store, grad=False))
+                store = execute(model, None, RunRequest(capture=sorted({x_hook, y_hook}), tokens=rows)).acts
             keep = real_tokens(rows, model.codec.bos_id).reshape(-1)
             x, y = store[x_hook].reshape(-1, d)[keep], store[y_hook].reshape(-1, d)[keep]
             acts = ae.encode(x)

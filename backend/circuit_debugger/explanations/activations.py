@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..attribution import capture_hooks
+from ..execution import RunRequest, execute
 from ..autoencoders.splice import SpliceChoice, latent_key
-from ..interventions import build_hooks
 from ..nodes import HEAD, NEURON, SAE, TRANSCODER, NodeId, activation_hook, pattern_hook, value_hook
 
 
@@ -58,11 +57,8 @@ def batch_activations(model, ids: torch.Tensor) -> tuple[torch.Tensor, list, lis
     names = []
     for l in range(L):
         names += [activation_hook(NodeId(HEAD, l), L), activation_hook(NodeId(NEURON, l), L), pattern_hook(l), value_hook(l)]
-    store: dict = {}
-    hooks = build_hooks([], L, autoencoders=aes, splice=SpliceChoice(tuple(sorted(aes.transcoders)), tuple(sorted(aes.saes))),
-                        store=store)
-    hooks += capture_hooks(names, store, grad=False)
-    model.run(ids.to(model.device), hooks)
+    store = execute(model, None, RunRequest(capture=names, tokens=ids.to(model.device),
+                                            splice=SpliceChoice(tuple(sorted(aes.transcoders)), tuple(sorted(aes.saes))))).acts
     W = model.W
     cols = []
     for l in range(L):
@@ -72,5 +68,8 @@ def batch_activations(model, ids: torch.Tensor) -> tuple[torch.Tensor, list, lis
     cols += [store[latent_key(TRANSCODER, l)] for l in sorted(aes.transcoders)]
     cols += [store[latent_key(SAE, l)] for l in sorted(aes.saes)]
     patterns = [store[pattern_hook(l)] for l in range(L)]
-    vnorms = [torch.einsum("bkhe,hed->bhkd", store[value_hook(l)], W.W_O[l]).norm(dim=-1) for l in range(L)]
+    # GQA/MQA: a query head reads its shared key/value head h // (n_heads / n_kv_heads)
+    group = model.arch.group_size
+    vnorms = [torch.einsum("bkhe,hed->bhkd", store[value_hook(l)].repeat_interleave(group, dim=2), W.W_O[l]).norm(dim=-1)
+              for l in range(L)]
     return torch.cat(cols, -1).float(), patterns, vnorms

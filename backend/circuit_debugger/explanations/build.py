@@ -41,7 +41,9 @@ def write_lens(model, index, k: int = 5) -> dict:
     latents also their de-embedding."""
     W = model.W
     gain = W.ln["ln_final"][0] if "ln_final" in W.ln else torch.ones(model.shape.d_model)
-    centre = (lambda x: x - x.mean(-1, keepdim=True)) if model.norm == "LN" else (lambda x: x)
+    from ..linear import centre as centre_of
+
+    centre = lambda x: centre_of(model, x)
     tok = lambda i: model.codec.output_str(int(i))
     out: dict = {}
     blocks = [("N", l, W.W_out[l], None) for l in range(model.shape.n_layers)]

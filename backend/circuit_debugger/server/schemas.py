@@ -50,6 +50,7 @@ class NeuronTarget(Strict):
     kind: Literal["neuron"]
     node: str = Field(examples=["L1.N5"])
     position: Optional[Position] = None
+    input: Literal["gate", "up"] = Field("gate", description="gated MLPs: trace the gate pre-activation or the up value")
 
 
 class AttentionTarget(Strict):
@@ -132,6 +133,8 @@ class AttributeResponse(BaseModel):
     n_nodes_total: int
     mlp_basis: str = "neurons"
     attn_basis: str = "heads"
+    decomposed: Optional[str] = Field(None, description="set when the decomposed quantity is not the model's own "
+                                      "output (soft-capped models: the pre-cap value)")
     elapsed_ms: float
 
 
@@ -220,6 +223,8 @@ class ModelInfo(BaseModel):
     n_ctx: int
     max_tokens: int
     normalization: Optional[str]
+    architecture: dict = Field(default_factory=dict, description="how the model reads and writes its residual "
+                               "stream (norms, positions, attention, MLP, block; see README)")
     has_reference_corpus: bool
     device: str
     transcoders: dict[str, int] = Field(default_factory=dict, description="layer -> number of transcoder latents")

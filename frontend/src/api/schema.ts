@@ -652,6 +652,11 @@ export interface components {
             bias_terms: {
                 [key: string]: number;
             };
+            /**
+             * Decomposed
+             * @description set when the decomposed quantity is not the model's own output (soft-capped models: the pre-cap value)
+             */
+            decomposed?: string | null;
             /** Elapsed Ms */
             elapsed_ms: number;
             /** Granularity */
@@ -1134,7 +1139,7 @@ export interface components {
             /**
              * Max Nodes
              * @description internal nodes given rows; beyond it the most influential are chosen (long prompts)
-             * @default 4096
+             * @default 1024
              */
             max_nodes?: number;
             /**
@@ -1668,6 +1673,13 @@ export interface components {
         };
         /** ModelInfo */
         ModelInfo: {
+            /**
+             * Architecture
+             * @description how the model reads and writes its residual stream (norms, positions, attention, MLP, block; see README)
+             */
+            architecture?: {
+                [key: string]: unknown;
+            };
             /** D Head */
             d_head: number;
             /** D Mlp */
@@ -1725,6 +1737,13 @@ export interface components {
         };
         /** NeuronTarget */
         NeuronTarget: {
+            /**
+             * Input
+             * @description gated MLPs: trace the gate pre-activation or the up value
+             * @default gate
+             * @enum {string}
+             */
+            input?: "gate" | "up";
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
