@@ -130,3 +130,20 @@ def test_graph_options_are_validated(client):
     ok = client.post("/api/graph", json=dict(base, pruning="ours", attn="heads", mlp="neurons"))
     assert ok.status_code == 200 and ok.json()["pruning"] == "ours"
     assert ok.json()["qk"] and len(json.dumps(ok.json())) < 1_000_000
+
+
+def test_export_refuses_malformed_graphs(client):
+    g = {"attention": [], "completeness": 0.8, "edge_threshold": 0.8, "edges": [], "elapsed_ms": 0.8, "model": "m",
+         "n_active_latents": 1, "n_latents_kept": 1, "node_threshold": 0.8, "replacement_score": 0.8, "target": {},
+         "tokens": ["a"], "nodes": [{"activation": 0.0, "id": "", "influence": 0.0, "kind": ""}]}
+    r = client.post("/api/graph/export", json={"graph": g})
+    assert r.status_code == 422 and "unknown kind" in r.json()["detail"]
+    g["nodes"] = [{"activation": 0.0, "id": "L0.T1@0", "influence": 0.0, "kind": "transcoder", "position": 0}]
+    r = client.post("/api/graph/export", json={"graph": g})
+    assert r.status_code == 422 and "integer position and layer" in r.json()["detail"]
+
+
+def test_import_refuses_malformed_rows(client):
+    data = {"metadata": {"prompt_tokens": []}, "nodes": [{"node_id": "x", "cd": {"id": "x"}}], "links": []}
+    r = client.post("/api/graph/import", json=data)
+    assert r.status_code == 422 and "not a usable graph file" in r.json()["detail"]

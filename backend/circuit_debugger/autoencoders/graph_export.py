@@ -55,6 +55,17 @@ def export(graph: dict, *, pins=(), supernodes=(), notes: Optional[dict] = None,
            slug: str = "circuit-debugger-graph") -> dict:
     """`graph`: a graph as `/api/graph` returns it. `supernodes`: [{"label", "ids"}]; `pins` and
     supernode ids are our node ids (mapped to theirs here)."""
+    for n in graph.get("nodes", []):
+        k = n.get("kind")
+        if k not in FEATURE_TYPES:
+            raise UserError(f"graph node {n.get('id')!r}: unknown kind {k!r} (expected one of {sorted(FEATURE_TYPES)})")
+        if not isinstance(n.get("position"), int) or (k not in ("embed", "pos_embed", "logit")
+                                                      and not isinstance(n.get("layer"), int)):
+            raise UserError(f"graph node {n.get('id')!r}: a {k} node needs an integer position and layer")
+        if k in ("transcoder", "head", "neuron", "sae") and not isinstance(n.get("index"), int):
+            raise UserError(f"graph node {n.get('id')!r}: a {k} node needs an integer index")
+    if not isinstance(graph.get("target"), dict):
+        raise UserError("graph: `target` must be an object")
     n_layers, vocab_ids, target_vocab = graph.get("n_layers", 0), graph.get("token_ids"), graph["target"].get("id")
     ids: dict = {}
     taken: set = set()

@@ -197,7 +197,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
     @app.post("/api/graph/import", response_model=GS.GraphImportResponse, responses=errors)
     def graph_import(data: dict):
         """Read a circuit-tracer / Neuronpedia graph JSON (ours or theirs) to view it."""
-        return dbg.graph_import(data)
+        return GS.validated_import(dbg.graph_import(data))
 
     @app.post("/api/latent/inputs", responses=errors)
     def latent_inputs(req: S.LatentInputsRequest) -> dict:

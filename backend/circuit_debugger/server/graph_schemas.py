@@ -88,3 +88,18 @@ class GraphImportResponse(BaseModel):
     pins: list[str]
     supernodes: list[dict]
     notes: dict[str, str]
+
+
+def validated_import(out: dict) -> GraphImportResponse:
+    """An imported file's graph, checked against the response schema: a malformed file is a 422
+    that says which field is wrong, never a 5xx."""
+    from pydantic import ValidationError
+
+    from ..errors import UserError
+
+    try:
+        return GraphImportResponse.model_validate(out)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise UserError(f"not a usable graph file: {where}: {first['msg']}") from None
