@@ -146,4 +146,7 @@ def test_export_refuses_malformed_graphs(client):
 def test_import_refuses_malformed_rows(client):
     data = {"metadata": {"prompt_tokens": []}, "nodes": [{"node_id": "x", "cd": {"id": "x"}}], "links": []}
     r = client.post("/api/graph/import", json=data)
+    assert r.status_code == 422 and "graph file" in r.json()["detail"]
+    data["nodes"] = [{"node_id": "x", "cd": {"id": "x", "kind": "embed", "position": 0}}]
+    r = client.post("/api/graph/import", json=data)
     assert r.status_code == 422 and "not a usable graph file" in r.json()["detail"]

@@ -131,14 +131,18 @@ def _our_row(n: dict, tokens: list) -> dict:
 def import_graph(data: dict) -> dict:
     """A file in that format (ours or circuit-tracer's) → {graph, pins, supernodes, notes}."""
     try:
-        meta, q, nodes, links = data["metadata"], data.get("qParams") or {}, data["nodes"], data["links"]
-        tokens = list(meta.get("prompt_tokens") or [])
-        rows = [n["cd"] if isinstance(n.get("cd"), dict) else _our_row(n, tokens) for n in nodes]
-        ours = {n["node_id"]: r["id"] for n, r in zip(nodes, rows)}
-        edges = [{"source": ours[e["source"]], "target": ours[e["target"]], "weight": float(e["weight"])}
-                 for e in links if e["source"] in ours and e["target"] in ours]
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        return _import(data)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise UserError(f"not a circuit-tracer / Neuronpedia graph file: {type(e).__name__}: {e}") from None
+
+
+def _import(data: dict) -> dict:
+    meta, q, nodes, links = data["metadata"], data.get("qParams") or {}, data["nodes"], data["links"]
+    tokens = list(meta.get("prompt_tokens") or [])
+    rows = [n["cd"] if isinstance(n.get("cd"), dict) else _our_row(n, tokens) for n in nodes]
+    ours = {n["node_id"]: r["id"] for n, r in zip(nodes, rows)}
+    edges = [{"source": ours[e["source"]], "target": ours[e["target"]], "weight": float(e["weight"])}
+             for e in links if e["source"] in ours and e["target"] in ours]
     rest = meta.get("cd")
     if isinstance(rest, dict):
         graph = dict(rest, nodes=rows, edges=edges)
