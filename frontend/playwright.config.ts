@@ -26,7 +26,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: `${join(root, ".venv", "bin", "circuit-debugger")} serve --port ${port} --share-db ${shareDb}`,
+    command: `${join(root, ".venv", "bin", "circuit-debugger")} serve --model default --model tracr/lib_sort --port ${port} --share-db ${shareDb}`,
     url: `http://127.0.0.1:${port}/api/health`,
     timeout: 120_000,
     reuseExistingServer: false,

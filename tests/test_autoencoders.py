@@ -191,8 +191,8 @@ def test_bad_autoencoder_folders_name_the_file(tmp_path, tiny):
     with pytest.raises(AutoencoderLoadError, match="a/cfg.json: file not found"):
         load(tmp_path / "a")
     write_saelens_folder(tmp_path / "b", random_tensors(32, 32, 1), {"architecture": "standard",
-                                                                    "hook_name": "blocks.0.hook_resid_pre"})
-    with pytest.raises(AutoencoderLoadError, match="SAEs must read and write blocks.L.hook_attn_out"):
+                                                                    "hook_name": "blocks.0.hook_resid_mid"})
+    with pytest.raises(AutoencoderLoadError, match="hook_resid_mid are refused"):
         place(tiny, load(tmp_path / "b"), "b")
     data = (tmp_path / "b" / "sae_weights.safetensors").read_bytes()
     (tmp_path / "b" / "sae_weights.safetensors").write_bytes(data[:100])

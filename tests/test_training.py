@@ -24,10 +24,19 @@ def test_default_model_training_resumes_deterministically(tmp_path):
 
 
 def test_relu_autoencoder_training_resumes(tiny, tmp_path):
-    from circuit_debugger.autoencoders import load
-    from circuit_debugger.autoencoders.train import corpus_ids, train_relu
+    """... on the user's own corpus (CSV, a named column), as `train --corpus` reads it."""
+    import csv
 
-    ids = corpus_ids(tiny.codec.tokenizer, 2000, seed=1)
+    from helpers import CORPUS
+
+    from circuit_debugger.autoencoders import load
+    from circuit_debugger.autoencoders.train import train_relu
+    from circuit_debugger.explanations.build import CorpusSpec, corpus
+
+    with (tmp_path / "c.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["body"]] + [[t] for t in CORPUS * 4])
+    ids = corpus(tiny, 2000, 1, CorpusSpec(str(tmp_path / "c.csv"), "body", 32))
+    assert ids.shape[1] == 32 and ids[:, 1:].numel() >= 2000
     train_relu(tiny, ids, "transcoder", [1], 32, 1e-3, 0, tmp_path / "w", tmp_path / "a", steps=400, batch=4)
     train_relu(tiny, ids, "transcoder", [1], 32, 1e-3, 0, tmp_path / "w2", tmp_path / "b", steps=200, batch=4)
     train_relu(tiny, ids, "transcoder", [1], 32, 1e-3, 0, tmp_path / "w2", tmp_path / "b", steps=400, batch=4)

@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from .autoencoders.splice import SpliceChoice, latent_key
+from .autoencoders.resid import resid_cut, resid_groups, upstream_of
 from .execution import LEAVES, PRE_EDIT, RunRequest, capture_hooks, execute  # noqa: F401 (re-exported)
 from .interventions import Intervention
 from .linear import layers_before, ln_bias_term, post_norm_hooks, residual_direction, write_direction
@@ -34,7 +35,8 @@ class Group:
     key: str  # where its activation is captured
     W: Optional[torch.Tensor] = None  # heads [H, d_head, d]; neurons/latents [n, d]; None: the activation is the write
     bias: Optional[torch.Tensor] = None  # the sublayer bias that goes with this group [d]
-    sublayer: str = ""  # 'attn' | 'mlp' | '' (embeddings)
+    sublayer: str = ""  # 'attn' | 'mlp' | 'resid' (a residual SAE) | '' (embeddings)
+    W_for: Optional[Callable] = None  # n_mlp -> W: a cross-layer transcoder's writes before the readout
 
 
 def groups(model: DebugModel, choice: SpliceChoice) -> list[Group]:
@@ -42,19 +44,22 @@ def groups(model: DebugModel, choice: SpliceChoice) -> list[Group]:
     out = [Group(EMB, None, EMBED_HOOK)] + ([Group(POS, None, POS_EMBED_HOOK)] if model.shape.has_pos else [])
     aes = model.autoencoders
     for l in range(L):
+        out += resid_groups(aes, choice, l)
         if l in choice.saes:
             ae = aes.saes[l]
             out += [Group(SAE, l, latent_key(SAE, l), ae.W_dec, ae.b_dec, "attn"),
                     Group(SAE_ERR, l, latent_key(SAE_ERR, l), sublayer="attn")]
         else:
             out.append(Group(HEAD, l, activation_hook(NodeId(HEAD, l), L), W.W_O[l], W.b_O[l], "attn"))
-        if l in choice.transcoders:
+        if l in choice.transcoders and aes.clt is not None:
+            out += aes.clt.groups(l, Group)
+        elif l in choice.transcoders:
             ae = aes.transcoders[l]
             out += [Group(TRANSCODER, l, latent_key(TRANSCODER, l), ae.W_dec, ae.b_dec, "mlp"),
                     Group(TRANSCODER_ERR, l, latent_key(TRANSCODER_ERR, l), sublayer="mlp")]
         else:
             out.append(Group(NEURON, l, activation_hook(NodeId(NEURON, l), L), W.W_out[l], W.b_out[l], "mlp"))
-    return out
+    return out + resid_groups(aes, choice, L)
 
 
 def capture_names(model: DebugModel, target: Target) -> list[str]:
@@ -124,13 +129,16 @@ def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Met
                                 [acts[activation_hook(NodeId(k, l), L)] for k in (ATTN, MLP) for l in range(L)],
                                 allow_unused=True)
     m = Metrics([], [], [], present)
+    cut = resid_cut(present, ro, n_mlp)
     for g, gr in zip(present, grads[:len(present)]):
         a = acts[g.key][0].detach().float()
         gr = torch.zeros_like(a) if gr is None else gr[0].float()
-        W = None if g.W is None else g.W.float()
-        before = g.layer is None or (g.sublayer == "attn" and g.layer < n_attn) or (g.sublayer == "mlp" and g.layer < n_mlp)
+        W = g.W_for(n_mlp).float() if g.W_for is not None else None if g.W is None else g.W.float()
+        before = g.layer is None or (g.sublayer == "attn" and g.layer < n_attn) or (g.sublayer == "mlp" and g.layer < n_mlp) \
+            or (g.sublayer == "resid" and g.layer <= n_mlp)
         if ro.stage == "attn_out":  # a read of one attention sublayer's output: only its writers count
             before = g.sublayer == "attn" and g.layer == ro.layer
+        before = before and not upstream_of(g, cut)
         direct = torch.zeros(a.shape[:-1] if W is None or g.kind == HEAD else a.shape, dtype=a.dtype)
         Gw = write_direction(model, g.sublayer, g.layer, G, acts, P).float() if g.kind in (HEAD, NEURON) else G
         if g.kind == HEAD:
@@ -163,6 +171,7 @@ def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Met
         before = (l < n_attn) if k == ATTN else (l < n_mlp)
         if ro.stage == "attn_out":
             before = k == ATTN and l == ro.layer
+        before = before and not (cut is not None and l < cut)
         if before:
             d[P] = (out[P] * G).sum(-1)
         m.sub_direct[(k, l)] = d
@@ -170,16 +179,17 @@ def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Met
     # a spliced autoencoder reads the sublayer's output after the edit: its latents + error already are the edit
     spliced = {(ATTN if g.sublayer == "attn" else MLP, g.layer) for g in present
                if g.kind in (SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR)}
+    spliced |= {(RESID, g.layer) for g in present if g.sublayer == "resid"}
     for hook in fw.edited:  # a sublayer / residual edit: what it changed, read through the same direction
         kind, layer = _edit_site(hook, L)
-        if (kind, layer) in spliced:
+        if (kind, layer) in spliced or (cut is not None and layer < cut):  # inside / upstream of a residual SAE
             continue
         before = (layer < n_attn if kind == ATTN else layer < n_mlp if kind == MLP else layer <= ro.layer) \
             and ro.stage != "attn_out"
         if before:
             delta = (acts[hook][0, P] - acts[PRE_EDIT + hook][0, P]).detach().float()
             m.bias[f"{NodeId(kind, layer)}.intervention"] = float((delta * G).sum())
-    if ro.stage != "attn_out":
+    if ro.stage != "attn_out" and ro.ln:
         m.bias[f"{ro.ln}.bias"] = ln_bias_term(model, ro)
     m.bias["readout.bias"] = float(ro.const)
     return m

@@ -88,7 +88,7 @@ class Evaluator:
         aes = m.autoencoders
         # heads and neurons are masked at their hook points; latents inside the autoencoder splice
         self.hooks = {(k, l): activation_hook(NodeId(k, l), L) for k in self.kinds & {HEAD, NEURON} for l in range(L)}
-        self.splice = SpliceChoice(tuple(sorted(aes.transcoders)) if TRANSCODER in self.kinds else (),
+        self.splice = SpliceChoice(tuple(aes.mlp_layers()) if TRANSCODER in self.kinds else (),
                                    tuple(sorted(aes.saes)) if SAE in self.kinds else ())
         self.latents = {(k, l): latent_key(k, l) for k, layers in ((TRANSCODER, self.splice.transcoders),
                                                                   (SAE, self.splice.saes)) for l in layers}

@@ -45,10 +45,22 @@ class HFCodec:
         return ids[0]
 
 
+def token_text(token) -> str:
+    """A vocabulary entry as text. tracr vocabularies hold any hashable value, so a vocab.json
+    may list booleans or numbers (`[false, true]`, `[1, 2, 3]`); they are compared and shown as
+    Python writes them (`False`, `1`), the way the program's author typed them."""
+    if isinstance(token, str):
+        return token
+    if isinstance(token, (bool, int, float)):
+        return str(token)
+    raise ValueError(f"vocabulary entry {token!r} is not a string, number or boolean")
+
+
 @dataclass
 class VocabCodec:
     """A testbed's vocabulary (vocab.json): prompts are input tokens separated by spaces; the
-    engine prepends BOS. Numerical outputs have one output 'token', named after the output op."""
+    engine prepends BOS. Numerical outputs have one output 'token', named after the output op.
+    Tokens are kept as text (see `token_text`), so a prompt's words and a target match them."""
 
     input_tokens: list
     bos_id: int
@@ -57,16 +69,30 @@ class VocabCodec:
     @classmethod
     def from_vocab(cls, vocab: dict, output_name: str) -> "VocabCodec":
         outputs = vocab["output_tokens"] if vocab["output_kind"] == "categorical" else [output_name]
-        return cls(list(vocab["input_tokens"]), int(vocab["bos_id"]), list(outputs))
+        inputs = [token_text(t) for t in vocab["input_tokens"]]
+        outputs = [token_text(t) for t in outputs]
+        for what, tokens in (("input_tokens", inputs), ("output_tokens", outputs)):
+            if len(set(tokens)) != len(tokens):
+                raise ValueError(f"{what} has entries that read the same as text: {tokens}")
+        return cls(inputs, int(vocab["bos_id"]), outputs)
+
+    def _lookup(self, text: str, tokens: list, skip: int = -1) -> Optional[int]:
+        """Exact text first; else, for JSON-minded users, `true`/`false` for `True`/`False`."""
+        word = text.strip()
+        for i, t in enumerate(tokens):
+            if i != skip and t == word:
+                return i
+        hits = [i for i, t in enumerate(tokens) if i != skip and t in ("True", "False") and t.lower() == word]
+        return hits[0] if len(hits) == 1 else None
 
     def encode_prompt(self, text: str) -> list[int]:
         ids = [self.bos_id]
-        index = {t: i for i, t in enumerate(self.input_tokens) if i != self.bos_id}
         for word in text.split():
-            if word not in index:
-                raise UserError(f"token {word!r} is not in this model's vocabulary "
-                                f"({', '.join(repr(t) for t in index if not t.startswith('compiler_'))})")
-            ids.append(index[word])
+            i = self._lookup(word, self.input_tokens, skip=self.bos_id)
+            if i is None:
+                known = [t for j, t in enumerate(self.input_tokens) if j != self.bos_id and not t.startswith("compiler_")]
+                raise UserError(f"token {word!r} is not in this model's vocabulary ({', '.join(map(repr, known))})")
+            ids.append(i)
         return ids
 
     def token_strs(self, ids: Sequence[int]) -> list[str]:
@@ -76,7 +102,8 @@ class VocabCodec:
         return self.output_tokens[i]
 
     def output_token(self, text: str, what: str = "target") -> int:
-        if not isinstance(text, str) or text.strip() not in self.output_tokens:
+        i = self._lookup(text, self.output_tokens) if isinstance(text, str) else None
+        if i is None:
             raise UserError(f"{what} {text!r} is not an output of this model "
                             f"(outputs: {', '.join(repr(t) for t in self.output_tokens)})")
-        return self.output_tokens.index(text.strip())
+        return i

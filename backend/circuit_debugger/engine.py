@@ -26,13 +26,15 @@ from .engine_datasets import DatasetMixin
 from .engine_explaining import ExplainingMixin
 from .engine_inspection import InspectionMixin
 from .engine_tracing import TracingMixin
+from .engine_generation import GenerationMixin
+from .engine_ui import UIMixin
 from .ground_truth import ground_truth
 from .execution import RunRequest, execute
 from .interventions import Intervention, check, needed_sources
 from .autoencoders.splice import SpliceChoice
 from .linear import mlp_read, post_norm_hooks, residual_direction
 from .model import DebugModel
-from .nodes import EMBED_HOOK, POS_EMBED_HOOK, ATTN, AUTOENCODER_KINDS, HEAD, LATENT_KINDS, MLP, NEURON, RESID, TRANSCODER, TRANSCODER_ERR, \
+from .nodes import FAMILY_OF, RESID_SAE, SAE, EMBED_HOOK, POS_EMBED_HOOK, ATTN, AUTOENCODER_KINDS, HEAD, LATENT_KINDS, MLP, NEURON, RESID, TRANSCODER, TRANSCODER_ERR, \
     NodeId, activation_hook, ln_scale_hook, parse_node, pattern_hook, validate
 from .targets import AttentionScore, HeadOutput, LatentPre, LogitDiff, NeuronPre, Readout, Target, check_head, \
     check_position
@@ -57,7 +59,7 @@ def _require_finite(logits: torch.Tensor) -> None:
         raise UserError("the interventions drove the model's outputs to NaN or infinity; use smaller values")
 
 
-class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
+class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIMixin, GenerationMixin):
     def __init__(self, models: Sequence[DebugModel] = (), *, cache_size: int = 512, limits: Limits | None = None):
         self.models: dict[str, DebugModel] = {}
         self.limits = limits or Limits()
@@ -92,8 +94,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
             names += [activation_hook(NodeId(k, l), L) for k in (HEAD, NEURON, ATTN, MLP)] + [pattern_hook(l)]
         names += post_norm_hooks(m)  # what unit writes pass through (logit lens of a head / neuron)
         aes = m.autoencoders
-        every = SpliceChoice(tuple(sorted(aes.transcoders)), tuple(sorted(aes.saes)))
-        cap = execute(m, ids, RunRequest(capture=names, splice=every))
+        cap = execute(m, ids, RunRequest(capture=names, splice=aes.every()))
         store = cap.acts
         store["logits"] = cap.logits
         return self._clean.put(key, store)
@@ -149,21 +150,30 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
         return items
 
     @staticmethod
-    def _choice(m: DebugModel, ivs, mlp_basis: str, attn_basis: str) -> SpliceChoice:
+    def _choice(m: DebugModel, ivs, mlp_basis: str, attn_basis: str, resid_basis: str = "none") -> SpliceChoice:
         """Autoencoders spliced in: those the basis asks for, and those interventions name."""
-        if mlp_basis not in ("neurons", "transcoders") or attn_basis not in ("heads", "saes"):
-            raise UserError("mlp_basis must be 'neurons' or 'transcoders'; attn_basis 'heads' or 'saes'")
+        if mlp_basis not in ("neurons", "transcoders") or attn_basis not in ("heads", "saes") \
+                or resid_basis not in ("none", "saes"):
+            raise UserError("mlp_basis must be 'neurons' or 'transcoders'; attn_basis 'heads' or 'saes'; "
+                            "resid_basis 'none' or 'saes'")
         aes = m.autoencoders
-        tc = set(aes.transcoders) if mlp_basis == "transcoders" else set()
+        tc = set(aes.mlp_layers()) if mlp_basis == "transcoders" else set()
         sae = set(aes.saes) if attn_basis == "saes" else set()
-        if mlp_basis == "transcoders" and not aes.transcoders:
+        res = set(aes.resids) if resid_basis == "saes" else set()
+        if tc and aes.clt is not None:  # a CLT's latents write every later layer: all or none
+            tc = set(aes.mlp_layers())
+        if resid_basis == "saes" and not aes.resids:
+            raise UserError(f"model {m.name!r} has no residual-stream SAEs loaded")
+        if mlp_basis == "transcoders" and not tc:
             raise UserError(f"model {m.name!r} has no transcoders loaded")
         if attn_basis == "saes" and not aes.saes:
             raise UserError(f"model {m.name!r} has no SAEs loaded")
         for iv in ivs:
             if iv.node.kind in AUTOENCODER_KINDS:
-                (tc if iv.node.kind in (TRANSCODER, TRANSCODER_ERR) else sae).add(iv.node.layer)
-        return SpliceChoice(tuple(sorted(tc)), tuple(sorted(sae)))
+                {TRANSCODER: tc, SAE: sae, RESID_SAE: res}[FAMILY_OF[iv.node.kind]].add(iv.node.layer)
+        if tc and aes.clt is not None:
+            tc = set(aes.mlp_layers())
+        return SpliceChoice(tuple(sorted(tc)), tuple(sorted(sae)), tuple(sorted(res)))
 
     # ------------------------------------------------------------------ why
     def attribute(self, model: str, prompt: str, target: str, distractor: Optional[str] = None,
@@ -247,7 +257,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
                  interventions: Sequence = (), counterfactual_prompt: Optional[str] = None,
                  reference_prompts: Optional[Sequence[str]] = None, top_k: Optional[int] = 100,
                  granularity: str = "component", verify_top: int = 0, mlp_basis: str = "neurons",
-                 attn_basis: str = "heads") -> dict:
+                 attn_basis: str = "heads", resid_basis: str = "none") -> dict:
         if top_k is not None and not 1 <= top_k <= self.limits.max_top_k:
             raise UserError(f"top_k must be between 1 and {self.limits.max_top_k}")
         if not 0 <= verify_top <= self.limits.max_verify:
@@ -255,7 +265,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
         if granularity not in ("component", "position"):
             raise UserError("granularity must be 'component' or 'position'")
         ivs = self._interventions(m, ids, interventions, counterfactual_prompt, reference_prompts)
-        choice = self._choice(m, ivs, mlp_basis, attn_basis)
+        choice = self._choice(m, ivs, mlp_basis, attn_basis, resid_basis)
         key = request_key(m.name, ids, tkey, [str(i) + str(i.vector) for i in ivs], counterfactual_prompt,
                    reference_prompts, top_k, granularity, verify_top, choice)
         hit = self._results.get(key)
@@ -278,7 +288,8 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin):
             "top_predictions": self._top(m, core["logits"], core["target"].position),
             "sum_check": core["sum_check"], "bias_terms": core["bias"],
             "interventions": [str(i) for i in ivs], "granularity": granularity, "nodes": nodes,
-            "mlp_basis": mlp_basis, "attn_basis": attn_basis, "decomposed": core["target"].decomposed,
+            "mlp_basis": mlp_basis, "attn_basis": attn_basis, "resid_basis": resid_basis,
+            "decomposed": core["target"].decomposed,
             "n_nodes_total": int(core["table"].stacked(2).numel()),
         }
         if ivs:

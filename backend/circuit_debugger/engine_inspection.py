@@ -10,7 +10,8 @@ from .cache import request_key
 from .errors import NotFound, UserError
 from .ground_truth import ground_truth
 from .linear import write_vector
-from .nodes import NEURON, RESID, parse_node, pattern_hook, validate
+from .autoencoders.splice import latent_key
+from .nodes import LATENT_KINDS, NEURON, RESID, SAE_ERR, TRANSCODER, TRANSCODER_ERR, parse_node, pattern_hook, validate
 from .targets import check_position
 
 
@@ -46,7 +47,7 @@ class InspectionMixin:
             i = m.codec.output_token(text)
             return {"model": m.name, "token_ids": [i], "tokens": [m.codec.output_str(i)]}
         ids = m.tokenize(text)
-        return {"model": m.name, "token_ids": ids, "tokens": m.codec.token_strs(ids)}
+        return {"model": m.name, "token_ids": ids, "tokens": m.codec.token_strs(ids), "display": self.readable_tokens(m, ids)}
 
     def attention(self, model: str, prompt: str, layer: int, head: Optional[int] = None) -> dict:
         m = self.model(model)
@@ -70,18 +71,36 @@ class InspectionMixin:
         n = parse_node(node)
         if n.kind == RESID:
             raise UserError("logit lens of L{l}.RESID is not a node write; use a head, neuron, sublayer or embedding")
+        k = min(k, m.d_vocab_out)  # small testbed vocabularies have fewer output tokens than k
         if n.kind == NEURON and prompt is None:
             validate(n, m.shape)
             from .linear import post_norm
 
             vec, where = post_norm(m, "mlp", n.layer, m.W.W_out[n.layer, n.index][None], None, [0])[0], "weights (W_out row)"
+        elif n.kind in LATENT_KINDS:
+            # a latent writes activation × its decoder row: the row's direction is the lens
+            # (activations are non-negative), with or without a prompt; through the sublayer's
+            # post-norm gain where the architecture has one
+            from .linear import post_norm
+
+            validate(n, m.shape, latents=m.autoencoders.sizes())
+            row = m.autoencoders.family(n.kind)[n.layer].W_dec[n.index].to(m.W.W_U.dtype)
+            vec = post_norm(m, "mlp" if n.kind == TRANSCODER else "attn", n.layer, row[None], None, [0])[0]
+            where = "weights (decoder row)"
         else:
             if prompt is None:
                 raise UserError(f"logit lens of {n} needs a prompt (its write depends on the input)")
             ids = m.tokenize(prompt)
-            validate(n, m.shape, len(ids))
+            validate(n, m.shape, len(ids), latents=m.autoencoders.sizes())
             pos = check_position(position if n.position is None else n.position, len(ids))
-            vec = write_vector(m, n.component, self.clean_pass(m, ids), pos)
+            acts = self.clean_pass(m, ids)
+            if n.kind in (TRANSCODER_ERR, SAE_ERR):  # what the autoencoder misses (the clean pass splices every one)
+                vec = acts[latent_key(n.kind, n.layer)][0, pos].detach().to(m.W.W_U.dtype)
+            else:
+                try:
+                    vec = write_vector(m, n.component, acts, pos)
+                except KeyError:
+                    raise UserError(f"this model has no {n.component} node (its architecture has no such write)") from None
             where = f"write at position {pos}"
         if "ln_final" in m.W.ln:
             from .linear import centre

@@ -23,6 +23,7 @@ class TracingMixin:
         from .autoencoders.pruning import MODES
 
         m = self.model(model)
+        _graphable(m)
         ids = m.tokenize(prompt)
         pos = check_position(position, len(ids))
         t = m.codec.output_token(target, "target")
@@ -98,6 +99,7 @@ class TracingMixin:
         from .autoencoders.attribution_graph import contributions
 
         m = self.model(model)
+        _graphable(m)
         ids = m.tokenize(prompt)
         n = validate(parse_node(node), m.shape, len(ids), latents=m.autoencoders.sizes())
         if n.kind != TRANSCODER:
@@ -111,8 +113,16 @@ class TracingMixin:
         from .autoencoders.connections import weights_only
 
         m = self.model(model)
+        _graphable(m)
         n = validate(parse_node(node), m.shape, latents=m.autoencoders.sizes())
         if n.kind != TRANSCODER:
             raise UserError(f"node {n}: weight-based connections are computed for transcoder latents (L{{l}}.T{{i}})")
         return {"model": m.name, **weights_only(m, n.layer, n.index, k)}
 
+
+def _graphable(m) -> None:
+    from .autoencoders.sites import graph_refusal
+
+    why = graph_refusal(m.autoencoders)
+    if why:
+        raise UserError(f"model {m.name!r}: {why}")

@@ -16,7 +16,7 @@ import torch
 
 from .errors import UserError
 from .nodes import ATTN, AUTOENCODER_KINDS, EMB, HEAD, LATENT_KINDS, MLP, NEURON, POS, RESID, SAE_ERR, \
-    TRANSCODER_ERR, NodeId, Shape, activation_hook, parse_node, validate
+    TRANSCODER_ERR, RESID_SAE_ERR, NodeId, Shape, activation_hook, parse_node, validate
 
 OPS = ("zero", "mean", "patch", "scale", "add")
 
@@ -53,7 +53,7 @@ def unit_width(node: NodeId, shape: Shape) -> int:
         return shape.d_head
     if node.kind in (NEURON,) + LATENT_KINDS:
         return 1
-    if node.kind in (ATTN, MLP, RESID, EMB, POS, TRANSCODER_ERR, SAE_ERR):
+    if node.kind in (ATTN, MLP, RESID, EMB, POS, TRANSCODER_ERR, SAE_ERR, RESID_SAE_ERR):
         return shape.d_model
     raise UserError(f"node {node} cannot be intervened on")
 

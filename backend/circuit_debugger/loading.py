@@ -1,43 +1,49 @@
 """Load models: the embedded default, local HuggingFace or TransformerLens-native checkpoint
-directories, and (where a hub is reachable) hub names such as `gpt2-small`.
+directories (single or sharded safetensors, fp32/fp16/bf16, tied or untied embeddings), and hub
+names such as `gpt2-small` through the HuggingFace cache (`hub.py`).
 
-Weights are read only through safetensors (or `transformers`' own safetensors loading);
-no pickle is ever unpickled from disk here.
+Weights are read only from safetensors (`checkpoint_files.py`): pickled checkpoints are refused
+with a message saying to convert them, and nothing is ever unpickled. Models bigger than one
+device load with an accelerate device map and optional disk offload (`placement.py`).
+
+`load_model` raises only `ModelLoadError` or `UserError` (e.g. `model.UnsupportedModel`):
+whatever goes wrong while loading (a bad file, an architecture the engine cannot decompose, a
+bug), the caller gets a message it can show beside the models that did load, and a server
+keeps serving those.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from .checkpoint_files import CheckpointError, no_unpickling, read_json, refuse_pickles, weight_files
+from .checkpoint_files import check_safetensors
 from .codec import HFCodec, VocabCodec
 from .errors import UserError
 from .model import DebugModel
+from .placement import DeviceMap, gather, home_device, materialized, parse_device_map, uses_disk
+
+log = logging.getLogger("circuit_debugger.loading")
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 TESTBED_DIR = Path(__file__).parent / "testbeds" / "models"
 REFERENCE_FILE = "reference_prompts.json"
 
-# Hub aliases TransformerLens users know, mapped to HuggingFace repo names.
-HUB_ALIASES = {"gpt2-small": "gpt2", "gpt2-medium": "gpt2-medium", "gpt2-large": "gpt2-large",
-               "gpt2-xl": "gpt2-xl"}
-
 
 class ModelLoadError(RuntimeError):
-    """A model directory is missing, truncated or malformed; the message names the file."""
+    """A model could not be loaded; the message says which file or what, and why."""
 
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelLoadError(f"{path}: not valid JSON ({e})") from None
+        return read_json(path)
+    except CheckpointError as e:
+        raise ModelLoadError(str(e)) from None
 
 
 def _reference_prompts(directory: Path) -> list[str]:
@@ -51,42 +57,61 @@ def _reference_prompts(directory: Path) -> list[str]:
     return prompts
 
 
-def _check_safetensors(path: Path) -> None:
-    """Fail with the file's name (not a stack trace) if weights are missing or truncated."""
-    from safetensors import safe_open
-
-    if not path.exists():
-        raise ModelLoadError(f"{path}: file not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                f.get_slice(key)
-    except Exception as e:  # safetensors raises several types for corrupt headers
-        raise ModelLoadError(f"{path}: unreadable safetensors file ({e})") from None
-
-
 def is_tl_native_dir(directory: Path) -> bool:
     cfg = directory / "config.json"
     if not cfg.exists():
         return False
     data = _read_json(cfg)
-    return "n_layers" in data and "d_model" in data and "architectures" not in data
+    return isinstance(data, dict) and "n_layers" in data and "d_model" in data and "architectures" not in data
 
 
-def load_hf_dir(directory: Path, name: str, device: Optional[str] = None,
-                dtype: Optional[torch.dtype] = None) -> DebugModel:
+def _debug_model(name: str, bridge, codec, source: str, reference_prompts=()) -> DebugModel:
+    """The DebugModel of a booted bridge, its weight copies real tensors on one device even
+    when accelerate offloaded or split the model."""
+    device = home_device(bridge)
+    try:
+        with materialized(bridge, device):
+            m = DebugModel(name, bridge, codec, source=source, reference_prompts=reference_prompts)
+    except (UserError, ModelLoadError):
+        raise
+    except Exception as e:  # e.g. a family whose weights the engine does not read yet
+        raise ModelLoadError(f"{source}: the checkpoint loaded, but the debugger cannot read this "
+                             f"architecture ({type(e).__name__}: {e})") from None
+    if getattr(getattr(bridge, "original_model", None), "hf_device_map", None):
+        m.W = gather(m.W, device)
+        m.device = device
+    return m
+
+
+def load_hf_dir(directory: Path, name: str, device: Optional[str] = None, dtype: Optional[torch.dtype] = None,
+                device_map: Optional[DeviceMap] = None, offload_dir: Optional[str] = None,
+                source: Optional[str] = None) -> DebugModel:
+    """A HuggingFace checkpoint directory (config.json + safetensors, single or sharded).
+    Half-precision checkpoints are upcast to float32 unless `dtype` says otherwise."""
     from transformer_lens.model_bridge import TransformerBridge
 
     _read_json(directory / "config.json")
-    _check_safetensors(directory / "model.safetensors")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    weight_files(directory)
+    kwargs: dict = {"dtype": dtype or torch.float32}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+        if offload_dir:
+            kwargs["offload_folder"] = str(offload_dir)
+        elif uses_disk(device_map):
+            raise ModelLoadError("a device map with 'disk' needs --offload-dir (where the offloaded weights go)")
+    else:
+        kwargs["device"] = device or "cpu"
     try:
-        bridge = TransformerBridge.boot_transformers(str(directory), device=device or "cpu", dtype=dtype)
+        with no_unpickling():
+            bridge = TransformerBridge.boot_transformers(str(directory), **kwargs)
+    except CheckpointError:
+        raise
     except Exception as e:
-        raise ModelLoadError(f"{directory}: could not load as a HuggingFace checkpoint ({e})") from None
+        raise ModelLoadError(f"{directory}: could not load as a HuggingFace checkpoint "
+                             f"({type(e).__name__}: {e})") from None
     bridge.eval()
     codec = HFCodec(bridge.tokenizer, prepend_bos=bool(getattr(bridge.cfg, "default_prepend_bos", True)))
-    return DebugModel(name, bridge, codec, source=str(directory), reference_prompts=_reference_prompts(directory))
+    return _debug_model(name, bridge, codec, source or str(directory), _reference_prompts(directory))
 
 
 def load_tl_native_dir(directory: Path, name: str, device: Optional[str] = None,
@@ -100,7 +125,9 @@ def load_tl_native_dir(directory: Path, name: str, device: Optional[str] = None,
     cfg_path = directory / "config.json"
     fields = _read_json(cfg_path)
     weights = directory / "model.safetensors"
-    _check_safetensors(weights)
+    if not weights.exists():
+        refuse_pickles(directory)
+    check_safetensors(weights)
     try:
         cfg = TransformerBridgeConfig.from_dict(fields)
         bridge = TransformerBridge.boot_native(cfg, device=device or "cpu", dtype=dtype)
@@ -132,22 +159,21 @@ def _native_codec(directory: Path, bridge):
     raise ModelLoadError(f"{directory}: no tokenizer.json or vocab.json for this TransformerLens-native checkpoint")
 
 
-def load_hub(name: str, device: Optional[str] = None, dtype: Optional[torch.dtype] = None) -> DebugModel:
-    """A hub model by name (needs a reachable hub; never used in tests)."""
-    from transformer_lens.model_bridge import TransformerBridge
+def load_hub(name: str, device: Optional[str] = None, dtype: Optional[torch.dtype] = None,
+             device_map: Optional[DeviceMap] = None, offload_dir: Optional[str] = None,
+             label: Optional[str] = None) -> DebugModel:
+    """A hub model by name, from the HuggingFace cache (downloaded into it when a hub is
+    reachable and HF_HUB_OFFLINE is not set), loaded like a local directory."""
+    from .hub import HubError, repo_id, snapshot
 
-    repo = HUB_ALIASES.get(name, name)
     try:
-        bridge = TransformerBridge.boot_transformers(repo, device=device or "cpu", dtype=dtype)
-    except Exception as e:
-        raise ModelLoadError(f"{name}: not a local directory, and loading {repo!r} from a model hub failed ({e})") from None
-    bridge.eval()
-    return DebugModel(name, bridge, HFCodec(bridge.tokenizer), source=f"hub:{repo}")
+        folder = snapshot(name)
+    except HubError as e:
+        raise ModelLoadError(str(e)) from None
+    return load_hf_dir(folder, label or name, device, dtype, device_map, offload_dir, source=f"hub:{repo_id(name)}")
 
 
-def load_model(spec: str, name: Optional[str] = None, device: Optional[str] = None,
-               dtype: Optional[torch.dtype] = None) -> DebugModel:
-    """`spec` is 'default', a checkpoint directory, or a hub model name."""
+def _load(spec: str, name: Optional[str], device, dtype, device_map, offload_dir) -> DebugModel:
     if spec == "default":
         if not (DEFAULT_MODEL_DIR / "config.json").exists():
             raise ModelLoadError(
@@ -170,11 +196,37 @@ def load_model(spec: str, name: Optional[str] = None, device: Optional[str] = No
     if path.is_dir():
         label = name or path.name
         if is_tl_native_dir(path):
+            if device_map is not None:
+                log.info("%s: TransformerLens-native checkpoints load whole on one device; device map ignored", spec)
             return load_tl_native_dir(path, label, device, dtype)
-        return load_hf_dir(path, label, device, dtype)
+        return load_hf_dir(path, label, device, dtype, device_map, offload_dir)
+    if path.exists():
+        raise ModelLoadError(f"{spec}: a file, not a checkpoint directory; pass the directory holding "
+                             "config.json and the safetensors weights")
     if spec.startswith((".", "/", "~")):
         raise ModelLoadError(f"{spec}: directory not found")
-    return load_hub(spec, device, dtype)
+    return load_hub(spec, device, dtype, device_map, offload_dir, label=name)
+
+
+def load_model(spec: str, name: Optional[str] = None, device: Optional[str] = None,
+               dtype: Optional[torch.dtype] = None, device_map: Optional[DeviceMap] = None,
+               offload_dir: Optional[str] = None) -> DebugModel:
+    """`spec` is 'default', 'tracr/<name>', a checkpoint directory, or a hub model name.
+    `device_map` ('auto', 'balanced', a {module: device} dict or its JSON) splits a HuggingFace
+    model across devices with accelerate; 'disk' entries go to `offload_dir`.
+
+    Raises ModelLoadError (whose message names the file or says what is wrong) or a UserError
+    such as model.UnsupportedModel (an architecture the debugger refuses, saying why); every
+    other exception is turned into a ModelLoadError."""
+    try:
+        return _load(spec, name, device, dtype, parse_device_map(device_map), offload_dir)
+    except (ModelLoadError, UserError):  # UserError: e.g. model.UnsupportedModel, saying what cannot be decomposed
+        raise
+    except (CheckpointError, ValueError) as e:
+        raise ModelLoadError(str(e)) from None
+    except Exception as e:  # anything else (e.g. an architecture the engine cannot read): say what, keep serving
+        log.debug("loading %s failed", spec, exc_info=True)
+        raise ModelLoadError(f"{spec}: could not be loaded ({type(e).__name__}: {e})") from None
 
 
 def testbed_names() -> list[str]:

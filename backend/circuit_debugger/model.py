@@ -183,6 +183,8 @@ class DebugModel:
             "d_vocab_out": int(self.d_vocab_out), "n_ctx": self.n_ctx, "max_tokens": self.max_tokens,
             "normalization": self.norm, "architecture": self.arch.describe(), "has_reference_corpus": bool(self.reference_prompts),
             "device": str(self.device),
-            "transcoders": {str(l): a.d_sae for l, a in sorted(self.autoencoders.transcoders.items())},
+            "transcoders": {str(l): a.d_sae for l, a in sorted(self.autoencoders.family("transcoder").items())},
             "saes": {str(l): a.d_sae for l, a in sorted(self.autoencoders.saes.items())},
+            "resid_saes": {str(l): a.d_sae for l, a in sorted(self.autoencoders.resids.items())},
+            "dictionaries": self.autoencoders.dictionaries(),
         }

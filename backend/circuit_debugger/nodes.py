@@ -10,6 +10,8 @@
     L{l}.S{i}     SAE latent i of layer l           (needs an autoencoder)
     L{l}.TERR     the transcoder's reconstruction error at layer l (what it misses of the MLP)
     L{l}.SERR     the SAE's reconstruction error at layer l (what it misses of the attention output)
+    L{l}.R{i}     residual-stream SAE latent i of the residual entering layer l (l == n_layers: final)
+    L{l}.RERR     that residual SAE's reconstruction error
     ...@{p}       optional suffix: only token position p, e.g. L1.H3@7
 
 This module is the only place that knows TransformerLens hook names.
@@ -27,17 +29,25 @@ HEAD, NEURON, ATTN, MLP, RESID, EMB, POS, TRANSCODER, SAE = (
     "head", "neuron", "attn", "mlp", "resid", "embed", "pos_embed", "transcoder", "sae",
 )
 TRANSCODER_ERR, SAE_ERR = "transcoder_error", "sae_error"
-LATENT_KINDS = (TRANSCODER, SAE)
-AUTOENCODER_KINDS = (TRANSCODER, SAE, TRANSCODER_ERR, SAE_ERR)
-ERROR_OF = {TRANSCODER: TRANSCODER_ERR, SAE: SAE_ERR}
+RESID_SAE, RESID_SAE_ERR = "resid_sae", "resid_sae_error"  # residual-stream SAEs (issue 15)
+LATENT_KINDS = (TRANSCODER, SAE, RESID_SAE)
+AUTOENCODER_KINDS = (TRANSCODER, SAE, TRANSCODER_ERR, SAE_ERR, RESID_SAE, RESID_SAE_ERR)
+ERROR_OF = {TRANSCODER: TRANSCODER_ERR, SAE: SAE_ERR, RESID_SAE: RESID_SAE_ERR}
+FAMILY_OF = {TRANSCODER: TRANSCODER, TRANSCODER_ERR: TRANSCODER, SAE: SAE, SAE_ERR: SAE, RESID_SAE: RESID_SAE,
+             RESID_SAE_ERR: RESID_SAE}
 
-_INDEXED = {"H": HEAD, "N": NEURON, "T": TRANSCODER, "S": SAE}
-_SUBLAYER = {"ATTN": ATTN, "MLP": MLP, "RESID": RESID, "TERR": TRANSCODER_ERR, "SERR": SAE_ERR}
+_INDEXED = {"H": HEAD, "N": NEURON, "T": TRANSCODER, "S": SAE, "R": RESID_SAE}
+_SUBLAYER = {"ATTN": ATTN, "MLP": MLP, "RESID": RESID, "TERR": TRANSCODER_ERR, "SERR": SAE_ERR,
+             "RERR": RESID_SAE_ERR}
+# ASCII digits only (`\d` would take any Unicode digit: 'L١.H٣' read as L1.H3), at most 9 of
+# them per number, so int() never meets a 5,000-digit string and every number fits an int32.
+_NUMBER = r"[0-9]{1,9}"
 _PATTERN = re.compile(
-    r"^(?:(?P<emb>EMB|POS)"
-    r"|L(?P<layer>\d+)\.(?:(?P<letter>[HNTS])(?P<index>\d+)|(?P<sub>ATTN|MLP|RESID|TERR|SERR)))"
-    r"(?:@(?P<pos>\d+))?$"
+    rf"^(?:(?P<emb>EMB|POS)"
+    rf"|L(?P<layer>{_NUMBER})\.(?:(?P<letter>[HNTSR])(?P<index>{_NUMBER})|(?P<sub>ATTN|MLP|RESID|TERR|SERR|RERR)))"
+    rf"(?:@(?P<pos>{_NUMBER}))?$"
 )
+MAX_NODE_ID = 64  # characters; longer text is refused before any matching
 
 
 @dataclass(frozen=True)
@@ -81,11 +91,14 @@ class NodeId:
 
 
 def parse_node(text: str) -> NodeId:
+    if isinstance(text, str) and len(text) > MAX_NODE_ID:
+        raise UserError(f"node id too long ({len(text)} characters; a node id has at most {MAX_NODE_ID})")
     m = _PATTERN.match(text.strip()) if isinstance(text, str) else None
     if not m:
         raise UserError(
             f"unknown node id {text!r}: expected e.g. 'L1.H3', 'L0.N117', 'L2.MLP', 'L1.ATTN', "
-            "'L0.RESID', 'EMB', 'POS', 'L1.T300', 'L1.S5', optionally with '@position'"
+            "'L0.RESID', 'EMB', 'POS', 'L1.T300', 'L1.S5', 'L3.R12', optionally with '@position' (ASCII "
+            "digits, at most 9 per number)"
         )
     pos = int(m["pos"]) if m["pos"] is not None else None
     if m["emb"]:
@@ -103,7 +116,7 @@ def validate(node: NodeId, shape: Shape, seq_len: Optional[int] = None,
     `latents` maps 'transcoder' / 'sae' to {layer: number of latents} for the loaded autoencoders.
     """
     if node.kind in AUTOENCODER_KINDS:
-        family = TRANSCODER if node.kind in (TRANSCODER, TRANSCODER_ERR) else SAE
+        family = FAMILY_OF[node.kind]
         sizes = (latents or {}).get(family, {})
         if node.layer not in sizes:
             have = ", ".join(f"L{l}" for l in sorted(sizes)) or "none"
@@ -114,7 +127,7 @@ def validate(node: NodeId, shape: Shape, seq_len: Optional[int] = None,
         raise UserError(f"node {node}: this model has no learned position embedding (its positions are rotary, "
                         "ALiBi or absent and never written to the residual stream)")
     if node.layer is not None:
-        top = shape.n_layers if node.kind == RESID else shape.n_layers - 1
+        top = shape.n_layers if node.kind in (RESID, RESID_SAE, RESID_SAE_ERR) else shape.n_layers - 1
         if node.layer > top:
             raise UserError(f"node {node}: layer {node.layer} out of range (model has layers 0..{shape.n_layers - 1})")
     if node.kind == HEAD and node.index >= shape.n_heads:
@@ -157,6 +170,8 @@ def activation_hook(node: NodeId, n_layers: int) -> str:
         return f"blocks.{l}.hook_mlp_out"  # latents live inside the transcoder splice there
     if node.kind in (SAE, SAE_ERR):
         return f"blocks.{l}.hook_attn_out"
+    if node.kind in (RESID_SAE, RESID_SAE_ERR):
+        return activation_hook(NodeId(RESID, l), n_layers)
     raise UserError(f"node {node} has no activation hook")
 
 

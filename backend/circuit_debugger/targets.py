@@ -305,34 +305,48 @@ class LatentPre(Target):
     A transcoder latent reads the MLP input normalised by ln2 (gain and bias are folded into
     its encoder), so its readout is the residual at 'mid' without the LN affine. An SAE latent
     reads one attention sublayer's output, so only that layer's heads write to it directly.
+    A residual SAE latent (or a transcoder / CLT latent reading the raw hook_resid_mid) reads
+    the residual stream itself: no layer norm, every upstream writer counts.
     """
 
     def __init__(self, model: DebugModel, node: NodeId, position: int):
-        from .nodes import ATTN, TRANSCODER, ln_normalized_hook
+        from .autoencoders.splice import site_hook
+        from .nodes import RESID_SAE, SAE, TRANSCODER, ln_normalized_hook
 
         ae = model.autoencoders.family(node.kind)[node.layer]
         self.is_tc = node.kind == TRANSCODER
+        read = getattr(ae, "read", "") or ("ln2_normalized" if self.is_tc else "attn_out")
+        if read in ("z", "mlp_out"):
+            raise UserError(f"node {node}: tracing latents of a dictionary that reads "
+                            f"{'attn.hook_z' if read == 'z' else 'hook_mlp_out'} is not supported")
         from .linear import mlp_read
 
-        self.read = mlp_read(model, node.layer)  # (stage, norm) of the MLP input a transcoder reads
-        hook = ln_normalized_hook(self.read[1]) if self.is_tc else activation_hook(NodeId(ATTN, node.layer),
-                                                                                   model.shape.n_layers)
+        l, L = node.layer, model.shape.n_layers
+        self.mlp = mlp_read(model, l)  # (stage, norm) of the MLP input a transcoder reads
+        hook = {"ln2_normalized": ln_normalized_hook(self.mlp[1]), "resid_mid": f"blocks.{l}.ln2.hook_in",
+                "attn_out": site_hook(SAE, l, L), "resid": site_hook(RESID_SAE, l, L)}[read]
         super().__init__("latent_pre", position, {hook})
-        self.model, self.node, self.ae, self.hook = model, node, ae, hook
+        self.model, self.node, self.ae, self.hook, self.read = model, node, ae, hook, read
 
     def value(self, acts, logits):
         x = acts[self.hook][:, self.position]
-        if self.ae.apply_b_dec_to_input and not self.ae.is_transcoder:
-            x = x - self.ae.b_dec
+        shift = self.ae.input_shift()
+        if shift is not None:
+            x = x - shift
         return x @ self.ae.W_enc[:, self.node.index] + self.ae.b_enc[self.node.index]
 
     def readout(self, acts):
         i, ae, l = self.node.index, self.ae, self.node.layer
         u = ae.W_enc[:, i]
-        if self.is_tc:
-            return Readout(l, self.read[0], self.read[1], [self.position], u[None], float(ae.b_enc[i]), affine=False)
-        shift = float(ae.b_dec @ u) if ae.apply_b_dec_to_input else 0.0
-        return Readout(l, "attn_out", "", [self.position], u[None], float(ae.b_enc[i]) - shift)
+        shift = ae.input_shift()
+        const = float(ae.b_enc[i]) - (float(shift @ u) if shift is not None else 0.0)
+        if self.read == "ln2_normalized":
+            return Readout(l, self.mlp[0], self.mlp[1], [self.position], u[None], const, affine=False)
+        if self.read == "resid_mid":  # the raw residual between attention and MLP: no layer norm
+            return Readout(l, "mid", "", [self.position], u[None], const)
+        if self.read == "resid":
+            return Readout(l, "pre", "", [self.position], u[None], const)
+        return Readout(l, "attn_out", "", [self.position], u[None], const)
 
     def describe(self):
         return {"kind": self.kind, "node": str(self.node), "position": self.position}

@@ -12,4 +12,4 @@ export function parseNode(id: string): ParsedNode {
 
 export const isHead = (n: ParsedNode) => n.letter === "H" && n.index !== null;
 export const isNeuron = (n: ParsedNode) => n.letter === "N" && n.index !== null;
-export const isLatent = (n: ParsedNode) => (n.letter === "T" || n.letter === "S") && n.index !== null;
+export const isLatent = (n: ParsedNode) => (n.letter === "T" || n.letter === "S" || n.letter === "R") && n.index !== null;

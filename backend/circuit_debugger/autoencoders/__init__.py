@@ -1,72 +1,54 @@
-"""SAEs and transcoders as debugger nodes: on-disk format, loading onto a model, splicing.
+"""Dictionaries (SAEs, transcoders, cross-layer transcoders) as debugger nodes: on-disk
+formats, loading onto a model, splicing.
 
-Supported placements (the ones whose latents decompose a sublayer exactly):
-- transcoders reading `blocks.{l}.ln2.hook_normalized` (or `blocks.{l}.ln2.hook_out`, whose
-  LN gain and bias are then folded into the encoder) and writing `blocks.{l}.hook_mlp_out`;
-- SAEs reading and writing `blocks.{l}.hook_attn_out`.
+Sources (`--autoencoders MODEL=SPEC`, see `sources.py`): one dictionary folder, a folder of
+them, a circuit-tracer transcoder set or CLT folder, or `saelens:RELEASE[/SAE_ID]` /
+`saelens:ORG/REPO/PATH` resolved in the HuggingFace cache. Sites: see `sites.py`.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from .format import Autoencoder, AutoencoderLoadError, load
 
 REPO_AUTOENCODERS = Path(__file__).resolve().parents[3] / "autoencoders"
 
-_TC_IN = re.compile(r"^blocks\.(\d+)\.ln2\.hook_(normalized|out)$")
-_TC_OUT = re.compile(r"^blocks\.(\d+)\.hook_mlp_out$")
-_SAE = re.compile(r"^blocks\.(\d+)\.hook_attn_out$")
 
+def place(model, ae, where: str) -> None:
+    """Attach one dictionary to `model` after checking it fits (and rewriting it for its site)."""
+    from .clt import CrossLayerTranscoder
 
-def place(model, ae: Autoencoder, where: str) -> None:
-    """Attach one autoencoder to `model` after checking it fits."""
-    d = model.shape.d_model
-    if ae.W_enc.shape[0] != d or ae.W_dec.shape[1] != d:
-        raise AutoencoderLoadError(f"{where}: d_in/d_out {ae.W_enc.shape[0]}/{ae.W_dec.shape[1]} do not match "
-                                   f"the model's d_model {d}")
+    model.autoencoders.n_layers = model.shape.n_layers
+    if isinstance(ae, CrossLayerTranscoder):
+        ae.place(model, where)
+        return
+    from .sites import resolve
+
     ae.to(device=model.device, dtype=model.dtype)
-    if ae.is_transcoder:
-        m_in, m_out = _TC_IN.match(ae.hook_name), _TC_OUT.match(ae.hook_name_out or "")
-        if not (m_in and m_out and m_in.group(1) == m_out.group(1)):
-            raise AutoencoderLoadError(
-                f"{where}: transcoders must read blocks.L.ln2.hook_normalized (or ln2.hook_out) and write "
-                f"blocks.L.hook_mlp_out of the same layer; this one reads {ae.hook_name!r} and writes "
-                f"{ae.hook_name_out!r}")
-        layer = int(m_in.group(1))
-        if layer >= model.shape.n_layers:
-            raise AutoencoderLoadError(f"{where}: layer {layer} does not exist in this model")
-        if m_in.group(2) == "out":  # fold the LN affine: x_out = x_norm * w + b
-            ln = f"blocks.{layer}.ln2"
-            if ln in model.W.ln:
-                w, b = model.W.ln[ln]
-                ae.b_enc = ae.b_enc + (b @ ae.W_enc if b is not None else 0)
-                ae.W_enc = w[:, None] * ae.W_enc
-            ae.hook_name = f"blocks.{layer}.ln2.hook_normalized"
-        model.autoencoders.transcoders[layer] = ae
-    else:
-        m = _SAE.match(ae.hook_name)
-        if not m:
-            raise AutoencoderLoadError(f"{where}: SAEs must read and write blocks.L.hook_attn_out; this one reads "
-                                       f"{ae.hook_name!r} (residual-stream SAEs would double-count upstream nodes)")
-        layer = int(m.group(1))
-        if layer >= model.shape.n_layers:
-            raise AutoencoderLoadError(f"{where}: layer {layer} does not exist in this model")
-        model.autoencoders.saes[layer] = ae
+    site, layer = resolve(model, ae, where)
+    slot = {"mlp": model.autoencoders.transcoders, "attn": model.autoencoders.saes,
+            "resid": model.autoencoders.resids}[site]
+    if layer in slot or (site == "mlp" and model.autoencoders.clt is not None):
+        have = slot[layer].name if layer in slot else model.autoencoders.clt.name
+        raise AutoencoderLoadError(f"{where}: layer {layer} already has a dictionary at the {site} site ({have})")
+    slot[layer] = ae
 
 
-def load_onto(model, directory: Path) -> dict[str, str]:
-    """Load every autoencoder folder under `directory` onto `model`; returns {folder: error}."""
-    directory = Path(directory)
+def load_onto(model, spec) -> dict[str, str]:
+    """Load the dictionaries `spec` names onto `model`; returns {what: error} for each one
+    that did not load (an empty dict only when at least one loaded)."""
+    from .sources import resolve_spec
+
     errors: dict[str, str] = {}
-    if not directory.is_dir():
-        return {str(directory): "directory not found"}
-    for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
+    found = resolve_spec(str(spec), errors)
+    for where, make in found:
         try:
-            place(model, load(folder), str(folder))
+            place(model, make(), where)
         except AutoencoderLoadError as e:
-            errors[str(folder)] = str(e)
+            errors[where] = str(e)
+        except Exception as e:  # any other failure is this dictionary's too: listed, and the model still serves
+            errors[where] = f"{type(e).__name__}: {e}"
     return errors
 
 

@@ -152,6 +152,10 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path(".cache/ae-train"))
+    ap.add_argument("--corpus", default=None, help="train on this text/JSONL/Parquet/CSV file or hf:ORG/NAME "
+                    "(required for models other than the default; see explanations/corpus.py)")
+    ap.add_argument("--column", default="text")
+    ap.add_argument("--ctx", type=int, default=64)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     from transformers import GPT2LMHeadModel
@@ -160,7 +164,10 @@ def main(argv=None) -> None:
 
     directory = DEFAULT_MODEL_DIR if a.model == "default" else Path(a.model)
     model = load_model(str(directory), name=a.model)
-    ids = corpus_ids(model.codec.tokenizer, a.tokens, seed=a.seed + 1000)
+    from ..explanations.build import CorpusSpec, corpus
+
+    spec = CorpusSpec(a.corpus, a.column, a.ctx) if a.corpus else None
+    ids = corpus(model, a.tokens, a.seed + 1000, spec, progress=True)
     a.work.mkdir(parents=True, exist_ok=True)
     a.out.mkdir(parents=True, exist_ok=True)
     layers = list(range(model.shape.n_layers))

@@ -1,7 +1,8 @@
 """Every node's activation at every token of a batch, as one [batch, pos, n_nodes] tensor.
 
 Columns follow `node_index(model)`: heads (their write norm ‖z·W_O‖ at the query position),
-MLP neurons (post-activation), then transcoder and SAE latents for the layers that have them.
+MLP neurons (post-activation), then MLP-site (transcoder, MLP-out SAE or CLT), attention-site
+and residual-stream latents for the layers that have them.
 Heads also give their attention patterns, for (query token, key token) statistics.
 """
 
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from ..execution import RunRequest, execute
-from ..autoencoders.splice import SpliceChoice, latent_key
-from ..nodes import HEAD, NEURON, SAE, TRANSCODER, NodeId, activation_hook, pattern_hook, value_hook
+from ..autoencoders.splice import latent_key, latent_readers
+from ..nodes import HEAD, NEURON, RESID_SAE, SAE, TRANSCODER, NodeId, activation_hook, pattern_hook, value_hook
 
 
 @dataclass
@@ -42,34 +43,40 @@ def node_index(model) -> NodeIndex:
         add(HEAD, l, H, "H")
     for l in range(L):
         add(NEURON, l, N, "N")
-    for l, ae in sorted(model.autoencoders.transcoders.items()):
-        add(TRANSCODER, l, ae.d_sae, "T")
-    for l, ae in sorted(model.autoencoders.saes.items()):
-        add(SAE, l, ae.d_sae, "S")
+    aes = model.autoencoders
+    for kind, letter in ((TRANSCODER, "T"), (SAE, "S"), (RESID_SAE, "R")):
+        for l, ae in sorted(aes.family(kind).items()):
+            add(kind, l, ae.d_sae, letter)
     return out
 
 
-def batch_activations(model, ids: torch.Tensor) -> tuple[torch.Tensor, list, list]:
+def batch_activations(model, ids: torch.Tensor, blocks: bool = False) -> tuple:
     """([batch, pos, n_nodes], patterns per layer [batch, head, q, k], head value-write norms
-    per layer [batch, head, k]) for token ids [batch, pos]."""
+    per layer [batch, head, k]) for token ids [batch, pos]. `blocks`: the activations as the
+    list of per-layer column blocks, in node order, without concatenating them."""
     L = model.shape.n_layers
     aes = model.autoencoders
     names = []
     for l in range(L):
         names += [activation_hook(NodeId(HEAD, l), L), activation_hook(NodeId(NEURON, l), L), pattern_hook(l), value_hook(l)]
+    # latents only: no decode, no error (the model's own forward is what the splice computes)
+    lat: dict = {}
     store = execute(model, None, RunRequest(capture=names, tokens=ids.to(model.device),
-                                            splice=SpliceChoice(tuple(sorted(aes.transcoders)), tuple(sorted(aes.saes))))).acts
+                                            edits=latent_readers(aes, aes.every(), lat))).acts
+    store.update(lat)
     W = model.W
     cols = []
     for l in range(L):
         z = store[activation_hook(NodeId(HEAD, l), L)]  # [b, p, h, e]
         cols.append(torch.einsum("bphe,hed->bphd", z, W.W_O[l]).norm(dim=-1))
     cols += [store[activation_hook(NodeId(NEURON, l), L)] for l in range(L)]
-    cols += [store[latent_key(TRANSCODER, l)] for l in sorted(aes.transcoders)]
-    cols += [store[latent_key(SAE, l)] for l in sorted(aes.saes)]
+    for kind in (TRANSCODER, SAE, RESID_SAE):
+        cols += [store[latent_key(kind, l)] for l in sorted(aes.family(kind))]
     patterns = [store[pattern_hook(l)] for l in range(L)]
     # GQA/MQA: a query head reads its shared key/value head h // (n_heads / n_kv_heads)
     group = model.arch.group_size
     vnorms = [torch.einsum("bkhe,hed->bhkd", store[value_hook(l)].repeat_interleave(group, dim=2), W.W_O[l]).norm(dim=-1)
               for l in range(L)]
+    if blocks:
+        return cols, patterns, vnorms
     return torch.cat(cols, -1).float(), patterns, vnorms

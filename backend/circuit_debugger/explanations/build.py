@@ -1,10 +1,14 @@
 """Mine a model's nodes and explain them offline, into one SQLite file.
 
     python -m circuit_debugger.explanations.build [--model default] [--tokens 60000]
+        [--corpus PATH|hf:ORG/NAME [--column text] [--ctx 64]]
         [--out ../explanations/default.sqlite] [--work ../.cache/mine]
 
-Corpus: for the default model, its corpus generator with a seed of its own (one document per
-row); for a tracr testbed, random inputs. Held-out text (another seed) scores explanations.
+Corpus: `--corpus` (see corpus.py: text, JSONL, Parquet, CSV or a cached hub dataset, streamed
+into fixed-length windows; held-out windows are a disjoint, seeded share of the same stream).
+Without it: for the default model, its own corpus generator with a seed of its own (one
+document per row); for a tracr testbed, random inputs; any other model needs `--corpus` (it
+is never mined on the default model's synthetic text).
 """
 
 from __future__ import annotations
@@ -13,14 +17,40 @@ import argparse
 import random
 import time
 from pathlib import Path
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
 REPO_EXPLANATIONS = Path(__file__).resolve().parents[3] / "explanations"
 
 
-def corpus(model, n_tokens: int, seed: int) -> torch.Tensor:
+@dataclass
+class CorpusSpec:
+    path: str
+    column: str = "text"
+    ctx: int = 64
+
+
+def is_default_model(model) -> bool:
+    from ..loading import DEFAULT_MODEL_DIR
+
+    return Path(str(model.source)).resolve() == Path(DEFAULT_MODEL_DIR).resolve()
+
+
+def corpus(model, n_tokens: int, seed: int, spec: Optional[CorpusSpec] = None, split: str = "mine",
+           progress: bool = False) -> torch.Tensor:
+    from .corpus import CorpusError, windows
+
+    if spec is not None:
+        if not hasattr(model.codec, "tokenizer"):
+            raise CorpusError(f"model {model.name}: --corpus needs a model with a tokenizer")
+        ctx = min(spec.ctx, model.n_ctx)
+        return windows(spec.path, model.codec.tokenizer, n_tokens, ctx, seed, spec.column, split, progress=progress)
     if hasattr(model.codec, "tokenizer"):
+        if not is_default_model(model):
+            raise CorpusError(f"model {model.name}: give --corpus (a text, JSONL, Parquet or CSV file, or hf:ORG/NAME); "
+                             "only the default model has a built-in corpus")
         from ..autoencoders.train import corpus_ids
 
         return corpus_ids(model.codec.tokenizer, n_tokens, seed=seed)
@@ -36,6 +66,15 @@ def corpus(model, n_tokens: int, seed: int) -> torch.Tensor:
     return torch.tensor(rows)
 
 
+def valid_of(model, rows: torch.Tensor) -> torch.Tensor:
+    """Positions holding corpus tokens (not BOS, padding or document separators)."""
+    if hasattr(model.codec, "tokenizer"):
+        from .corpus import valid_mask
+
+        return valid_mask(rows, model.codec.tokenizer)
+    return rows != model.codec.bos_id
+
+
 def write_lens(model, index, k: int = 5) -> dict:
     """Per neuron / latent: the tokens its write promotes (final LN gain, centred); transcoder
     latents also their de-embedding."""
@@ -47,8 +86,11 @@ def write_lens(model, index, k: int = 5) -> dict:
     tok = lambda i: model.codec.output_str(int(i))
     out: dict = {}
     blocks = [("N", l, W.W_out[l], None) for l in range(model.shape.n_layers)]
-    blocks += [("T", l, ae.W_dec, ae.W_enc) for l, ae in sorted(model.autoencoders.transcoders.items())]
-    blocks += [("S", l, ae.W_dec, None) for l, ae in sorted(model.autoencoders.saes.items())]
+    aes = model.autoencoders
+    blocks += [("T", l, ae.W_dec, ae.W_enc if ae.read in ("", "ln2_normalized") else None)
+               for l, ae in sorted(aes.family("transcoder").items())]
+    blocks += [("S", l, ae.W_dec, None) for l, ae in sorted(aes.saes.items())]
+    blocks += [("R", l, ae.W_dec, None) for l, ae in sorted(aes.resids.items())]
     for letter, l, dec, enc in blocks:
         logits = (centre(dec) * gain) @ W.W_U  # [n, vocab]
         top = logits.topk(min(k, logits.shape[1]), dim=1)
@@ -64,25 +106,28 @@ def write_lens(model, index, k: int = 5) -> dict:
 
 
 def build(model, out: Path, tokens: int, work=None, seed: int = 777, held_tokens: int = 6000, cfg=None,
-          progress: bool = True) -> dict:
+          progress: bool = True, spec: Optional[CorpusSpec] = None) -> dict:
     from .activations import node_index
     from .explain import explain_all, held_out
+    from .heads import head_explanations
     from .mine import Config, mine
     from .store import Store, write
 
     cfg = cfg or Config()
     t0 = time.perf_counter()
-    rows = corpus(model, tokens, seed)
-    bos = model.codec.bos_id
-    miner = mine(model, rows, rows != bos, cfg, work, progress=progress)
+    rows = corpus(model, tokens, seed, spec, progress=progress)
+    miner = mine(model, rows, valid_of(model, rows), cfg, work, progress=progress)
     mined_s = time.perf_counter() - t0
     index = node_index(model)
     write(out, model, index, miner, rows, write_lens(model, index),
-          {"model": model.name, "corpus_seed": seed, "tokens": int(miner.s["n_tokens"][0]), "rows": len(rows),
+          {"model": model.name, "corpus_seed": seed, "corpus": vars(spec) if spec else "built-in", "tokens": int(miner.s["n_tokens"][0]), "rows": len(rows),
            "config": vars(cfg), "created": time.time(), "mine_seconds": round(mined_s, 1)})
-    held_rows = corpus(model, held_tokens, seed + 1)
-    held = held_out(model, held_rows, held_rows != bos)
-    n = explain_all(model, Store(out, model.codec), held, index)
+    # held out: the disjoint split of the same stream (a user corpus), or another seed (built-in)
+    held_rows = corpus(model, held_tokens, seed, spec, split="held") if spec else corpus(model, held_tokens, seed + 1)
+    held_valid = valid_of(model, held_rows)
+    held = held_out(model, held_rows, held_valid)
+    heads = head_explanations(model, held_rows, held_valid)
+    n = explain_all(model, Store(out, model.codec), held, index, heads=heads)
     return {"nodes": len(index), "explained": n, "tokens": int(miner.s["n_tokens"][0]), "mine_seconds": mined_s,
             "bytes": out.stat().st_size}
 
@@ -94,11 +139,20 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=REPO_EXPLANATIONS / "default.sqlite")
     ap.add_argument("--work", type=Path, default=Path(".cache/mine"))
     ap.add_argument("--seed", type=int, default=777)
+    ap.add_argument("--corpus", default=None, help="text/JSONL/Parquet/CSV file or hf:ORG/NAME (cached hub dataset)")
+    ap.add_argument("--column", default="text", help="the text field / column of a JSONL, Parquet or CSV corpus")
+    ap.add_argument("--ctx", type=int, default=64, help="window length in tokens (at most the model's context)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     from ..loading import load_model
 
-    print(build(load_model(a.model), a.out, a.tokens, a.work, a.seed))
+    from .corpus import CorpusError
+
+    spec = CorpusSpec(a.corpus, a.column, a.ctx) if a.corpus else None
+    try:
+        print(build(load_model(a.model), a.out, a.tokens, a.work, a.seed, spec=spec))
+    except CorpusError as e:
+        raise SystemExit(f"build: {e}") from None
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.request
 from collections import Counter
@@ -105,8 +106,10 @@ def _chat(cfg: dict, prompt: str, timeout: float = 60) -> str:
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read())["choices"][0]["message"]["content"].strip()
-    except Exception as e:
-        raise UserError(f"the LLM endpoint {cfg['base']} failed: {e}", status=502) from None
+    except Exception as e:  # a 5xx body carries no internals (address, exception text): the log has them
+        logging.getLogger("circuit_debugger.server").error("the LLM endpoint %s failed: %r", cfg["base"], e)
+        raise UserError("the configured LLM endpoint failed (the server's log has why); try the offline explainer",
+                        status=502) from None
 
 
 def _show(tokens, acts, codec) -> str:
@@ -157,12 +160,18 @@ def held_out(model, rows: torch.Tensor, valid: torch.Tensor) -> dict:
     return {"tokens": rows.reshape(-1)[keep], "prev": prev.reshape(-1)[keep], "acts": acts.reshape(-1, acts.shape[-1])[keep]}
 
 
-def explain_all(model, store, held: dict, index, nodes: Optional[list] = None) -> int:
+def explain_all(model, store, held: dict, index, nodes: Optional[list] = None, heads: Optional[dict] = None) -> int:
+    """Offline explanations for `nodes` (default: all); heads with an entry in `heads` (see
+    heads.py: what they attend to and write) get that one instead of the token-based one."""
     done = 0
     position = {nid: i for i, nid in enumerate(index.ids)}
     for nid in nodes or index.ids:
         node = store.node(nid, limit=0)
         if node is None:
+            continue
+        if heads and nid in heads:
+            store.put_explanation(nid, heads[nid])
+            done += 1
             continue
         h = {"tokens": held["tokens"], "prev": held["prev"], "acts": held["acts"][:, position[nid]]}
         store.put_explanation(nid, offline(node, store.top_examples(nid), model.codec, h))

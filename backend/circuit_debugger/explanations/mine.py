@@ -56,57 +56,133 @@ class Miner:
         }
         self.batches = 0
 
-    def _merge(self, prefix: str, keys: torch.Tensor, base: int, acts: torch.Tensor, valid: torch.Tensor,
-               values=None) -> None:
-        """Merge this batch's candidates (ranking keys [N, BT]) into the kept lists, for the
-        nodes with a candidate beating their worst kept key only: once the lists fill up few
-        nodes qualify, which keeps mining cheap."""
-        s, c = self.s, self.cfg
-        kept = s["rnd_key"] if prefix == "rnd" else s["top_val"]
-        K = kept.shape[1]
-        rows = (keys > kept[:, -1:]).any(1).nonzero().flatten()
+    @staticmethod
+    def _candidates(node: torch.Tensor, tok: torch.Tensor, key: torch.Tensor, K: int):
+        """Group sparse candidates (node, token index, key) by node, keeping each node's K best:
+        (rows [R], keys [R, K] (-inf padded), token indices [R, K], order into the inputs [R, K])."""
+        order = torch.argsort(key, descending=True, stable=True)
+        order = order[torch.argsort(node[order], stable=True)]  # by node, then by key (descending)
+        rows, counts = torch.unique_consecutive(node[order], return_counts=True)
+        slot = torch.repeat_interleave(torch.arange(len(rows)), counts)
+        rank = torch.arange(len(order)) - (torch.cumsum(counts, 0) - counts)[slot]
+        keep = rank < K
+        keys = torch.full((len(rows), K), float("-inf"))
+        cols = torch.zeros((len(rows), K), dtype=torch.long)
+        src = torch.zeros((len(rows), K), dtype=torch.long)
+        keys[slot[keep], rank[keep]] = key[order][keep]
+        cols[slot[keep], rank[keep]] = tok[order][keep]
+        src[slot[keep], rank[keep]] = order[keep]
+        return rows, keys, cols, src
+
+    def _merge(self, prefix: str, rows: torch.Tensor, off: int, keys: torch.Tensor, cols: torch.Tensor,
+               pos: torch.Tensor, base: int, acts: torch.Tensor, valid: torch.Tensor,
+               values: Optional[torch.Tensor] = None) -> None:
+        """Merge candidates into the kept lists of nodes `off + rows` (`rows` index the columns
+        of the block `acts` [B, T, n]): keys [R, M] (-inf: none) of the real tokens cols [R, M]
+        (indices into the flat positions `pos`); `values` [R, M] for the reservoir.
+
+        Lists are kept unsorted (sorted once at the end, `finish`): an entry that enters takes
+        the slot of one that leaves, so only the new entries' windows are written."""
         if len(rows) == 0:
             return
-        T = acts.shape[1]
-        top = torch.cat([kept[rows], keys[rows]], 1).topk(K, dim=1)
-        pos = top.indices
-        from_batch = pos >= K
-        j = (pos - K).clamp(min=0)
-        old = pos.clamp(max=K - 1)
-        b, t = j // T, j % T
-        pad = torch.nn.functional.pad(torch.where(valid[..., None], acts[..., rows], torch.zeros(())),
-                                      (0, 0, c.before, c.after))  # [B, T + before + after, rows]
-        n = torch.arange(len(rows))[:, None].expand(-1, K)
-        new_win = torch.stack([pad[b, t + w, n] for w in range(c.width)], -1)
-        win = s[prefix + "_win"][rows]
-        s[prefix + "_win"][rows] = torch.where(from_batch[..., None], new_win,
-                                               win.gather(1, old[..., None].expand(-1, -1, c.width)))
-        s[prefix + "_idx"][rows] = torch.where(from_batch, base + j, s[prefix + "_idx"][rows].gather(1, old))
-        if prefix == "rnd":
-            s["rnd_val"][rows] = torch.where(from_batch, values[rows].gather(1, j), s["rnd_val"][rows].gather(1, old))
-            s["rnd_key"][rows] = top.values
-        else:
-            s["top_val"][rows] = top.values
-
-    def update(self, acts: torch.Tensor, valid: torch.Tensor, patterns: list, vnorms: list, row_offset: int):
-        """acts [B, T, N] for rows row_offset.., valid [B, T] marks real tokens."""
         s, c = self.s, self.cfg
-        B, T, N = acts.shape
+        g = rows + off
+        kept = s["rnd_key"] if prefix == "rnd" else s["top_val"]
+        K = kept.shape[1]
+        T = acts.shape[1]
+        top = torch.cat([kept[g], keys], 1).topk(K, dim=1)
+        idx = top.indices
+        stays = torch.zeros((len(rows), K), dtype=torch.bool)
+        r_old, k_old = (idx < K).nonzero(as_tuple=True)
+        stays[r_old, idx[r_old, k_old]] = True
+        er, ek = (~stays).nonzero(as_tuple=True)  # freed slots, row-major
+        nr, nk = (idx >= K).nonzero(as_tuple=True)  # entering entries, row-major: as many per row
+        if len(nr) == 0:
+            return
+        m = idx[nr, nk] - K
+        kv = top.values[nr, nk]
+        real = kv > float("-inf")
+        jv = cols[nr, m]  # index among the real tokens
+        j = pos[jv]  # flat position in the batch
+        bb, tt = j // T, j % T
+        P = tt[:, None] + torch.arange(-c.before, c.after + 1)[None]  # [n_new, width]
+        inside = (P >= 0) & (P < T)
+        Pc = P.clamp(0, T - 1)
+        vals = acts[bb[:, None], Pc, rows[nr][:, None]].float()
+        win = torch.where(inside & valid[bb[:, None], Pc] & real[:, None], vals, torch.zeros(()))
+        ge = g[er]
+        s[prefix + "_win"][ge, ek] = win
+        s[prefix + "_idx"][ge, ek] = torch.where(real, base + j, torch.full_like(j, -1))
+        kept[ge, ek] = kv
+        if prefix == "rnd":
+            s["rnd_val"][ge, ek] = torch.where(real, values[nr, m], torch.zeros(()))
+
+    def finish(self) -> None:
+        """Sort every kept list by its key (descending), as the store and readers expect."""
+        s = self.s
+        for prefix, key, extra in (("top", "top_val", ()), ("rnd", "rnd_key", ("rnd_val",))):
+            order = s[key].argsort(dim=1, descending=True, stable=True)
+            s[key] = s[key].gather(1, order)
+            s[prefix + "_idx"] = s[prefix + "_idx"].gather(1, order)
+            s[prefix + "_win"] = s[prefix + "_win"].gather(1, order[..., None].expand(-1, -1, s[prefix + "_win"].shape[2]))
+            for e in extra:
+                s[e] = s[e].gather(1, order)
+
+    def _block(self, blk: torch.Tensor, off: int, valid: torch.Tensor, pos: torch.Tensor, row_offset: int) -> None:
+        """Statistics for nodes off.. off + n from one block of columns [B, T, n]."""
+        s, c = self.s, self.cfg
+        B, T, n = blk.shape
         base = row_offset * T
-        a = acts.reshape(B * T, N).T.contiguous()  # [N, BT]
-        v = valid.reshape(-1)
-        masked = torch.where(v[None], a, torch.full_like(a, float("-inf")))
-        self._merge("top", masked, base, acts, valid)
-        g = torch.Generator().manual_seed(c.seed * 1_000_003 + row_offset)
-        keys = torch.where(masked > 0, torch.rand(a.shape, generator=g), torch.full_like(a, float("-inf")))
-        self._merge("rnd", keys, base, acts, valid, values=a)
-        av = torch.where(v[None], a, torch.zeros_like(a))
-        s["active"] += ((a > 0) & v[None]).sum(1)
-        s["sum"] += av.sum(1)
-        s["max"] = torch.maximum(s["max"], masked.max(1).values)
-        bins = torch.bucketize(a, EDGES)
-        s["hist"] += torch.zeros_like(s["hist"]).scatter_add_(1, bins, v[None].expand(N, -1).float())
-        s["n_tokens"] += v.sum()
+        a = blk.reshape(B * T, n)[pos].float()  # [nv, n]: the real tokens only
+        nv = len(pos)
+        sl = slice(off, off + n)
+        # top-k: only entries beating their node's kept k-th value are candidates (sparse)
+        beats = a > s["top_val"][sl].min(1).values
+        if int(torch.count_nonzero(beats)) > beats.numel() // 8:  # lists still filling: dense
+            rows = beats.any(0).nonzero().flatten()
+            cols = torch.arange(nv).expand(len(rows), -1)
+            self._merge("top", rows, off, torch.where(beats[:, rows].T, a[:, rows].T, float("-inf")), cols, pos, base,
+                        blk, valid)
+        else:
+            tok, node = beats.nonzero(as_tuple=True)
+            if len(tok):
+                rows, keys, cols, _ = self._candidates(node, tok, a[tok, node], c.k)
+                self._merge("top", rows, off, keys, cols, pos, base, blk, valid)
+        positive = a > 0
+        n_pos = torch.count_nonzero(positive, dim=0)
+        s["active"][sl] += n_pos
+        s["sum"][sl] += a.sum(0)
+        s["max"][sl] = torch.maximum(s["max"][sl], a.max(0).values)
+        r, col = positive.nonzero(as_tuple=True)  # the active entries
+        vals = a[r, col]
+        nb = s["hist"].shape[1]
+        s["hist"][sl] += torch.bincount(col * nb + torch.bucketize(vals, EDGES), minlength=n * nb).reshape(n, nb)
+        s["hist"][sl, 0] += nv - n_pos  # bin 0: ≤ 0
+        # reservoir (priority keys): one uniform key per active entry; only entries beating
+        # their node's kept r-th key are candidates
+        g = torch.Generator().manual_seed(c.seed * 1_000_003 + row_offset * 7919 + off)
+        keys = torch.rand(len(vals), generator=g)
+        cand = keys > s["rnd_key"][sl].min(1).values[col]
+        if cand.any():
+            rows, kk, cols, src = self._candidates(col[cand], r[cand], keys[cand], c.r)
+            self._merge("rnd", rows, off, kk, cols, pos, base, blk, valid, values=vals[cand][src])
+
+    def update(self, acts, valid: torch.Tensor, patterns: list, vnorms: list, row_offset: int):
+        """acts [B, T, N] (or a list of column blocks [B, T, n_i] in node order) for rows
+        row_offset.., valid [B, T] marks real tokens.
+
+        Cost: a few passes over the real tokens' activations (max, sign, sum); the top-k and
+        reservoir merges touch only nodes with a candidate beating their kept k-th (after the
+        first batches, few); histogram and reservoir keys are computed for active entries only."""
+        s, c = self.s, self.cfg
+        B, T = valid.shape
+        pos = valid.reshape(-1).nonzero().flatten()
+        off = 0
+        for blk in (acts if isinstance(acts, (list, tuple)) else [acts]):
+            if len(pos):
+                self._block(blk, off, valid, pos, row_offset)
+            off += blk.shape[-1]
+        s["n_tokens"] += len(pos)
         # heads: (query, key) pairs by weight and by write norm; BOS keys and padding excluded
         pw, pn = [], []
         for pat, vn in zip(patterns, vnorms):
@@ -155,8 +231,10 @@ def mine(model, rows: torch.Tensor, valid: torch.Tensor, cfg: Config, work: Opti
     for b in tqdm(range(miner.batches, n_batches), initial=miner.batches, total=n_batches, desc="mine",
                   disable=not progress):
         sl = slice(b * cfg.batch, (b + 1) * cfg.batch)
-        acts, patterns, vnorms = batch_activations(model, rows[sl])
-        miner.update(acts.cpu(), valid[sl], [p.cpu() for p in patterns], [v.cpu() for v in vnorms], b * cfg.batch)
+        blocks, patterns, vnorms = batch_activations(model, rows[sl], blocks=True)
+        miner.update([x.cpu() for x in blocks], valid[sl], [p.cpu() for p in patterns], [v.cpu() for v in vnorms],
+                     b * cfg.batch)
         if work is not None and (miner.batches % every == 0 or miner.batches == n_batches):
             miner.save(work)
+    miner.finish()
     return miner

@@ -10,7 +10,6 @@ from typing import Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 import torch
@@ -21,9 +20,12 @@ from ..promptsets import slot_order
 from ..shares import ShareStore
 from . import graph_schemas as GS
 from . import schemas as S
-from .capacity import Capacity
+from .cli_security import LIMIT_DEFAULTS
+from .hardening import document_statuses, install_guards
+from .validation import validation_detail
 
 log = logging.getLogger("circuit_debugger.server")
+DEV_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")  # `npm run dev` (Vite)
 
 
 @dataclass
@@ -31,18 +33,32 @@ class Settings:
     models: list[str] = field(default_factory=lambda: ["default"])  # 'default', directories or hub names
     autoencoders: dict[str, list[str]] = field(default_factory=dict)  # model name -> autoencoder directories
     explanations: dict[str, str] = field(default_factory=dict)  # model name -> explanations SQLite file
-    cors_origins: list[str] = field(default_factory=lambda: ["*"])
-    max_tokens: Optional[int] = 256
-    max_top_k: int = 5000
-    max_graph_latents: int = 5000
-    max_reference_prompts: int = 256
-    max_pending: int = 64  # API requests in flight beyond which the server answers 503 at once
-    cache_size: int = 512  # whole results kept (LRU); clean passes and cores: a quarter, at most 32 / 64
+    # browser origins allowed to call the API cross-origin (same-origin pages need none): the Vite dev server
+    cors_origins: list[str] = field(default_factory=lambda: list(DEV_ORIGINS))
+    allowed_hosts: list[str] = field(default_factory=lambda: ["*"])  # Host header names served (the CLI narrows it)
+    auth_token_file: Optional[str] = None  # hashed access tokens (see server/access.py); None: no tokens
+    identity_header: Optional[str] = None  # a trusted reverse proxy's user header, e.g. X-Forwarded-User
+    # limits: the defaults are the `serve` flags' (server/cli_security.py LIMITS), one table
+    max_body_bytes: int = int(LIMIT_DEFAULTS["max_body_mb"] * 1024 * 1024)  # 413 above (before reading)
+    body_timeout: float = LIMIT_DEFAULTS["body_timeout"]  # seconds a request body may take to arrive (408 after)
+    max_pending_per_client: int = LIMIT_DEFAULTS["max_pending_per_client"]  # in flight per client (identity or address)
+    rate_limit: int = LIMIT_DEFAULTS["rate_limit"]  # API requests per minute per client (0: no limit)
+    max_tokens: Optional[int] = LIMIT_DEFAULTS["max_tokens"]
+    max_top_k: int = LIMIT_DEFAULTS["max_top_k"]
+    max_graph_latents: int = LIMIT_DEFAULTS["max_graph_latents"]
+    max_reference_prompts: int = LIMIT_DEFAULTS["max_reference_prompts"]
+    max_pending: int = LIMIT_DEFAULTS["max_pending"]  # API requests in flight beyond which the server answers 503
+    cache_size: int = LIMIT_DEFAULTS["cache_size"]  # whole results kept (LRU); clean passes and cores: a quarter
     device: Optional[str] = None
     dtype: Optional[str] = None  # 'float32' (default), 'float16' or 'bfloat16'
+    device_map: Optional[str] = None  # 'auto', 'balanced' or JSON {module: device}; models other than 'default'
+    offload_dir: Optional[str] = None  # where a device map's 'disk' modules keep their weights
     share_db: str = ":memory:"  # the investigations database (SQLite); ':memory:' keeps shares for this process only
     frontend_dir: Optional[str] = None  # the built UI; default: the repository's frontend/dist
     serve_frontend: bool = True
+    public_url: Optional[str] = None  # the UI's address in MCP results' links (default: the address the client used)
+    mcp_hosts: list[str] = field(default_factory=list)  # Host names /mcp accepts beyond loopback ('*': any)
+    mcp_writes: bool = False  # MCP tools beyond create_share that write (store prompt sets, explain nodes)
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -58,9 +74,11 @@ def load_debugger(settings: Settings) -> tuple[Debugger, dict[str, str]]:
     failed: dict[str, str] = {}
     for spec in dict.fromkeys(settings.models):
         try:
-            m = load_model(spec, device=settings.device, dtype=getattr(torch, settings.dtype) if settings.dtype else None)
-        except (ModelLoadError, UserError) as e:
-            failed[spec] = str(e)
+            m = load_model(spec, device=settings.device, dtype=getattr(torch, settings.dtype) if settings.dtype else None,
+                           device_map=None if spec == "default" else settings.device_map,
+                           offload_dir=settings.offload_dir)
+        except Exception as e:  # whatever the reason, the other models still serve
+            failed[spec] = str(e) if isinstance(e, (ModelLoadError, UserError)) else f"{type(e).__name__}: {e}"
             log.error("model %s not loaded: %s", spec, e)
             continue
         if settings.max_tokens:
@@ -112,8 +130,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
     dbg = debugger
     app = FastAPI(title="Circuit Debugger", version="0.1.0",
                   description="Why did the model say A and not B? Attribute, intervene, trace upstream.")
-    app.add_middleware(Capacity, max_pending=settings.max_pending)
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    install_guards(app, settings)
     app.state.debugger = dbg
     shares = ShareStore(settings.share_db)
     app.state.shares = shares
@@ -124,11 +141,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError):
-        parts = []
-        for err in e.errors():
-            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
-            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
-        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+        return JSONResponse({"detail": validation_detail(e.errors())}, status_code=422)
 
     @app.exception_handler(MemoryError)
     @app.exception_handler(torch.OutOfMemoryError)
@@ -139,11 +152,6 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
         return JSONResponse({"detail": "out of memory for this request: use a shorter prompt, fewer rows or a smaller "
                                        "graph"}, status_code=503)
 
-    @app.exception_handler(Exception)
-    async def internal(_: Request, e: Exception):
-        log.exception("request failed")
-        return JSONResponse({"detail": f"internal error: {type(e).__name__}: {e}"}, status_code=500)
-
     errors = {422: {"model": S.ErrorBody}, 404: {"model": S.ErrorBody}, 413: {"model": S.ErrorBody}}
 
     @app.get("/api/health", response_model=S.Health)
@@ -152,7 +160,8 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
 
     @app.get("/api/models", response_model=S.ModelsResponse)
     def models():
-        return {"models": [m.describe() for m in dbg.models.values()], "failed": failed}
+        return {"models": [{**m.describe(), "supports": dbg.capabilities(m.name)} for m in dbg.models.values()],
+                "failed": failed}
 
     @app.post("/api/attribute", response_model=S.AttributeResponse, responses=errors)
     def attribute(req: S.AttributeRequest):
@@ -162,7 +171,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
             req.model, req.prompt, req.target, req.distractor, req.position,
             interventions=_interventions(req.interventions), counterfactual_prompt=req.counterfactual_prompt,
             reference_prompts=req.reference_prompts, top_k=req.top_k, granularity=req.granularity,
-            verify_top=req.verify_top, mlp_basis=req.mlp_basis, attn_basis=req.attn_basis)
+            verify_top=req.verify_top, mlp_basis=req.mlp_basis, attn_basis=req.attn_basis, resid_basis=req.resid_basis)
 
     @app.post("/api/trace", response_model=S.AttributeResponse, responses=errors)
     def trace(req: S.TraceRequest):
@@ -171,7 +180,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
             req.model, req.prompt, req.target.model_dump(),
             interventions=_interventions(req.interventions), counterfactual_prompt=req.counterfactual_prompt,
             reference_prompts=req.reference_prompts, top_k=req.top_k, granularity=req.granularity,
-            verify_top=req.verify_top, mlp_basis=req.mlp_basis, attn_basis=req.attn_basis)
+            verify_top=req.verify_top, mlp_basis=req.mlp_basis, attn_basis=req.attn_basis, resid_basis=req.resid_basis)
 
     @app.post("/api/intervene", response_model=S.InterveneResponse, responses=errors)
     def intervene(req: S.InterveneRequest):
@@ -302,8 +311,16 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
         return dbg.evaluate_circuit(req.model, promptset(req.promptset), req.nodes, req.ablation, req.n_random,
                                     req.greedy_steps, req.seed)
 
+    from .ui_routes import router as ui_router
+
+    app.include_router(ui_router(dbg, errors))
+
+    from .mcp_server import mount_mcp
+
+    mount_mcp(app, settings.public_url, settings.mcp_hosts, settings.mcp_writes)  # MCP at /mcp (before the UI's catch-all route)
     if settings.serve_frontend:
         from .static import mount_frontend
 
         mount_frontend(app, settings.frontend_dir)
+    document_statuses(app, limits_of(settings))
     return app

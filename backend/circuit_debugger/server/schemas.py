@@ -32,12 +32,15 @@ class Common(Strict):
     prompt: Text
     interventions: list[InterventionIn] = Field(default_factory=list, max_length=64)
     counterfactual_prompt: Optional[Text] = Field(None, description="source prompt for 'patch' (same token length)")
-    reference_prompts: Optional[list[Text]] = Field(None, max_length=256, description="for 'mean'; default: the model's reference corpus")
-    top_k: Optional[Annotated[int, Field(ge=1)]] = Field(100, description="rows: top_k by |total| ∪ top_k by |direct|; null = all")
+    reference_prompts: Optional[list[Text]] = Field(None, description="for 'mean'; default: the model's reference corpus; "
+                                                    "at most --max-reference-prompts")
+    top_k: Optional[Annotated[int, Field(ge=1)]] = Field(100, description="rows: top_k by |total| ∪ top_k by |direct|; "
+                                                         "null = all; at most --max-top-k")
     granularity: Literal["component", "position"] = "component"
     verify_top: Annotated[int, Field(ge=0, le=64)] = Field(0, description="check this many top nodes by exact zero ablation")
     mlp_basis: Literal["neurons", "transcoders"] = Field("neurons", description="show MLPs as neurons or transcoder latents")
     attn_basis: Literal["heads", "saes"] = Field("heads", description="show attention as heads or SAE latents")
+    resid_basis: Literal["none", "saes"] = Field("none", description="splice the residual-stream SAEs (their latents replace everything upstream)")
 
 
 class AttributeRequest(Common):
@@ -143,7 +146,7 @@ class InterveneRequest(Strict):
     prompt: Text
     interventions: list[InterventionIn] = Field(default_factory=list, max_length=64)
     counterfactual_prompt: Optional[Text] = None
-    reference_prompts: Optional[list[Text]] = Field(None, max_length=256)
+    reference_prompts: Optional[list[Text]] = Field(None, description="at most --max-reference-prompts")
     target: Optional[str] = Field(None, max_length=200)
     distractor: Optional[str] = Field(None, max_length=200)
     position: Optional[Position] = None
@@ -172,6 +175,7 @@ class TokenizeResponse(BaseModel):
     model: str
     token_ids: list[int]
     tokens: list[str]
+    display: Optional[list[str]] = Field(None, description="tokens made readable where byte-level BPE split a character ('é[1/2]')")
 
 
 class AttentionRequest(Strict):
@@ -229,6 +233,9 @@ class ModelInfo(BaseModel):
     device: str
     transcoders: dict[str, int] = Field(default_factory=dict, description="layer -> number of transcoder latents")
     saes: dict[str, int] = Field(default_factory=dict, description="layer -> number of SAE latents")
+    resid_saes: dict[str, int] = Field(default_factory=dict, description="layer -> number of residual-stream SAE latents (L{l}.R{i})")
+    dictionaries: list[dict] = Field(default_factory=list, description="every loaded SAE/transcoder/CLT: name, site, hook, architecture, source")
+    supports: Optional["Capabilities"] = Field(None, description="what the UI may offer for this model")
 
 
 class ModelsResponse(BaseModel):
@@ -243,6 +250,7 @@ class Health(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+    request_id: Optional[str] = Field(None, description="5xx: the id the server's log files the error under")
 
 
 class OutputsRequest(Strict):
@@ -280,7 +288,7 @@ class GraphRequest(Strict):
     position: Optional[Position] = None
     node_threshold: float = Field(0.8, gt=0, le=1, allow_inf_nan=False)
     edge_threshold: float = Field(0.98, gt=0, le=1, allow_inf_nan=False)
-    max_latents: Annotated[int, Field(ge=1, le=5000)] = 500
+    max_latents: Annotated[int, Field(ge=1)] = Field(500, description="at most --max-graph-latents")
 
 
 class GraphNode(BaseModel):
@@ -415,7 +423,7 @@ class ActivationsResponse(BaseModel):
 class InvestigationState(BaseModel):
     """Everything a view shows, so a link reproduces it. `v` is the format version: a newer
     front end still reads every older version (it migrates them)."""
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     v: Literal[1] = 1
     model: Annotated[str, Field(max_length=500)] = "default"
     prompt: Annotated[str, Field(max_length=20_000)] = ""
@@ -436,6 +444,12 @@ class InvestigationState(BaseModel):
     dataset: Optional[DatasetRef] = Field(None, description="the prompt set of the dataset view")
     circuit: list[CircuitNode] = Field(default_factory=list, max_length=64, description="nodes selected as a circuit")
     graph: Optional[GraphState] = Field(None, description="the graph view: thresholds, pins, supernodes, notes")
+    sort: Annotated[str, Field(max_length=60, pattern=r"^([a-z_]+:(asc|desc))?$")] = Field(
+        "", description="node table sort, 'column:desc'; empty: by |total effect|")
+    effects: Literal["", "zero", "mean"] = Field("", description="the exact-effects column: off, zero or mean ablation")
+    effects_neurons: bool = Field(False, description="exact effects for every neuron too")
+    ig_steps: Annotated[int, Field(ge=0, le=64)] = Field(16, description="integrated-gradients steps of the effects column")
+    circuit_eval: Literal["", "mean", "resample"] = Field("", description="the circuit was evaluated (with this ablation)")
 
 
 class ShareCreate(Strict):
@@ -446,3 +460,8 @@ class ShareResponse(BaseModel):
     id: str = Field(description="unguessable; the short link is /s/{id}")
     created: float
     state: Optional[InvestigationState] = None
+
+
+from .ui_schemas import Capabilities  # noqa: E402  (ModelInfo.supports)
+
+ModelInfo.model_rebuild()

@@ -37,6 +37,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/attention/intervened": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Attention Intervened
+         * @description A layer's attention pattern with the interventions applied.
+         */
+        post: operations["attention_intervened_api_attention_intervened_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/attribute": {
         parameters: {
             query?: never;
@@ -118,6 +138,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/effects": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Effects
+         * @description Exact zero/mean-ablation effect of every head (and neuron), beside the act×grad
+         *     estimate and integrated gradients; rows flagged where estimate and exact disagree.
+         */
+        post: operations["effects_api_effects_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/explain": {
         parameters: {
             query?: never;
@@ -152,6 +193,26 @@ export interface paths {
         get: operations["node_explanation_api_explanations__model__node__node__get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/generate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Generate
+         * @description A continuation with and without the interventions, token by token with probabilities.
+         */
+        post: operations["generate_api_generate_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -349,6 +410,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/node-values": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Node Values
+         * @description One node's current and baseline numbers for a question, whether or not the table lists it.
+         */
+        post: operations["node_values_api_node_values_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/outputs": {
         parameters: {
             query?: never;
@@ -461,6 +542,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/tokens/display": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Token Display
+         * @description Token ids shown readably (byte-level pieces of a character as their bytes).
+         */
+        post: operations["token_display_api_tokens_display_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/trace": {
         parameters: {
             query?: never;
@@ -514,6 +615,41 @@ export interface components {
              * @description per token: neurons post-activation, latents their activation, heads the norm of their write
              */
             values: number[];
+        };
+        /** AttentionAfterRequest */
+        AttentionAfterRequest: {
+            /** Counterfactual Prompt */
+            counterfactual_prompt?: string | null;
+            /** Head */
+            head?: number | null;
+            /** Interventions */
+            interventions?: components["schemas"]["InterventionIn"][];
+            /** Layer */
+            layer: number;
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            /** Prompt */
+            prompt: string;
+            /** Reference Prompts */
+            reference_prompts?: string[] | null;
+        };
+        /** AttentionAfterResponse */
+        AttentionAfterResponse: {
+            /** Heads */
+            heads: {
+                [key: string]: number[][];
+            };
+            /** Interventions */
+            interventions: string[];
+            /** Layer */
+            layer: number;
+            /** Model */
+            model: string;
+            /** Tokens */
+            tokens: string[];
         };
         /** AttentionRequest */
         AttentionRequest: {
@@ -616,9 +752,16 @@ export interface components {
             prompt: string;
             /**
              * Reference Prompts
-             * @description for 'mean'; default: the model's reference corpus
+             * @description for 'mean'; default: the model's reference corpus; at most --max-reference-prompts
              */
             reference_prompts?: string[] | null;
+            /**
+             * Resid Basis
+             * @description splice the residual-stream SAEs (their latents replace everything upstream)
+             * @default none
+             * @enum {string}
+             */
+            resid_basis?: "none" | "saes";
             /**
              * Target
              * @example Mary
@@ -626,7 +769,7 @@ export interface components {
             target: string;
             /**
              * Top K
-             * @description rows: top_k by |total| ∪ top_k by |direct|; null = all
+             * @description rows: top_k by |total| ∪ top_k by |direct|; null = all; at most --max-top-k
              * @default 100
              */
             top_k?: number | null;
@@ -696,6 +839,52 @@ export interface components {
             top_predictions: components["schemas"]["Prediction"][];
             /** Value */
             value: number;
+        };
+        /**
+         * Capabilities
+         * @description What the UI may offer for a model (it offers nothing else).
+         */
+        Capabilities: {
+            /**
+             * Examples
+             * @description example questions in this model's own tokens
+             */
+            examples?: components["schemas"]["Example"][];
+            /**
+             * Generation
+             * @default false
+             */
+            generation?: boolean;
+            /**
+             * Graph
+             * @default false
+             */
+            graph?: boolean;
+            /**
+             * Mean Ablation
+             * @default false
+             */
+            mean_ablation?: boolean;
+            /**
+             * Numerical Output
+             * @default false
+             */
+            numerical_output?: boolean;
+            /**
+             * Prompt Sets
+             * @description ready-made prompt sets that apply to this model
+             */
+            prompt_sets?: string[];
+            /**
+             * Saes
+             * @default false
+             */
+            saes?: boolean;
+            /**
+             * Transcoders
+             * @default false
+             */
+            transcoders?: boolean;
         };
         /** CircuitCost */
         CircuitCost: {
@@ -846,6 +1035,7 @@ export interface components {
             promptset: components["schemas"]["PromptSetSpec"];
             /**
              * Top K
+             * @description at most --max-top-k
              * @default 50
              */
             top_k?: number;
@@ -933,10 +1123,143 @@ export interface components {
              */
             seed?: number;
         };
+        /** EffectRow */
+        EffectRow: {
+            /**
+             * Estimate
+             * @description Σ_pos (a − a')·∂value/∂a (act×grad for zero-ablation)
+             */
+            estimate: number;
+            /**
+             * Exact
+             * @description value − value with this unit ablated
+             */
+            exact: number;
+            /**
+             * Flag
+             * @description estimate vs exact disagree
+             */
+            flag?: ("sign" | "magnitude") | null;
+            /** Id */
+            id: string;
+            /**
+             * Ig
+             * @description integrated gradients along the layer's path a' → a
+             */
+            ig?: number | null;
+            /** Ig Flag */
+            ig_flag?: ("sign" | "magnitude") | null;
+            /** Index */
+            index: number;
+            /** Kind */
+            kind: string;
+            /** Layer */
+            layer: number;
+        };
+        /** EffectsRequest */
+        EffectsRequest: {
+            /**
+             * Ablation
+             * @default zero
+             * @enum {string}
+             */
+            ablation?: "zero" | "mean";
+            /** Counterfactual Prompt */
+            counterfactual_prompt?: string | null;
+            /** Distractor */
+            distractor?: string | null;
+            /**
+             * Ig Steps
+             * @description integrated-gradients steps (midpoint rule); 0: none
+             * @default 16
+             */
+            ig_steps?: number;
+            /** Interventions */
+            interventions?: components["schemas"]["InterventionIn"][];
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            /**
+             * Neurons
+             * @description also every MLP neuron (one batch copy each)
+             * @default false
+             */
+            neurons?: boolean;
+            /** Position */
+            position?: number | null;
+            /** Prompt */
+            prompt: string;
+            /** Reference Prompts */
+            reference_prompts?: string[] | null;
+            /**
+             * Target
+             * @description the question's token A (or give trace)
+             */
+            target?: string | null;
+            /**
+             * Trace
+             * @description an upstream target instead of a question
+             */
+            trace?: (components["schemas"]["NeuronTarget"] | components["schemas"]["AttentionTarget"] | components["schemas"]["HeadOutputTarget"] | components["schemas"]["LatentTarget"]) | null;
+        };
+        /** EffectsResponse */
+        EffectsResponse: {
+            /** Ablation */
+            ablation: string;
+            /** Elapsed Ms */
+            elapsed_ms: number;
+            /**
+             * Flag Floor
+             * @description differences below this are never flagged (2% of the largest effect)
+             */
+            flag_floor: number;
+            /** Groups */
+            groups: components["schemas"]["GroupCheck"][];
+            /** Ig Steps */
+            ig_steps: number;
+            /** Model */
+            model: string;
+            /** Rows */
+            rows: components["schemas"]["EffectRow"][];
+            /** Sign Disagreements */
+            sign_disagreements: {
+                [key: string]: number;
+            };
+            /** Spearman Heads */
+            spearman_heads: {
+                [key: string]: number | null;
+            };
+            /** Value */
+            value: number;
+        };
         /** ErrorBody */
         ErrorBody: {
             /** Detail */
             detail: string;
+            /**
+             * Request Id
+             * @description 5xx: the id the server's log files the error under
+             */
+            request_id?: string | null;
+        };
+        /** Example */
+        Example: {
+            /**
+             * Distractor
+             * @default
+             */
+            distractor?: string;
+            /**
+             * Label
+             * @default
+             */
+            label?: string;
+            /** Prompt */
+            prompt: string;
+            /** Target */
+            target: string;
         };
         /** ExampleItem */
         ExampleItem: {
@@ -1028,6 +1351,77 @@ export interface components {
              * @description (F(C) − F(∅)) / (F(M) − F(∅))
              */
             normalized: number | null;
+        };
+        /** GenStep */
+        GenStep: {
+            /** Id */
+            id: number;
+            /** Prob */
+            prob: number;
+            /** Token */
+            token: string;
+            /** Top */
+            top: components["schemas"]["TokenProb"][];
+        };
+        /** GenerateRequest */
+        GenerateRequest: {
+            /** Counterfactual Prompt */
+            counterfactual_prompt?: string | null;
+            /** Interventions */
+            interventions?: components["schemas"]["InterventionIn"][];
+            /**
+             * Max New Tokens
+             * @default 16
+             */
+            max_new_tokens?: number;
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            /** Prompt */
+            prompt: string;
+            /** Reference Prompts */
+            reference_prompts?: string[] | null;
+            /**
+             * Seed
+             * @default 0
+             */
+            seed?: number;
+            /**
+             * Temperature
+             * @description 0: greedy
+             * @default 0
+             */
+            temperature?: number;
+            /**
+             * Top
+             * @description alternatives shown per step
+             * @default 5
+             */
+            top?: number;
+        };
+        /** GenerateResponse */
+        GenerateResponse: {
+            /** Baseline */
+            baseline: components["schemas"]["GenStep"][];
+            /**
+             * Intervened
+             * @description absent when no intervention is active
+             */
+            intervened?: components["schemas"]["GenStep"][] | null;
+            /** Interventions */
+            interventions: string[];
+            /** Model */
+            model: string;
+            /** Prompt Tokens */
+            prompt_tokens: string[];
+            /** Seed */
+            seed: number;
+            /** Stopped At Context */
+            stopped_at_context: boolean;
+            /** Temperature */
+            temperature: number;
         };
         /** GraphEdge */
         GraphEdge: {
@@ -1133,6 +1527,7 @@ export interface components {
             interventions?: components["schemas"]["InterventionIn"][];
             /**
              * Max Latents
+             * @description at most --max-graph-latents
              * @default 500
              */
             max_latents?: number;
@@ -1315,6 +1710,20 @@ export interface components {
                 [key: string]: number[];
             };
         };
+        /** GroupCheck */
+        GroupCheck: {
+            /**
+             * Exact All Ablated
+             * @description value − value with every unit of the group ablated together
+             */
+            exact_all_ablated: number;
+            /** Group */
+            group: string;
+            /** Sum Estimate */
+            sum_estimate: number;
+            /** Sum Ig */
+            sum_ig?: number | null;
+        };
         /** HeadContribution */
         HeadContribution: {
             /** Contribution */
@@ -1388,7 +1797,10 @@ export interface components {
             position?: number | null;
             /** Prompt */
             prompt: string;
-            /** Reference Prompts */
+            /**
+             * Reference Prompts
+             * @description at most --max-reference-prompts
+             */
             reference_prompts?: string[] | null;
             /** Target */
             target?: string | null;
@@ -1472,6 +1884,13 @@ export interface components {
              */
             circuit?: string[];
             /**
+             * Circuit Eval
+             * @description the circuit was evaluated (with this ablation)
+             * @default
+             * @enum {string}
+             */
+            circuit_eval?: "" | "mean" | "resample";
+            /**
              * Compare Prompt
              * @description the second prompt of the compare view
              * @default
@@ -1490,6 +1909,19 @@ export interface components {
              */
             distractor?: string;
             /**
+             * Effects
+             * @description the exact-effects column: off, zero or mean ablation
+             * @default
+             * @enum {string}
+             */
+            effects?: "" | "zero" | "mean";
+            /**
+             * Effects Neurons
+             * @description exact effects for every neuron too
+             * @default false
+             */
+            effects_neurons?: boolean;
+            /**
              * Granularity
              * @default component
              * @enum {string}
@@ -1497,6 +1929,12 @@ export interface components {
             granularity?: "component" | "position";
             /** @description the graph view: thresholds, pins, supernodes, notes */
             graph?: components["schemas"]["GraphState"] | null;
+            /**
+             * Ig Steps
+             * @description integrated-gradients steps of the effects column
+             * @default 16
+             */
+            ig_steps?: number;
             /** Interventions */
             interventions?: components["schemas"]["InterventionIn"][];
             /**
@@ -1530,6 +1968,12 @@ export interface components {
              * @default
              */
             search?: string;
+            /**
+             * Sort
+             * @description node table sort, 'column:desc'; empty: by |total effect|
+             * @default
+             */
+            sort?: string;
             /**
              * Target
              * @default
@@ -1692,6 +2136,13 @@ export interface components {
             d_vocab_out: number;
             /** Device */
             device: string;
+            /**
+             * Dictionaries
+             * @description every loaded SAE/transcoder/CLT: name, site, hook, architecture, source
+             */
+            dictionaries?: {
+                [key: string]: unknown;
+            }[];
             /** Has Reference Corpus */
             has_reference_corpus: boolean;
             /** Max Tokens */
@@ -1707,6 +2158,13 @@ export interface components {
             /** Normalization */
             normalization: string | null;
             /**
+             * Resid Saes
+             * @description layer -> number of residual-stream SAE latents (L{l}.R{i})
+             */
+            resid_saes?: {
+                [key: string]: number;
+            };
+            /**
              * Saes
              * @description layer -> number of SAE latents
              */
@@ -1715,6 +2173,8 @@ export interface components {
             };
             /** Source */
             source: string;
+            /** @description what the UI may offer for this model */
+            supports?: components["schemas"]["Capabilities"] | null;
             /**
              * Transcoders
              * @description layer -> number of transcoder latents
@@ -1833,6 +2293,59 @@ export interface components {
             position?: number | null;
             /** Total Effect */
             total_effect?: number | null;
+        };
+        /** NodeValuesRequest */
+        NodeValuesRequest: {
+            /**
+             * Attn Basis
+             * @default heads
+             * @enum {string}
+             */
+            attn_basis?: "heads" | "saes";
+            /** Counterfactual Prompt */
+            counterfactual_prompt?: string | null;
+            /** Distractor */
+            distractor?: string | null;
+            /** Interventions */
+            interventions?: components["schemas"]["InterventionIn"][];
+            /**
+             * Mlp Basis
+             * @default neurons
+             * @enum {string}
+             */
+            mlp_basis?: "neurons" | "transcoders";
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            /**
+             * Node
+             * @example L1.H3
+             */
+            node: string;
+            /** Prompt */
+            prompt: string;
+            /** Reference Prompts */
+            reference_prompts?: string[] | null;
+            /** Target */
+            target?: string | null;
+            /** Trace */
+            trace?: (components["schemas"]["NeuronTarget"] | components["schemas"]["AttentionTarget"] | components["schemas"]["HeadOutputTarget"] | components["schemas"]["LatentTarget"]) | null;
+        };
+        /** NodeValuesResponse */
+        NodeValuesResponse: {
+            /** Attn Basis */
+            attn_basis: string;
+            /** Mlp Basis */
+            mlp_basis: string;
+            /** Model */
+            model: string;
+            /** Node */
+            node: string;
+            /** Position */
+            position: number;
+            row: components["schemas"]["NodeRow"];
         };
         /** OutputsRequest */
         OutputsRequest: {
@@ -2104,6 +2617,37 @@ export interface components {
                 [key: string]: string[];
             };
         };
+        /** TokenDisplayRequest */
+        TokenDisplayRequest: {
+            /** Ids */
+            ids: number[];
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+        };
+        /** TokenDisplayResponse */
+        TokenDisplayResponse: {
+            /**
+             * Display
+             * @description each token readable on its own ('⟨c3⟩': a byte of a split character)
+             */
+            display: string[];
+            /** Ids */
+            ids: number[];
+            /** Model */
+            model: string;
+        };
+        /** TokenProb */
+        TokenProb: {
+            /** Id */
+            id: number;
+            /** Prob */
+            prob: number;
+            /** Token */
+            token: string;
+        };
         /** TokenizeRequest */
         TokenizeRequest: {
             /**
@@ -2123,6 +2667,11 @@ export interface components {
         };
         /** TokenizeResponse */
         TokenizeResponse: {
+            /**
+             * Display
+             * @description tokens made readable where byte-level BPE split a character ('é[1/2]')
+             */
+            display?: string[] | null;
             /** Model */
             model: string;
             /** Token Ids */
@@ -2168,14 +2717,21 @@ export interface components {
             prompt: string;
             /**
              * Reference Prompts
-             * @description for 'mean'; default: the model's reference corpus
+             * @description for 'mean'; default: the model's reference corpus; at most --max-reference-prompts
              */
             reference_prompts?: string[] | null;
+            /**
+             * Resid Basis
+             * @description splice the residual-stream SAEs (their latents replace everything upstream)
+             * @default none
+             * @enum {string}
+             */
+            resid_basis?: "none" | "saes";
             /** Target */
             target: components["schemas"]["NeuronTarget"] | components["schemas"]["AttentionTarget"] | components["schemas"]["HeadOutputTarget"] | components["schemas"]["LatentTarget"];
             /**
              * Top K
-             * @description rows: top_k by |total| ∪ top_k by |direct|; null = all
+             * @description rows: top_k by |total| ∪ top_k by |direct|; null = all; at most --max-top-k
              * @default 100
              */
             top_k?: number | null;
@@ -2217,8 +2773,35 @@ export interface operations {
                     "application/json": components["schemas"]["ActivationsResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2237,6 +2820,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2268,8 +2878,35 @@ export interface operations {
                     "application/json": components["schemas"]["AttentionResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2288,6 +2925,138 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    attention_intervened_api_attention_intervened_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AttentionAfterRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttentionAfterResponse"];
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2319,8 +3088,35 @@ export interface operations {
                     "application/json": components["schemas"]["AttributeResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2339,6 +3135,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2370,8 +3193,35 @@ export interface operations {
                     "application/json": components["schemas"]["CircuitResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2390,6 +3240,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2421,8 +3298,35 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetAblateResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2441,6 +3345,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2472,8 +3403,35 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetAttributeResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2492,6 +3450,138 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    effects_api_effects_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EffectsRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EffectsResponse"];
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2525,8 +3615,35 @@ export interface operations {
                     };
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2545,6 +3662,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2578,8 +3722,35 @@ export interface operations {
                     "application/json": components["schemas"]["NodeExplanationResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2598,6 +3769,138 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    generate_api_generate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GenerateRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GenerateResponse"];
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2629,8 +3932,35 @@ export interface operations {
                     "application/json": components["schemas"]["GraphResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2649,6 +3979,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2682,8 +4039,35 @@ export interface operations {
                     };
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2702,6 +4086,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2735,8 +4146,35 @@ export interface operations {
                     "application/json": components["schemas"]["GraphImportResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2755,6 +4193,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2782,6 +4247,78 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body is over the server's size limit, or the prompt over the token limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request is well-formed but wrong (the detail says what) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     intervene_api_intervene_post: {
@@ -2806,8 +4343,35 @@ export interface operations {
                     "application/json": components["schemas"]["InterveneResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2826,6 +4390,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2859,8 +4450,35 @@ export interface operations {
                     };
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2879,6 +4497,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2912,8 +4557,35 @@ export interface operations {
                     };
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2932,6 +4604,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2963,8 +4662,35 @@ export interface operations {
                     "application/json": components["schemas"]["LogitLensResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2983,6 +4709,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3010,6 +4763,78 @@ export interface operations {
                     "application/json": components["schemas"]["ModelsResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body is over the server's size limit, or the prompt over the token limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request is well-formed but wrong (the detail says what) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     ground_truth_api_models__name__ground_truth_get: {
@@ -3032,8 +4857,35 @@ export interface operations {
                     "application/json": components["schemas"]["GroundTruthResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3052,6 +4904,138 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    node_values_api_node_values_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NodeValuesRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeValuesResponse"];
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3083,8 +5067,35 @@ export interface operations {
                     "application/json": components["schemas"]["OutputsResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3103,6 +5114,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3134,8 +5172,35 @@ export interface operations {
                     "application/json": components["schemas"]["PromptSetResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3154,6 +5219,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3183,8 +5275,35 @@ export interface operations {
                     "application/json": components["schemas"]["PromptSetResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3203,6 +5322,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3234,8 +5380,35 @@ export interface operations {
                     "application/json": components["schemas"]["ShareResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3254,6 +5427,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3283,8 +5483,35 @@ export interface operations {
                     "application/json": components["schemas"]["ShareResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3303,6 +5530,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3334,8 +5588,35 @@ export interface operations {
                     "application/json": components["schemas"]["TokenizeResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3354,6 +5635,138 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    token_display_api_tokens_display_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TokenDisplayRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenDisplayResponse"];
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3385,8 +5798,35 @@ export interface operations {
                     "application/json": components["schemas"]["AttributeResponse"];
                 };
             };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3405,6 +5845,33 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

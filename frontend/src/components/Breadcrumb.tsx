@@ -2,7 +2,7 @@
 import type { TraceTarget } from "../api/client";
 
 export const traceLabel = (t: TraceTarget): string => {
-  if (t.kind === "attention") return `why ${t.node} attends ${t.query ?? "last"}→${t.key} (via ${t.through})`;
+  if (t.kind === "attention") return `why ${t.node} attends ${t.query ?? "last"}→${t.key} (attention score, via ${t.through})`;
   if (t.kind === "head_output") return `${t.node} output along ${t.direction_node ?? "direction"}`;
   return `${t.node}${t.position != null ? "@" + t.position : ""} pre-activation`;
 };

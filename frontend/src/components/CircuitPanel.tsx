@@ -5,12 +5,15 @@ import { api, unwrap, type Schemas } from "../api/client";
 import { useRequest } from "../hooks/useRequest";
 import { fmt } from "../format";
 
-export function CircuitPanel({ model, spec, circuit, onCircuit }: {
+export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEvaluated }: {
   model: string; spec: Schemas["PromptSetSpec"]; circuit: string[]; onCircuit: (c: string[]) => void;
+  evaluated?: string; onEvaluated?: (ablation: "" | "mean" | "resample") => void;
 }) {
   const [adding, setAdding] = useState("");
-  const [ablation, setAblation] = useState<"mean" | "resample">("mean");
-  const [asked, setAsked] = useState<string | null>(null);
+  const [ablation, setAblation] = useState<"mean" | "resample">(evaluated === "resample" ? "resample" : "mean");
+  // a shared link that was evaluated evaluates again on open (same seed: the same numbers)
+  const [asked, setAsked] = useState<string | null>(() => evaluated && circuit.length
+    ? JSON.stringify({ model, promptset: spec, nodes: circuit, ablation: evaluated }) : null);
   const body = { model, promptset: spec, nodes: circuit, ablation };
   const r = useRequest(asked, (signal) => unwrap(api.POST("/api/circuit/evaluate", { body: JSON.parse(asked!), signal })));
   const current = asked === JSON.stringify(body);
@@ -41,7 +44,7 @@ export function CircuitPanel({ model, spec, circuit, onCircuit }: {
           <option value="mean">mean ablation</option><option value="resample">resample ablation</option>
         </select>
         <button type="button" className="primary" disabled={!circuit.length} data-testid="evaluate"
-          onClick={() => setAsked(JSON.stringify(body))}>Evaluate</button>
+          onClick={() => { setAsked(JSON.stringify(body)); onEvaluated?.(ablation); }}>Evaluate</button>
         <span className="inline">
           <button type="button" disabled={!circuit.length} data-testid="ablate-set"
             title="intervene on these nodes (only) on every prompt of the set"

@@ -15,7 +15,9 @@ type Node = Schemas["DatasetNode"];
 
 export const specOf = (ref: Ref): Schemas["PromptSetSpec"] => (ref.id ? { id: ref.id } : { builtin: ref.builtin ?? "ioi", n: ref.n, seed: ref.seed });
 
-function SetPicker({ model, value, onChange }: { model: string; value: Ref; onChange: (r: Ref) => void }) {
+const BUILTIN_LABELS: Record<string, string> = { ioi: "IOI (held-out templates, ABBA/BABA)", greater_than: "greater-than", induction: "induction" };
+
+function SetPicker({ model, value, onChange, promptSets }: { model: string; value: Ref; onChange: (r: Ref) => void; promptSets?: string[] }) {
   const [text, setText] = useState("");
   const [format, setFormat] = useState<"jsonl" | "csv">("jsonl");
   const [error, setError] = useState<string | null>(null);
@@ -33,9 +35,8 @@ function SetPicker({ model, value, onChange }: { model: string; value: Ref; onCh
       <label className="inline">prompt set
         <select value={value.id ? "stored" : value.builtin ?? "ioi"} data-testid="dataset-builtin"
           onChange={(e) => e.target.value !== "stored" && onChange({ builtin: e.target.value as Ref["builtin"], id: null, n: value.n, seed: value.seed })}>
-          <option value="ioi">IOI (held-out templates, ABBA/BABA)</option>
-          <option value="greater_than">greater-than</option>
-          <option value="induction">induction</option>
+          {(promptSets ?? Object.keys(BUILTIN_LABELS)).map((b) => <option key={b} value={b}>{BUILTIN_LABELS[b] ?? b}</option>)}
+          {!value.id && promptSets && !promptSets.includes(value.builtin ?? "ioi") && <option value={value.builtin ?? "ioi"}>none ready-made for this model: paste your own</option>}
           {value.id && <option value="stored">stored {value.id}</option>}
         </select>
       </label>
@@ -67,11 +68,14 @@ function SetPicker({ model, value, onChange }: { model: string; value: Ref; onCh
 
 export function DatasetView(props: {
   model: string; dataset: Ref | null; circuit: string[]; onDataset: (r: Ref) => void; onCircuit: (c: string[]) => void; onSelect: (id: string) => void;
+  promptSets?: string[]; circuitEval?: string; onCircuitEval?: (ablation: "" | "mean" | "resample") => void;
 }) {
-  const ref = props.dataset ?? { builtin: "ioi" as const, id: null, n: 100, seed: 0 };
+  const ref = props.dataset ?? { builtin: (props.promptSets?.[0] ?? "ioi") as Ref["builtin"], id: null, n: 100, seed: 0 };
   const spec = specOf(ref);
   const [topK, setTopK] = useState(5);
-  const r = useRequest(JSON.stringify([props.model, spec]), (signal) =>
+  // a ready-made set the model cannot read is never sent (the UI offers only what applies)
+  const usable = !!ref.id || !props.promptSets || props.promptSets.includes(ref.builtin ?? "ioi");
+  const r = useRequest(usable ? JSON.stringify([props.model, spec]) : null, (signal) =>
     unwrap(api.POST("/api/dataset/attribute", { body: { model: props.model, promptset: spec, top_k: 100, drill: 8 }, signal })));
   const inCircuit = useMemo(() => new Set(props.circuit), [props.circuit]);
   const toggle = (id: string) => props.onCircuit(inCircuit.has(id) ? props.circuit.filter((x) => x !== id) : [...props.circuit, id]);
@@ -98,7 +102,7 @@ export function DatasetView(props: {
 
   return (
     <section className="dataset" data-testid="dataset-view">
-      <SetPicker model={props.model} value={ref} onChange={props.onDataset} />
+      <SetPicker model={props.model} promptSets={props.promptSets} value={ref} onChange={props.onDataset} />
       {r.loading && <p className="muted">running the question over the set… <button type="button" onClick={r.cancel}>cancel</button></p>}
       {r.error && <p className="error" role="alert">{r.error}</p>}
       {r.data && (
@@ -117,7 +121,8 @@ export function DatasetView(props: {
           </div>
         </>
       )}
-      <CircuitPanel model={props.model} spec={spec} circuit={props.circuit} onCircuit={props.onCircuit} />
+      <CircuitPanel model={props.model} spec={spec} circuit={props.circuit} onCircuit={props.onCircuit}
+        evaluated={props.circuitEval} onEvaluated={props.onCircuitEval} />
       {r.data && (
         <details>
           <summary>per-prompt drill-down</summary>

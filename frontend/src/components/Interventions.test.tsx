@@ -15,10 +15,10 @@ describe("Interventions", () => {
     expect(onChange).toHaveBeenLastCalledWith([items[0]]);
   });
 
-  it("asks for a counterfactual prompt once a patch is added", () => {
+  it("shows the patch source once a patch is active", () => {
     const { rerender } = render(<Interventions items={items} onChange={() => undefined} counterfactual="" onCounterfactual={() => undefined} />);
-    expect(screen.queryByTestId("counterfactual")).toBeNull();
-    rerender(<Interventions items={[{ node: "L1.H3", op: "patch", enabled: true }]} onChange={() => undefined} counterfactual="" onCounterfactual={() => undefined} />);
-    expect(screen.getByTestId("counterfactual")).toBeTruthy();
+    expect(screen.queryByTestId("counterfactual-shown")).toBeNull();
+    rerender(<Interventions items={[{ node: "L1.H3", op: "patch", enabled: true }]} onChange={() => undefined} counterfactual="cf text" onCounterfactual={() => undefined} />);
+    expect(screen.getByTestId("counterfactual-shown").textContent).toBe("cf text");
   });
 });

@@ -1,5 +1,8 @@
 // The active interventions: each toggleable and removable; any change re-runs the question.
+// The counterfactual prompt of patches is edited in place and applied once, length-checked.
+import { useState } from "react";
 import type { Intervention } from "../api/client";
+import { Counterfactual } from "./Counterfactual";
 
 export const describe = (iv: Intervention): string =>
   `${iv.op} ${iv.node}` + (iv.op === "scale" ? ` ×${iv.value}` : "") + (iv.op === "add" && iv.vector ? ` +${iv.vector.join(",")}` : "") +
@@ -7,9 +10,10 @@ export const describe = (iv: Intervention): string =>
 
 export function Interventions(props: {
   items: Intervention[]; onChange: (items: Intervention[]) => void;
-  counterfactual: string; onCounterfactual: (text: string) => void;
+  counterfactual: string; onCounterfactual: (text: string) => void; model?: string; prompt?: string;
 }) {
   const { items, onChange } = props;
+  const [editing, setEditing] = useState(false);
   const needsCf = items.some((i) => i.op === "patch");
   return (
     <section className="interventions" data-testid="interventions">
@@ -29,11 +33,13 @@ export function Interventions(props: {
         ))}
       </ul>
       {(needsCf || props.counterfactual) && (
-        <label className="field">
-          <span>counterfactual prompt (patch source, same token length)</span>
-          <input value={props.counterfactual} onChange={(e) => props.onCounterfactual(e.target.value)} data-testid="counterfactual"
-            placeholder="When Mary and John went to the store, Mary gave a drink to" />
-        </label>
+        editing && props.model && props.prompt ? (
+          <Counterfactual model={props.model} prompt={props.prompt} value={props.counterfactual} applyLabel="Use"
+            onApply={(t) => { props.onCounterfactual(t); setEditing(false); }} testid="counterfactual-edit" />
+        ) : (
+          <p className="muted">patch source: <span className="mono" data-testid="counterfactual-shown">{props.counterfactual || "(none)"}</span>{" "}
+            {props.model && <button type="button" className="link" onClick={() => setEditing(true)}>change</button>}</p>
+        )
       )}
     </section>
   );

@@ -7,6 +7,16 @@ export function ShareButton({ state }: { state: InvestigationState }) {
   const [link, setLink] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const [copied, setCopied] = useState<string | null>(null);
+  const copy = async (url: string) => {
+    try {
+      if (!navigator.clipboard) throw new Error("no clipboard");
+      await navigator.clipboard.writeText(url);
+      setCopied("copied ✓");
+    } catch {
+      setCopied("select the link and copy it (the browser refused)");
+    }
+  };
   const share = async () => {
     setBusy(true);
     setError(null);
@@ -14,7 +24,7 @@ export function ShareButton({ state }: { state: InvestigationState }) {
       const r = await unwrap(api.POST("/api/shares", { body: { state } }));
       const url = `${window.location.origin}/s/${r.id}`;
       setLink(url);
-      await navigator.clipboard?.writeText(url).catch(() => undefined);
+      setCopied(null);
     } catch (e) {
       setError((e as Error).message);
     } finally {
@@ -25,6 +35,8 @@ export function ShareButton({ state }: { state: InvestigationState }) {
     <span className="share">
       <button type="button" onClick={share} disabled={busy} data-testid="share">Share</button>
       {link && <input readOnly value={link} data-testid="share-link" aria-label="share link" onFocus={(e) => e.target.select()} size={36} />}
+      {link && <button type="button" onClick={() => copy(link)} data-testid="share-copy">Copy</button>}
+      {copied && <span className="copied" role="status" data-testid="share-copied">{copied}</span>}
       {error && <span className="error" role="alert">{error}</span>}
     </span>
   );

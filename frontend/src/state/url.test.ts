@@ -11,6 +11,7 @@ describe("URL state", () => {
       mlp_basis: "transcoders" as const, attn_basis: "saes" as const, granularity: "position" as const, top_k: 0,
       kind_filter: "head", search: "L1", dataset: { builtin: "ioi" as const, id: null, n: 50, seed: 2 },
       circuit: ["L1.H3", "L0.H0@S2"],
+      sort: "direct_effect:asc", effects: "mean" as const, effects_neurons: true, ig_steps: 8, circuit_eval: "resample" as const,
     };
     expect(decode(encode(s))).toEqual(s);
   });
@@ -26,6 +27,8 @@ describe("URL state", () => {
     expect(s.target).toBe(" Mary");
     expect(s.interventions).toEqual([{ node: "L1.H3", op: "zero" }]);
     expect(s.view).toBe("graph");
+    expect(s.sort).toBe("");
+    expect(s.effects).toBe("");
   });
 
   it("falls back to defaults on bad fields and unknown versions", () => {

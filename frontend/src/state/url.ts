@@ -1,5 +1,6 @@
 // The URL encodes the whole investigation. Format `v=1`: one query parameter per field, lists
-// as JSON. Decoding never throws: unknown versions and bad fields fall back to defaults, and
+// as JSON. Later fields (sort, effects column, circuit evaluation) are optional parameters an
+// older reader ignores, so the format stays v=1. Decoding never throws: unknown versions and bad fields fall back to defaults, and
 // every older version is migrated to the current one.
 import type { InvestigationState } from "../api/client";
 
@@ -11,6 +12,7 @@ export function defaults(): InvestigationState {
     counterfactual_prompt: "", compare_prompt: "", node: null, view: "table", traces: [],
     mlp_basis: "neurons", attn_basis: "heads", granularity: "component", top_k: 100, kind_filter: "", search: "",
     dataset: null, circuit: [], graph: null,
+    sort: "", effects: "", effects_neurons: false, ig_steps: 16, circuit_eval: "",
   };
 }
 
@@ -33,6 +35,11 @@ export function encode(s: InvestigationState): string {
   if (s.dataset) q.set("ds", JSON.stringify(s.dataset));
   if (s.circuit.length) q.set("circ", s.circuit.join(","));
   if (s.graph) q.set("g", JSON.stringify(s.graph));
+  if (s.sort) q.set("sort", s.sort);
+  if (s.effects) q.set("fx", s.effects);
+  if (s.effects_neurons) q.set("fxn", "1");
+  if (s.ig_steps !== d.ig_steps) q.set("ig", String(s.ig_steps));
+  if (s.circuit_eval) q.set("ce", s.circuit_eval);
   return q.toString();
 }
 
@@ -72,5 +79,12 @@ export function decode(search: string): InvestigationState {
   s.granularity = oneOf(q.get("gran"), ["component", "position"] as const, "component");
   const k = Number(q.get("k") ?? s.top_k);
   s.top_k = Number.isInteger(k) && k >= 0 && k <= 100000 ? k : 100;
+  const sort = q.get("sort") ?? "";
+  s.sort = /^[a-z_]+:(asc|desc)$/.test(sort) ? sort : "";
+  s.effects = oneOf(q.get("fx"), ["", "zero", "mean"] as const, "");
+  s.effects_neurons = q.get("fxn") === "1";
+  const ig = Number(q.get("ig") ?? 16);
+  s.ig_steps = Number.isInteger(ig) && ig >= 0 && ig <= 64 ? ig : 16;
+  s.circuit_eval = oneOf(q.get("ce"), ["", "mean", "resample"] as const, "");
   return s;
 }
