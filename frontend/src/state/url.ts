@@ -38,7 +38,7 @@ export function encode(s: InvestigationState): string {
   if (s.sort) q.set("sort", s.sort);
   if (s.effects) q.set("fx", s.effects);
   if (s.effects_neurons) q.set("fxn", "1");
-  if (s.ig_steps !== d.ig_steps) q.set("ig", String(s.ig_steps));
+  if (s.ig_steps != null && s.ig_steps !== d.ig_steps) q.set("ig", String(s.ig_steps));
   if (s.circuit_eval) q.set("ce", s.circuit_eval);
   return q.toString();
 }
