@@ -86,7 +86,7 @@ test("the attribution graph opens and its nodes open the detail panel", async ({
   const nodes = page.locator(".react-flow__node");
   expect(await nodes.count()).toBeGreaterThan(10);
   const latent = page.locator(".react-flow__node.transcoder").first();
-  const id = (await latent.textContent())!.trim();
+  const id = (await latent.getAttribute("data-id"))!;  // its text is the id and its explanation
   await latent.click();
   await expect(page.getByTestId("node-detail")).toContainText(id);
   await shot(page, "05-graph");

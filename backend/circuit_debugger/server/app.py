@@ -18,6 +18,7 @@ from ..engine import Debugger, Limits
 from ..errors import UserError
 from ..promptsets import slot_order
 from ..storage import Store
+from . import graph_schemas as GS
 from . import schemas as S
 from .cli_security import LIMIT_DEFAULTS
 from .hardening import document_statuses, install_guards
@@ -199,11 +200,23 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
                              counterfactual_prompt=req.counterfactual_prompt,
                              reference_prompts=req.reference_prompts, top=req.top)
 
-    @app.post("/api/graph", response_model=S.GraphResponse, responses=errors)
-    def graph(req: S.GraphRequest):
-        """Attribution graph through the transcoders: latents, embeddings, errors, target; pruned."""
+    @app.post("/api/graph", response_model=GS.GraphResponse, responses=errors)
+    def graph(req: GS.GraphRequest):
+        """Attribution graph (heads, neurons, latents, errors as chosen; QK edges for heads); pruned."""
         return dbg.graph(req.model, req.prompt, req.target, req.distractor, req.position, req.node_threshold,
-                         req.edge_threshold, req.max_latents)
+                         req.edge_threshold, req.max_latents, req.pruning, req.attn, req.mlp,
+                         req.neurons_per_position, req.qk_per_head, _interventions(req.interventions), req.max_nodes)
+
+    @app.post("/api/graph/export", responses=errors)
+    def graph_export(req: GS.GraphExportRequest) -> dict:
+        """The graph in circuit-tracer's / Neuronpedia's JSON, with pins, supernodes and notes."""
+        return dbg.graph_export(req.graph.model_dump(), req.pins, [s.model_dump() for s in req.supernodes],
+                                req.notes, req.slug)
+
+    @app.post("/api/graph/import", response_model=GS.GraphImportResponse, responses=errors)
+    def graph_import(data: dict):
+        """Read a circuit-tracer / Neuronpedia graph JSON (ours or theirs) to view it."""
+        return GS.validated_import(dbg.graph_import(data))
 
     @app.post("/api/latent/inputs", responses=errors)
     def latent_inputs(req: S.LatentInputsRequest) -> dict:

@@ -60,6 +60,8 @@ def encode(state: dict) -> str:
         q.append(("ds", _json(s.dataset.model_dump(mode="json"))))  # every field, as the UI writes its Ref
     if s.circuit:
         q.append(("circ", ",".join(s.circuit)))
+    if s.graph:  # the graph view's state, as url.ts writes it (JSON.stringify, field order)
+        q.append(("g", _json(s.graph.model_dump(mode="json"))))
     # the table's sort, the exact-effects column and a circuit evaluation (url.ts, same order)
     if s.sort:
         q.append(("sort", s.sort))
