@@ -407,18 +407,20 @@ def test_cli_device_map_flags(tmp_path):
 def test_an_autoencoder_failing_for_any_reason_is_listed(tmp_path, monkeypatch, tiny_dir):
     """Not only AutoencoderLoadError: any exception while loading a folder is that folder's
     error, listed at /api/models, and the model still serves."""
+    import shutil
+
     from fastapi.testclient import TestClient
 
-    import circuit_debugger.autoencoders.sources as sources
+    import circuit_debugger.autoencoders as ae
     from circuit_debugger.server.app import Settings, create_app
 
     folder = tmp_path / "aes" / "layer0"
-    folder.mkdir(parents=True)
+    shutil.copytree(ae.REPO_AUTOENCODERS / "default" / "tc0", folder)  # a well-formed dictionary folder
 
-    def explode():
+    def explode(model, dictionary, where):
         raise KeyError("W_enc")
 
-    monkeypatch.setattr(sources, "resolve_spec", lambda spec, errors: [(str(folder), explode)])
+    monkeypatch.setattr(ae, "place", explode)  # fails while being placed onto the model
     client = TestClient(create_app(Settings(models=[str(tiny_dir)], autoencoders={"tiny-gpt2": [str(tmp_path / "aes")]},
                                             serve_frontend=False)))
     body = client.get("/api/models").json()
