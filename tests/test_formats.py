@@ -83,7 +83,8 @@ def test_server_loads_one_folder_and_reports_what_did_not_load(tmp_path, tiny_di
     (tmp_path / "empty").mkdir()
     ap = parser()
     a = ap.parse_args(["serve", "--model", str(tiny_dir), "--autoencoders", f"{tiny_dir.name}={tmp_path / 'res'}",
-                       "--autoencoders", f"{tiny_dir.name}={tmp_path / 'empty'}"])
+                       "--autoencoders", f"{tiny_dir.name}={tmp_path / 'empty'}",
+                       "--allowed-hosts", "testserver"])
     settings = settings_from(ap, a)
     settings.models = [str(tiny_dir)]
     dbg, failed = load_debugger(settings)

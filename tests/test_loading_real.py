@@ -383,7 +383,8 @@ def test_broken_model_on_the_command_line_still_serves_default(tmp_path):
     build(tmp_path / "good")
     broken = unknown_family(tmp_path / "broken")
     ap = cli.parser()
-    args = ap.parse_args(["serve", "--model", str(broken), "--device", "cpu", "--share-db", ":memory:"])
+    args = ap.parse_args(["serve", "--model", str(broken), "--device", "cpu", "--share-db", ":memory:",
+                          "--allowed-hosts", "testserver"])
     settings = cli.settings_from(ap, args)
     settings.serve_frontend = False
     client = TestClient(create_app(settings))

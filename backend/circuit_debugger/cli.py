@@ -6,6 +6,9 @@ import argparse
 import logging
 import os
 
+from .server.cli_security import add_arguments as add_security_arguments
+from .server.cli_security import add_token_command, before_serving, run_token_command, security_settings
+
 
 def _env_list(name: str) -> list[str]:
     return [x for x in os.environ.get(name, "").split(",") if x.strip()]
@@ -26,15 +29,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default=os.environ.get("CD_HOST", "127.0.0.1"))
     s.add_argument("--port", type=int, default=int(os.environ.get("CD_PORT", "8000")))
     s.add_argument("--cors-origin", action="append", default=None,
-                   help="allowed browser origin (repeatable; default '*')")
-    s.add_argument("--max-tokens", type=int, default=int(os.environ.get("CD_MAX_TOKENS", "256")))
-    for flag, default, what in [("max-top-k", 5000, "rows per metric a request may ask for"),
-                                ("max-graph-latents", 5000, "latents an attribution graph may keep"),
-                                ("max-reference-prompts", 256, "prompts in a request's mean-ablation reference set"),
-                                ("max-pending", 64, "API requests in flight before the server answers 503"),
-                                ("cache-size", 512, "whole results kept in memory (LRU)")]:
-        env = "CD_" + flag.upper().replace("-", "_")
-        s.add_argument(f"--{flag}", type=int, default=int(os.environ.get(env) or default), help=f"{what} (env {env})")
+                   help="browser origin allowed to call the API cross-origin (repeatable; default: none but the "
+                        "Vite dev server; '*' any)")
+    add_security_arguments(s)  # limits, hosts, access (checked: nonsense values stop the start)
     s.add_argument("--share-db", default=os.environ.get("CD_SHARE_DB") or None,
                    help="SQLite file of shared investigations (default: $XDG_DATA_HOME/circuit-debugger/investigations.sqlite)")
     s.add_argument("--frontend-dir", default=os.environ.get("CD_FRONTEND_DIR") or None,
@@ -56,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("mcp", help="run the MCP server over stdio (the same models and flags as serve)")
     for action in s._actions[1:]:  # every serve flag, so both commands configure the same server
         m._add_action(action)
+    add_token_command(sub)
     return ap
 
 
@@ -84,38 +82,47 @@ def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
         if not sep:
             ap.error(f"--explanations expects MODEL=FILE, got {item!r}")
         explanations[model] = path
-    return Settings(models=models, explanations=explanations, cors_origins=a.cors_origin or _env_list("CD_CORS_ORIGINS") or ["*"],
+    from .server.app import DEV_ORIGINS
+
+    return Settings(models=models, explanations=explanations,
+                    cors_origins=a.cors_origin or _env_list("CD_CORS_ORIGINS") or list(DEV_ORIGINS),
                     max_tokens=a.max_tokens, device=a.device or default_device(), dtype=a.dtype, autoencoders=autoencoders,
                     share_db=a.share_db or default_share_db(), frontend_dir=a.frontend_dir,
                     max_top_k=a.max_top_k, max_graph_latents=a.max_graph_latents,
                     max_reference_prompts=a.max_reference_prompts, max_pending=a.max_pending,
                     cache_size=a.cache_size, public_url=a.public_url, mcp_hosts=a.mcp_host,
                     mcp_writes=a.mcp_writes, device_map=a.device_map,
-                    offload_dir=a.offload_dir)
+                    offload_dir=a.offload_dir, **security_settings(a))
 
 
 def main(argv=None) -> None:
     ap = parser()
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if a.cmd == "token":
+        return run_token_command(a)
     import uvicorn
 
+    from .server.access import AccessConfigError
     from .server.app import create_app
+    from .server.protocol import GuardedH11Protocol
     from .shares import ShareStoreError
 
     settings = settings_from(ap, a)
     if a.cmd == "mcp":  # stdout carries the protocol: everything else goes to stderr
         settings.serve_frontend = False
         settings.public_url = settings.public_url or f"http://{a.host}:{a.port}"
+    else:
+        before_serving(a)
     try:
         app = create_app(settings)
-    except ShareStoreError as e:
+    except (ShareStoreError, AccessConfigError) as e:
         raise SystemExit(f"circuit-debugger: {e}") from None
     if a.cmd == "mcp":
         from .server.mcp_server import run_stdio
 
         return run_stdio(app, settings.public_url, settings.mcp_writes)
-    uvicorn.run(app, host=a.host, port=a.port)
+    uvicorn.run(app, host=a.host, port=a.port, http=GuardedH11Protocol)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ class DatasetMixin:
         from .dataset_attribution import summarize
 
         m = self.model(model)
+        if not 1 <= top_k <= self.limits.max_top_k:
+            raise UserError(f"top_k must be between 1 and {self.limits.max_top_k}")
         ps = self.prompt_set(model, spec)
         key = request_key("dataset_attribute", m.name, ps.to_dict(), top_k, drill)
         hit = self._results.get(key)

@@ -39,11 +39,15 @@ FAMILY_OF = {TRANSCODER: TRANSCODER, TRANSCODER_ERR: TRANSCODER, SAE: SAE, SAE_E
 _INDEXED = {"H": HEAD, "N": NEURON, "T": TRANSCODER, "S": SAE, "R": RESID_SAE}
 _SUBLAYER = {"ATTN": ATTN, "MLP": MLP, "RESID": RESID, "TERR": TRANSCODER_ERR, "SERR": SAE_ERR,
              "RERR": RESID_SAE_ERR}
+# ASCII digits only (`\d` would take any Unicode digit: 'L١.H٣' read as L1.H3), at most 9 of
+# them per number, so int() never meets a 5,000-digit string and every number fits an int32.
+_NUMBER = r"[0-9]{1,9}"
 _PATTERN = re.compile(
-    r"^(?:(?P<emb>EMB|POS)"
-    r"|L(?P<layer>\d+)\.(?:(?P<letter>[HNTSR])(?P<index>\d+)|(?P<sub>ATTN|MLP|RESID|TERR|SERR|RERR)))"
-    r"(?:@(?P<pos>\d+))?$"
+    rf"^(?:(?P<emb>EMB|POS)"
+    rf"|L(?P<layer>{_NUMBER})\.(?:(?P<letter>[HNTSR])(?P<index>{_NUMBER})|(?P<sub>ATTN|MLP|RESID|TERR|SERR|RERR)))"
+    rf"(?:@(?P<pos>{_NUMBER}))?$"
 )
+MAX_NODE_ID = 64  # characters; longer text is refused before any matching
 
 
 @dataclass(frozen=True)
@@ -87,11 +91,14 @@ class NodeId:
 
 
 def parse_node(text: str) -> NodeId:
+    if isinstance(text, str) and len(text) > MAX_NODE_ID:
+        raise UserError(f"node id too long ({len(text)} characters; a node id has at most {MAX_NODE_ID})")
     m = _PATTERN.match(text.strip()) if isinstance(text, str) else None
     if not m:
         raise UserError(
             f"unknown node id {text!r}: expected e.g. 'L1.H3', 'L0.N117', 'L2.MLP', 'L1.ATTN', "
-            "'L0.RESID', 'EMB', 'POS', 'L1.T300', 'L1.S5', 'L3.R12', optionally with '@position'"
+            "'L0.RESID', 'EMB', 'POS', 'L1.T300', 'L1.S5', 'L3.R12', optionally with '@position' (ASCII "
+            "digits, at most 9 per number)"
         )
     pos = int(m["pos"]) if m["pos"] is not None else None
     if m["emb"]:

@@ -138,11 +138,29 @@ def parse_rows(text: str, fmt: str, tokenize, name: str = "pasted") -> PromptSet
                     items.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise UserError(f"line {i}: not JSON ({e.msg})") from None
+                except (RecursionError, ValueError) as e:  # nesting past Python's stack; a 5,000-digit number
+                    why = "nested too deeply" if isinstance(e, RecursionError) else "a number too long"
+                    raise UserError(f"line {i}: not a prompt row ({why})") from None
     elif fmt == "csv":
-        items = list(csv.DictReader(io.StringIO(text)))
+        try:
+            items = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
+        except csv.Error as e:  # a field over csv's 128 KiB limit, a broken quote
+            raise UserError(f"not CSV ({e})") from None
     else:
         raise UserError("format must be 'jsonl' or 'csv'")
     return rows_from_items(items, tokenize, name)
+
+
+def _text(s, max_len: int = 100) -> bool:
+    """Text a tokenizer and a JSON response can carry: no lone surrogate ("\\ud800", which JSON
+    allows), at most `max_len` characters."""
+    if not isinstance(s, str) or len(s) > max_len:
+        return False
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def rows_from_items(items: list, tokenize, name: str = "rows") -> PromptSet:
@@ -154,9 +172,14 @@ def rows_from_items(items: list, tokenize, name: str = "rows") -> PromptSet:
     for i, it in enumerate(items, 1):
         if not isinstance(it, dict) or not it.get("prompt") or not it.get("target"):
             raise UserError(f"row {i}: needs 'prompt' and 'target'")
+        for key in ("prompt", "target", "distractor", "counterfactual"):
+            if it.get(key) is not None and not isinstance(it[key], str):
+                raise UserError(f"row {i}: '{key}' must be text")
+            if isinstance(it.get(key), str) and not _text(it[key], 10**9):
+                raise UserError(f"row {i}: '{key}' is not valid Unicode text")
         n = len(tokenize(it["prompt"]))
         slots = it.get("slots") or {}
-        if not isinstance(slots, dict) or not all(isinstance(v, int) and 0 <= v < n for v in slots.values()):
+        if not isinstance(slots, dict) or not all(type(v) is int and 0 <= v < n and _text(k) for k, v in slots.items()):
             raise UserError(f"row {i}: slots must map names to positions 0..{n - 1}")
         rows.append(Row(str(it["prompt"]), str(it["target"]), it.get("distractor") or None,
                         it.get("counterfactual") or None, {**{str(k): v for k, v in slots.items()}, END: n - 1}))

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.request
 from collections import Counter
@@ -105,8 +106,10 @@ def _chat(cfg: dict, prompt: str, timeout: float = 60) -> str:
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read())["choices"][0]["message"]["content"].strip()
-    except Exception as e:
-        raise UserError(f"the LLM endpoint {cfg['base']} failed: {e}", status=502) from None
+    except Exception as e:  # a 5xx body carries no internals (address, exception text): the log has them
+        logging.getLogger("circuit_debugger.server").error("the LLM endpoint %s failed: %r", cfg["base"], e)
+        raise UserError("the configured LLM endpoint failed (the server's log has why); try the offline explainer",
+                        status=502) from None
 
 
 def _show(tokens, acts, codec) -> str:

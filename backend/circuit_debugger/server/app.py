@@ -10,7 +10,6 @@ from typing import Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 import torch
@@ -20,10 +19,12 @@ from ..errors import UserError
 from ..promptsets import slot_order
 from ..shares import ShareStore
 from . import schemas as S
-from .capacity import Capacity
+from .cli_security import LIMIT_DEFAULTS
+from .hardening import document_statuses, install_guards
 from .validation import validation_detail
 
 log = logging.getLogger("circuit_debugger.server")
+DEV_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")  # `npm run dev` (Vite)
 
 
 @dataclass
@@ -31,13 +32,22 @@ class Settings:
     models: list[str] = field(default_factory=lambda: ["default"])  # 'default', directories or hub names
     autoencoders: dict[str, list[str]] = field(default_factory=dict)  # model name -> autoencoder directories
     explanations: dict[str, str] = field(default_factory=dict)  # model name -> explanations SQLite file
-    cors_origins: list[str] = field(default_factory=lambda: ["*"])
-    max_tokens: Optional[int] = 256
-    max_top_k: int = 5000
-    max_graph_latents: int = 5000
-    max_reference_prompts: int = 256
-    max_pending: int = 64  # API requests in flight beyond which the server answers 503 at once
-    cache_size: int = 512  # whole results kept (LRU); clean passes and cores: a quarter, at most 32 / 64
+    # browser origins allowed to call the API cross-origin (same-origin pages need none): the Vite dev server
+    cors_origins: list[str] = field(default_factory=lambda: list(DEV_ORIGINS))
+    allowed_hosts: list[str] = field(default_factory=lambda: ["*"])  # Host header names served (the CLI narrows it)
+    auth_token_file: Optional[str] = None  # hashed access tokens (see server/access.py); None: no tokens
+    identity_header: Optional[str] = None  # a trusted reverse proxy's user header, e.g. X-Forwarded-User
+    # limits: the defaults are the `serve` flags' (server/cli_security.py LIMITS), one table
+    max_body_bytes: int = int(LIMIT_DEFAULTS["max_body_mb"] * 1024 * 1024)  # 413 above (before reading)
+    body_timeout: float = LIMIT_DEFAULTS["body_timeout"]  # seconds a request body may take to arrive (408 after)
+    max_pending_per_client: int = LIMIT_DEFAULTS["max_pending_per_client"]  # in flight per client (identity or address)
+    rate_limit: int = LIMIT_DEFAULTS["rate_limit"]  # API requests per minute per client (0: no limit)
+    max_tokens: Optional[int] = LIMIT_DEFAULTS["max_tokens"]
+    max_top_k: int = LIMIT_DEFAULTS["max_top_k"]
+    max_graph_latents: int = LIMIT_DEFAULTS["max_graph_latents"]
+    max_reference_prompts: int = LIMIT_DEFAULTS["max_reference_prompts"]
+    max_pending: int = LIMIT_DEFAULTS["max_pending"]  # API requests in flight beyond which the server answers 503
+    cache_size: int = LIMIT_DEFAULTS["cache_size"]  # whole results kept (LRU); clean passes and cores: a quarter
     device: Optional[str] = None
     dtype: Optional[str] = None  # 'float32' (default), 'float16' or 'bfloat16'
     device_map: Optional[str] = None  # 'auto', 'balanced' or JSON {module: device}; models other than 'default'
@@ -119,8 +129,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
     dbg = debugger
     app = FastAPI(title="Circuit Debugger", version="0.1.0",
                   description="Why did the model say A and not B? Attribute, intervene, trace upstream.")
-    app.add_middleware(Capacity, max_pending=settings.max_pending)
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    install_guards(app, settings)
     app.state.debugger = dbg
     shares = ShareStore(settings.share_db)
     app.state.shares = shares
@@ -141,11 +150,6 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
             torch.cuda.empty_cache()
         return JSONResponse({"detail": "out of memory for this request: use a shorter prompt, fewer rows or a smaller "
                                        "graph"}, status_code=503)
-
-    @app.exception_handler(Exception)
-    async def internal(_: Request, e: Exception):
-        log.exception("request failed")
-        return JSONResponse({"detail": f"internal error: {type(e).__name__}: {e}"}, status_code=500)
 
     errors = {422: {"model": S.ErrorBody}, 404: {"model": S.ErrorBody}, 413: {"model": S.ErrorBody}}
 
@@ -305,4 +309,5 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
         from .static import mount_frontend
 
         mount_frontend(app, settings.frontend_dir)
+    document_statuses(app, limits_of(settings))
     return app

@@ -66,7 +66,7 @@ class PromptSetResponse(BaseModel):
 class DatasetAttributeRequest(Strict):
     model: str = "default"
     promptset: PromptSetSpec
-    top_k: Annotated[int, Field(ge=1, le=5000)] = 50
+    top_k: Annotated[int, Field(ge=1)] = Field(50, description="at most --max-top-k")
     drill: Annotated[int, Field(ge=0, le=50)] = Field(10, description="nodes shown per prompt in the drill-down")
 
 

@@ -12,4 +12,6 @@ Text = Annotated[str, Field(min_length=1, max_length=20_000)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Requests: unknown fields refused, and no coercion (`false` is not 0, `"100"` and `1000.0`
+    are not the integer 100)."""
+    model_config = ConfigDict(extra="forbid", strict=True)

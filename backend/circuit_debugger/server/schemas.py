@@ -30,8 +30,10 @@ class Common(Strict):
     prompt: Text
     interventions: list[InterventionIn] = Field(default_factory=list, max_length=64)
     counterfactual_prompt: Optional[Text] = Field(None, description="source prompt for 'patch' (same token length)")
-    reference_prompts: Optional[list[Text]] = Field(None, max_length=256, description="for 'mean'; default: the model's reference corpus")
-    top_k: Optional[Annotated[int, Field(ge=1)]] = Field(100, description="rows: top_k by |total| ∪ top_k by |direct|; null = all")
+    reference_prompts: Optional[list[Text]] = Field(None, description="for 'mean'; default: the model's reference corpus; "
+                                                    "at most --max-reference-prompts")
+    top_k: Optional[Annotated[int, Field(ge=1)]] = Field(100, description="rows: top_k by |total| ∪ top_k by |direct|; "
+                                                         "null = all; at most --max-top-k")
     granularity: Literal["component", "position"] = "component"
     verify_top: Annotated[int, Field(ge=0, le=64)] = Field(0, description="check this many top nodes by exact zero ablation")
     mlp_basis: Literal["neurons", "transcoders"] = Field("neurons", description="show MLPs as neurons or transcoder latents")
@@ -142,7 +144,7 @@ class InterveneRequest(Strict):
     prompt: Text
     interventions: list[InterventionIn] = Field(default_factory=list, max_length=64)
     counterfactual_prompt: Optional[Text] = None
-    reference_prompts: Optional[list[Text]] = Field(None, max_length=256)
+    reference_prompts: Optional[list[Text]] = Field(None, description="at most --max-reference-prompts")
     target: Optional[str] = Field(None, max_length=200)
     distractor: Optional[str] = Field(None, max_length=200)
     position: Optional[Position] = None
@@ -246,6 +248,7 @@ class Health(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+    request_id: Optional[str] = Field(None, description="5xx: the id the server's log files the error under")
 
 
 class OutputsRequest(Strict):
@@ -283,7 +286,7 @@ class GraphRequest(Strict):
     position: Optional[Position] = None
     node_threshold: float = Field(0.8, gt=0, le=1, allow_inf_nan=False)
     edge_threshold: float = Field(0.98, gt=0, le=1, allow_inf_nan=False)
-    max_latents: Annotated[int, Field(ge=1, le=5000)] = 500
+    max_latents: Annotated[int, Field(ge=1)] = Field(500, description="at most --max-graph-latents")
 
 
 class GraphNode(BaseModel):
@@ -418,7 +421,7 @@ class ActivationsResponse(BaseModel):
 class InvestigationState(BaseModel):
     """Everything a view shows, so a link reproduces it. `v` is the format version: a newer
     front end still reads every older version (it migrates them)."""
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     v: Literal[1] = 1
     model: Annotated[str, Field(max_length=500)] = "default"
     prompt: Annotated[str, Field(max_length=20_000)] = ""

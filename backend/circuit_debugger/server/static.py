@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Optional
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 log = logging.getLogger("circuit_debugger.server")
@@ -34,10 +35,25 @@ def mount_frontend(app: FastAPI, directory: Optional[str | Path]) -> None:
     @app.get("/{path:path}", include_in_schema=False)
     def spa(path: str):
         if path.startswith("api/") or path == "api":
-            return HTMLResponse('{"detail":"no such API route"}', status_code=404, media_type="application/json")
+            allowed = sorted({m for r in app.routes if isinstance(r, APIRoute) and r.endpoint is not spa
+                              and r.path_regex.match("/" + path)
+                              for m in r.methods})
+            if allowed:  # a POST route asked with GET: say so, not "no such route"
+                return JSONResponse({"detail": f"method GET not allowed here (allowed: {', '.join(allowed)})"},
+                                    status_code=405, headers={"Allow": ", ".join(allowed)})
+            return JSONResponse({"detail": "no such API route"}, status_code=404)
         if not index.is_file():
             return HTMLResponse(NOT_BUILT, status_code=200)
+        if not _plausible(path):
+            return JSONResponse({"detail": "no such page"}, status_code=404)
         file = (dist / path).resolve()
         if path and file.is_file() and dist.resolve() in file.parents:  # favicon and other top-level files
             return FileResponse(file)
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+
+def _plausible(path: str) -> bool:
+    """A path the UI could have made: no NUL or other control character (the filesystem refuses
+    them with an exception), no part longer than a file name may be, 2,000 characters at most."""
+    return (len(path) <= 2000 and not any(ord(c) < 32 for c in path)
+            and all(len(part.encode()) <= 255 for part in path.split("/")))

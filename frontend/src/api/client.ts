@@ -1,6 +1,7 @@
 // The one API client: typed by the generated schema.ts, errors turned into ApiError with the
 // server's own message.
 import createClient from "openapi-fetch";
+import { accessToken } from "./auth";
 import type { components, paths } from "./schema";
 
 export type Schemas = components["schemas"];
@@ -12,6 +13,7 @@ export type InvestigationState = Required<Schemas["InvestigationState"]>;
 export type TraceTarget = InvestigationState["traces"][number];
 
 export const api = createClient<paths>({ baseUrl: "" });
+api.use(accessToken);
 
 export class ApiError extends Error {
   constructor(message: string, readonly status: number) {
