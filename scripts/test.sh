@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+if ! [ -x /usr/lib/postgresql/15/bin/initdb ]; then  # the storage tests start a real PostgreSQL server
+  echo "test: installing Debian's postgresql for the storage tests"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
 .venv/bin/python -m pytest tests -q "$@"
 
 if ! [ -x /usr/bin/chromium ]; then

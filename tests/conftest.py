@@ -11,6 +11,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+pytest_plugins = ["storage_fixtures"]  # a real PostgreSQL server for the storage tests
+
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):

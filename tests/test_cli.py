@@ -39,7 +39,8 @@ def test_serve_starts_with_default_and_extra_models(tiny_dir, tmp_path):
                 assert proc.poll() is None, proc.stdout.read().decode()
                 assert time.time() < deadline, "server did not start"
                 time.sleep(0.5)
-        assert health["models"] == sorted(["default", "tiny-gpt2", "tracr/prev_token"])
+        embedded = ["default"] + (["llama"] if (ROOT / "backend/circuit_debugger/models/llama/config.json").exists() else [])
+        assert health["models"] == sorted(embedded + ["tiny-gpt2", "tracr/prev_token"])
         models = get(f"http://127.0.0.1:{port}/api/models")
         assert "directory not found" in models["failed"][str(tmp_path / "missing")]
         req = urllib.request.Request(f"http://127.0.0.1:{port}/api/health", method="OPTIONS", headers={

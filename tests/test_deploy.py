@@ -25,16 +25,31 @@ def split(volume: str) -> tuple[str, str]:
 
 def test_compose_services_ports_volumes():
     c = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert set(c["services"]) == {"backend", "frontend"}
+    assert set(c["services"]) == {"backend", "frontend", "postgres"}
     be, fe = c["services"]["backend"], c["services"]["frontend"]
     assert be["build"]["dockerfile"] == "docker/backend.Dockerfile" and fe["build"]["dockerfile"] == "docker/frontend.Dockerfile"
     assert be["build"]["context"] == fe["build"]["context"] == "."
     assert "8000" in be["expose"] and any(p.endswith(":80") for p in fe["ports"])
     assert fe["depends_on"] == ["backend"]
     mounts = {split(v)[1]: v for v in be["volumes"]}
-    assert {"/app/autoencoders", "/app/explanations", "/data", "/models"} <= set(mounts)
-    assert mounts["/data"].startswith("investigations:") and "investigations" in c["volumes"]
-    assert be["environment"]["CD_SHARE_DB"].startswith("/data/")  # shares live on the volume
+    assert {"/app/autoencoders", "/app/explanations", "/models"} <= set(mounts)
+
+
+def test_compose_replicas_share_one_postgres_with_a_volume():
+    c = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    be, pg = c["services"]["backend"], c["services"]["postgres"]
+    assert be["deploy"]["replicas"] == "${CD_REPLICAS:-2}" and "container_name" not in be and "ports" not in be
+    assert pg["image"].startswith("postgres:") and "pgdata:/var/lib/postgresql/data" in pg["volumes"]
+    assert "pgdata" in c["volumes"] and "pg_isready" in " ".join(pg["healthcheck"]["test"])
+    assert be["depends_on"]["postgres"]["condition"] == "service_healthy"
+    url = be["environment"]["CD_DATABASE"]  # every replica: the same database, on the postgres service
+    env = pg["environment"]
+    assert url.startswith(f"postgresql://{env['POSTGRES_USER']}:") and url.endswith(f"@postgres:5432/{env['POSTGRES_DB']}")
+    assert "${CD_PG_PASSWORD:-circuit-debugger}" in url and env["POSTGRES_PASSWORD"] == "${CD_PG_PASSWORD:-circuit-debugger}"
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url.replace("${CD_PG_PASSWORD:-circuit-debugger}", "pw"))
+    assert (u.drivername, u.host, u.port, u.database) == ("postgresql", "postgres", 5432, "circuit_debugger")
     for host in (split(v)[0] for v in be["volumes"]):
         if host.startswith("./"):
             assert (ROOT / host[2:]).is_dir() or host == "./models", host
@@ -42,7 +57,9 @@ def test_compose_services_ports_volumes():
 
 SAMPLE = {"CD_HOST": "0.0.0.0", "CD_PORT": "9123", "CD_MODELS": "/models/a", "CD_AUTOENCODERS": "a=/x",
           "CD_CORS_ORIGINS": "http://lab:1", "CD_MAX_TOKENS": "77", "CD_DEVICE": "cuda", "CD_DTYPE": "bfloat16",
-          "CD_SHARE_DB": "/data/x.sqlite", "CD_MAX_PENDING": "9"}
+          "CD_SHARE_DB": "/data/x.sqlite", "CD_MAX_PENDING": "9", "CD_DATABASE": "postgresql://u@h/db",
+          "CD_WORKERS": "3", "CD_JOB_WORKERS": "2", "CD_BATCH_SIZE": "16", "CD_JOB_TIME_LIMIT": "60",
+          "CD_RAY": "auto"}
 
 
 def test_every_variable_is_read_by_the_server_and_documented(monkeypatch):
@@ -88,7 +105,8 @@ def test_dockerfiles_install_what_setup_installs():
 
 def test_nginx_proxies_the_api_and_serves_the_app():
     conf = (ROOT / "docker" / "nginx.conf").read_text()
-    assert re.search(r"location /api/ \{\s*proxy_pass http://backend:8000;", conf)
+    assert re.search(r"upstream backend_replicas \{\s*server backend:8000[ ;]", conf)  # every replica of the service
+    assert re.search(r"location /api/ \{\s*proxy_pass http://backend_replicas;", conf)
     assert "try_files $uri /index.html;" in conf  # /s/<id> short links open the app
     assert "docker/nginx.conf" in dockerfile("frontend.Dockerfile")
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -109,7 +110,9 @@ def free_port() -> int:
 
 
 def start(db, port) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, "-c", SERVER, str(db), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    backend = str(Path(__file__).resolve().parents[1] / "backend")  # this checkout's package, not an installed one
+    p = subprocess.Popen([sys.executable, "-c", SERVER, str(db), str(port)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": backend})
     for _ in range(200):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:

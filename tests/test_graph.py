@@ -169,8 +169,11 @@ def test_graph_routes(dbg_tc, dbg):
     bad = c.post("/api/latent/weights", json={"model": "tiny-tc", "node": "L0.N3"})
     assert bad.status_code == 422 and "transcoder latents" in bad.json()["detail"]
     c2 = TestClient(create_app(Settings(models=[]), debugger=dbg))
-    none = c2.post("/api/graph", json={"model": "tiny", "prompt": PROMPT, "target": " Mary"})
-    assert none.status_code == 422 and "transcoder on every layer" in none.json()["detail"]
+    # without transcoders the MLPs are neurons in the graph; asking for transcoders is a 422
+    neurons = c2.post("/api/graph", json={"model": "tiny", "prompt": PROMPT, "target": " Mary"})
+    assert neurons.status_code == 200 and any(n["kind"] == "neuron" for n in neurons.json()["nodes"])
+    none = c2.post("/api/graph", json={"model": "tiny", "prompt": PROMPT, "target": " Mary", "mlp": "transcoder"})
+    assert none.status_code == 422 and "has no transcoder" in none.json()["detail"]
 
 
 def test_hand_propagated_edges_equal_autograd(model_tc):

@@ -412,13 +412,15 @@ def test_an_autoencoder_failing_for_any_reason_is_listed(tmp_path, monkeypatch, 
     import circuit_debugger.autoencoders as ae
     from circuit_debugger.server.app import Settings, create_app
 
-    folder = tmp_path / "aes" / "layer0"
-    folder.mkdir(parents=True)
+    import shutil
 
-    def explode(path):
+    folder = tmp_path / "aes" / "layer0"
+    shutil.copytree(ae.REPO_AUTOENCODERS / "default" / "tc0", folder)  # a well-formed dictionary folder
+
+    def explode(model, dictionary, where):
         raise KeyError("W_enc")
 
-    monkeypatch.setattr(ae, "load", explode)
+    monkeypatch.setattr(ae, "place", explode)  # fails while being placed onto the model
     client = TestClient(create_app(Settings(models=[str(tiny_dir)], autoencoders={"tiny-gpt2": [str(tmp_path / "aes")]},
                                             serve_frontend=False)))
     body = client.get("/api/models").json()

@@ -69,7 +69,8 @@ async def _investigate(session, api: httpx.AsyncClient, base: str) -> dict:
 
     tools = {t.name: t for t in (await session.list_tools()).tools}
     assert {"list_models", "tokenize", "attribute", "intervene", "trace", "attention", "logit_lens", "activations",
-            "node_explanation", "attribution_graph", "dataset_attribute", "evaluate_circuit", "create_share"} <= set(tools)
+            "node_explanation", "attribution_graph", "dataset_attribute", "evaluate_circuit", "create_share",
+            "exact_effects", "generate"} <= set(tools)
     assert all(isinstance(t, Tool) for t in tools.values())
     # one source: the tool's schema is the HTTP request model's, plus the display arguments
     from circuit_debugger.server.schemas import AttributeRequest
@@ -127,6 +128,9 @@ EVERY_TOOL = [  # tool, arguments, the HTTP request giving the same JSON
     ("attribution_graph", {**WHY, "max_latents": 50}, "POST", "/api/graph"),
     ("dataset_attribute", {"promptset": IOI, "top_k": 5}, "POST", "/api/dataset/attribute"),
     ("dataset_ablate", {"promptset": IOI, "nodes": ["L2.H1"]}, "POST", "/api/dataset/ablate"),
+    ("exact_effects", {**WHY, "ig_steps": 4}, "POST", "/api/effects"),
+    ("generate", {**P_ARGS, "interventions": [{"node": "L1.H3", "op": "zero"}], "max_new_tokens": 4}, "POST",
+     "/api/generate"),
 ]
 VOLATILE = {"elapsed_ms", "cost", "link", "share_state"}
 
@@ -311,7 +315,13 @@ def test_links_are_the_query_string_the_ui_writes():
     url.ts writes exactly that string and reads it back as the state, this test that Python writes it."""
     from circuit_debugger.server.mcp_links import encode
 
+    from circuit_debugger.server.schemas import InvestigationState
+
     fixture = json.loads((ROOT / "frontend/src/state/url.python.fixture.json").read_text(encoding="utf-8"))
+    # a field added to the state must be added to the fixture (with a non-default value) and to mcp_links.encode
+    assert set(fixture["state"]) == set(InvestigationState.model_fields)
+    defaults = InvestigationState().model_dump(mode="json")
+    assert all(fixture["state"][k] != v for k, v in defaults.items() if k != "v"), "give every field a non-default value"
     assert encode(fixture["state"]) == fixture["query"]
     got = {k: v[0] for k, v in parse_qs(fixture["query"]).items()}
     assert got["p"] == fixture["state"]["prompt"] and got["v"] == "1" and "~" in got["p"]

@@ -148,6 +148,15 @@ def test_ig_equals_exact_where_the_target_is_linear_in_the_node(shipped):
         assert x["estimate"] == pytest.approx(x["exact"], abs=1e-4)
 
 
+def test_effects_of_a_trace_target_upstream_of_some_layers(shipped):
+    """A latent's pre-activation at layer 1 does not depend on layer-2 heads: their effects are 0, not a 500."""
+    r = shipped.effects("default", PROMPT, trace={"kind": "latent", "node": "L1.T3"}, ig_steps=2)
+    later = [x for x in r["rows"] if x["layer"] == 2]
+    assert later and all(x["exact"] == 0 and x["ig"] == 0 and x["estimate"] == 0 for x in later)
+    with pytest.raises(UserError, match="layer 9 out of range"):
+        shipped.node_values("default", PROMPT, "L9.H0", " Mary")
+
+
 def test_effects_bad_input(dbg):
     with pytest.raises(UserError, match="reference corpus"):
         dbg.effects("tiny", PROMPT, " Mary", " John", ablation="mean")
@@ -347,3 +356,13 @@ def test_single_byte_tokens_show_their_bytes(shipped):
     assert bytes.fromhex(r["display"][0].strip("⟨⟩")) + bytes.fromhex(r["display"][1].strip("⟨⟩")) == "é".encode()
     with pytest.raises(UserError, match="out of range"):
         shipped.token_display("default", [10 ** 6])
+
+
+def test_mcp_links_write_the_new_fields_as_url_ts_does():
+    """url.ts writes sort, fx, fxn, ig and ce after circ; the MCP server's Python encoder must too."""
+    from circuit_debugger.server.mcp_links import encode
+
+    q = encode({"prompt": "p", "circuit": ["L1.H3"], "sort": "direct_effect:desc", "effects": "mean",
+                "effects_neurons": True, "ig_steps": 8, "circuit_eval": "mean"})
+    assert q.endswith("&circ=L1.H3&sort=direct_effect%3Adesc&fx=mean&fxn=1&ig=8&ce=mean")
+    assert "sort" not in encode({"prompt": "p"})

@@ -26,6 +26,7 @@ import torch
 
 from .execution import RunRequest, execute
 from .autoencoders.splice import SpliceChoice, latent_key
+from . import stopping
 from .errors import UserError
 from .model import DebugModel
 from .nodes import HEAD, NEURON, SAE, TRANSCODER, NodeId, activation_hook, parse_node
@@ -156,6 +157,7 @@ class Evaluator:
             for g in self.groups:
                 per = max(1, MAX_BATCH // g["n"])
                 for start in range(0, len(todo), per):
+                    stopping.check()  # a request whose client left, or past its time limit, stops here
                     chunk = todo[start:start + per]
                     masks = [self._mask(g, mode, members) for mode, members in chunk]
                     keep = {key: torch.cat([mk[key] for mk in masks]) for key in masks[0]}

@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run the HTTP server")
     s.add_argument("--model", action="append", default=None,
-                   help="a checkpoint directory or hub name (repeatable); 'default' is always loaded")
+                   help="a checkpoint directory or hub name (repeatable); 'default' and 'llama' (the embedded models) are always loaded")
     s.add_argument("--autoencoders", action="append", default=[], metavar="MODEL=SPEC",
                    help="dictionaries for MODEL (repeatable): a SAELens folder, a folder of them, a circuit-tracer "
                         "transcoder set or CLT folder, or saelens:RELEASE[/SAE_ID] / saelens:ORG/REPO/PATH from the "
@@ -32,8 +32,12 @@ def parser() -> argparse.ArgumentParser:
                    help="browser origin allowed to call the API cross-origin (repeatable; default: none but the "
                         "Vite dev server; '*' any)")
     add_security_arguments(s)  # limits, hosts, access (checked: nonsense values stop the start)
-    s.add_argument("--share-db", default=os.environ.get("CD_SHARE_DB") or None,
-                   help="SQLite file of shared investigations (default: $XDG_DATA_HOME/circuit-debugger/investigations.sqlite)")
+    s.add_argument("--database", "--share-db", dest="share_db",
+                   default=os.environ.get("CD_DATABASE") or os.environ.get("CD_SHARE_DB") or None,
+                   help="shares, prompt sets and jobs: an SQLite file (default: $XDG_DATA_HOME/circuit-debugger/"
+                        "investigations.sqlite) or postgresql://USER@HOST/DB (env CD_DATABASE)")
+    s.add_argument("--db-timeout", type=float, default=float(os.environ.get("CD_DB_TIMEOUT") or 2.0),
+                   help="seconds a write waits for a locked database before answering 503 (env CD_DB_TIMEOUT)")
     s.add_argument("--frontend-dir", default=os.environ.get("CD_FRONTEND_DIR") or None,
                    help="the built web UI (default: the repository's frontend/dist)")
     s.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=os.environ.get("CD_DTYPE") or None,
@@ -50,20 +54,30 @@ def parser() -> argparse.ArgumentParser:
                    help="a Host name /mcp accepts beyond loopback (repeatable; '*': any)")
     s.add_argument("--mcp-writes", action="store_true", default=os.environ.get("CD_MCP_WRITES") == "1",
                    help="also offer MCP tools that store prompt sets and explanations (default: shares only)")
+    from .cli_scale import add_scale_flags
+
+    add_scale_flags(s)  # replicas, job executors, batch size, time limits
     m = sub.add_parser("mcp", help="run the MCP server over stdio (the same models and flags as serve)")
     for action in s._actions[1:]:  # every serve flag, so both commands configure the same server
         m._add_action(action)
     add_token_command(sub)
+    from .cli_db import add_parser as add_db_parser
+
+    add_db_parser(sub)
     return ap
 
 
 def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
     """The server's Settings from the parsed command line (flags, then CD_* environment)."""
+    from .cli_scale import scale_settings
     from .loading import default_device
     from .server.app import Settings
     from .shares import default_share_db
 
-    models = ["default"] + (a.model or _env_list("CD_MODELS"))
+    from .loading import LLAMA_MODEL_DIR
+
+    embedded = ["default"] + (["llama"] if (LLAMA_MODEL_DIR / "config.json").exists() else [])  # both load in ~1 s
+    models = embedded + (a.model or _env_list("CD_MODELS"))
     autoencoders: dict[str, list[str]] = {}
     for item in a.autoencoders + _env_list("CD_AUTOENCODERS"):
         model, sep, directory = item.partition("=")
@@ -92,12 +106,17 @@ def settings_from(ap: argparse.ArgumentParser, a: argparse.Namespace):
                     max_reference_prompts=a.max_reference_prompts, max_pending=a.max_pending,
                     cache_size=a.cache_size, public_url=a.public_url, mcp_hosts=a.mcp_host,
                     mcp_writes=a.mcp_writes, device_map=a.device_map,
-                    offload_dir=a.offload_dir, **security_settings(a))
+                    offload_dir=a.offload_dir, db_timeout=a.db_timeout,
+                    **security_settings(a), **scale_settings(ap, a))
 
 
 def main(argv=None) -> None:
     ap = parser()
     a = ap.parse_args(argv)
+    if a.cmd == "db":
+        from .cli_db import run as run_db
+
+        raise SystemExit(run_db(a))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if a.cmd == "token":
         return run_token_command(a)
@@ -106,15 +125,25 @@ def main(argv=None) -> None:
     from .server.access import AccessConfigError
     from .server.app import create_app
     from .server.protocol import GuardedH11Protocol
-    from .shares import ShareStoreError
+    from .shares import ShareStoreError, default_share_db
+    from .storage import Store
+
+    try:  # check (and migrate) the database before the slow model loads
+        Store(a.share_db or default_share_db(), a.db_timeout).close()
+    except ShareStoreError as e:
+        raise SystemExit(f"circuit-debugger: {e}") from None
 
     settings = settings_from(ap, a)
     if a.cmd == "mcp":  # stdout carries the protocol: everything else goes to stderr
         settings.serve_frontend = False
         settings.public_url = settings.public_url or f"http://{a.host}:{a.port}"
     else:
-        before_serving(a)
+        before_serving(a, settings)
     try:
+        if a.cmd == "serve" and a.workers > 1:  # N server processes, each building the app from the same settings
+            from .cli_scale import run_workers
+
+            return run_workers(settings, a.host, a.port, a.workers, http=GuardedH11Protocol)
         app = create_app(settings)
     except (ShareStoreError, AccessConfigError) as e:
         raise SystemExit(f"circuit-debugger: {e}") from None

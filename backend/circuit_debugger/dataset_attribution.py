@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Optional
 
 import torch
 
+from . import stopping
 from .execution import LEAVES, RunRequest, execute
 from .linear import centre, post_norm_hooks
 from .model import DebugModel
 from .nodes import HEAD, NEURON, NodeId, activation_hook, ln_out_hook, ln_scale_hook
-from .promptsets import PromptSet, batches, logit_diff
+from .promptsets import PromptSet, batches, logit_diff, split_batches
 
 
-def per_prompt(m: DebugModel, ps: PromptSet) -> dict:
+def per_prompt(m: DebugModel, ps: PromptSet, batch_size: Optional[int] = None) -> dict:
     """Arrays over prompts: metric [P], node ids, direct [P, N], total [P, N], slot totals
-    {slot: [P, N]} (NaN where a prompt lacks the slot)."""
+    {slot: [P, N]} (NaN where a prompt lacks the slot). At most `batch_size` prompts per
+    forward (peak memory grows with it: ~4 MB per 63-token prompt on the default model)."""
     L, H, D = m.shape.n_layers, m.shape.n_heads, m.shape.d_mlp
     ids_names = [f"L{l}.H{h}" for l in range(L) for h in range(H)] + [f"L{l}.N{i}" for l in range(L) for i in range(D)]
     P, N = len(ps.rows), len(ids_names)
@@ -35,7 +38,8 @@ def per_prompt(m: DebugModel, ps: PromptSet) -> dict:
     pre_cap = ln_out_hook("ln_final") if m.arch.final_softcap else None
     names = list(LEAVES) + zs + posts + [scale] + post_norm_hooks(m) + ([pre_cap] if pre_cap else [])
     W = m.W
-    for batch in batches(m, ps):
+    for batch in split_batches(batches(m, ps), batch_size):
+        stopping.check()  # a request whose client left, or past its time limit, stops here
         rows, ids, t, d = torch.tensor(batch.rows), batch.ids, batch.t, batch.d
         with m.lock:
             cap = execute(m, None, RunRequest(capture=names, grad=True, tokens=ids))
@@ -76,9 +80,11 @@ def per_prompt(m: DebugModel, ps: PromptSet) -> dict:
     return {"metric": metric, "ids": ids_names, "direct": direct, "total": total, "slots": slots}
 
 
-def summarize(m: DebugModel, ps: PromptSet, top_k: int = 50, drill: int = 10) -> dict:
+def summarize(m: DebugModel, ps: PromptSet, top_k: int = 50, drill: int = 10, batch_size: Optional[int] = None,
+              r: Optional[dict] = None) -> dict:
+    """The summary over the set; `r`: per-prompt arrays already computed (merged from jobs' shards)."""
     t0 = time.perf_counter()
-    r = per_prompt(m, ps)
+    r = r if r is not None else per_prompt(m, ps, batch_size)
     ids, total, direct = r["ids"], r["total"], r["direct"]
     mean_t, mean_d = total.mean(0), direct.mean(0)
     std_t = total.std(0) if len(ps.rows) > 1 else torch.zeros_like(mean_t)

@@ -132,7 +132,11 @@ def _ig(m, ids, target, ivs, src, choice, g: Group, clean: torch.Tensor, base: t
     cap = execute(m, ids, RunRequest(rest, src, sorted(target.hooks), grad=True, splice=choice, batch=steps,
                                      edits={g.hook: lambda x: path.to(x.dtype)}))
     store, logits = cap.acts, cap.logits
-    (grad,) = torch.autograd.grad(target.value(store, logits).sum(), path)
+    v = target.value(store, logits).sum()
+    # a target upstream of this group (a trace into an earlier layer) does not depend on it: IG 0
+    grad = torch.autograd.grad(v, path, allow_unused=True)[0] if v.requires_grad else None
+    if grad is None:
+        grad = torch.zeros_like(path)
     return _reduce(g, delta[0].float() * grad.float().mean(0))
 
 

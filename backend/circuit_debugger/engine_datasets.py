@@ -12,6 +12,8 @@ MAX_CIRCUIT_NODES = 64
 
 
 class DatasetMixin:
+    batch_size = 64  # prompts per forward in dataset attribution (bounds memory; `serve --batch-size`)
+
     def prompt_set(self, model: str, spec: dict) -> PromptSet:
         """`spec` is one of {builtin, n, seed}, {template: {...}}, {text, format} or {rows}."""
         m = self.model(model)
@@ -40,7 +42,7 @@ class DatasetMixin:
         hit = self._results.get(key)
         if hit is not None:
             return hit
-        return self._results.put(key, {"model": m.name, "name": ps.name, **summarize(m, ps, top_k, drill)})
+        return self._results.put(key, {"model": m.name, "name": ps.name, **summarize(m, ps, top_k, drill, self.batch_size)})
 
     def dataset_ablate(self, model: str, spec: dict, nodes: list, ablation: str = "mean") -> dict:
         from .circuits import ablate_over_set

@@ -191,9 +191,10 @@ class UIMixin:
         """One node's row (current and baseline values) for a question, whatever the table shows:
         the full table is computed (cached) and only this row returned. The basis follows the
         node (a latent switches its autoencoder in)."""
-        from .nodes import HEAD, NEURON, SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, parse_node
+        from .nodes import HEAD, NEURON, SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, parse_node, validate
 
-        n = parse_node(node)
+        m = self.model(model)
+        n = validate(parse_node(node), m.shape, len(m.tokenize(prompt)), latents=m.autoencoders.sizes())
         if n.kind in (TRANSCODER, TRANSCODER_ERR):
             options["mlp_basis"] = "transcoders"
         if n.kind in (SAE, SAE_ERR):

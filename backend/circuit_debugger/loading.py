@@ -31,6 +31,7 @@ from .placement import DeviceMap, gather, home_device, materialized, parse_devic
 log = logging.getLogger("circuit_debugger.loading")
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+LLAMA_MODEL_DIR = Path(__file__).parent / "models" / "llama"  # the embedded Llama-family model (spec 'llama')
 TESTBED_DIR = Path(__file__).parent / "testbeds" / "models"
 REFERENCE_FILE = "reference_prompts.json"
 
@@ -174,6 +175,11 @@ def load_hub(name: str, device: Optional[str] = None, dtype: Optional[torch.dtyp
 
 
 def _load(spec: str, name: Optional[str], device, dtype, device_map, offload_dir) -> DebugModel:
+    if spec == "llama":  # the embedded Llama-family model
+        if not (LLAMA_MODEL_DIR / "config.json").exists():
+            raise ModelLoadError(f"{LLAMA_MODEL_DIR}: the llama model is not built (run `python -m "
+                                 "circuit_debugger.default_model.train --arch llama`)")
+        return load_hf_dir(LLAMA_MODEL_DIR, name or "llama", device, dtype)
     if spec == "default":
         if not (DEFAULT_MODEL_DIR / "config.json").exists():
             raise ModelLoadError(
@@ -211,7 +217,7 @@ def _load(spec: str, name: Optional[str], device, dtype, device_map, offload_dir
 def load_model(spec: str, name: Optional[str] = None, device: Optional[str] = None,
                dtype: Optional[torch.dtype] = None, device_map: Optional[DeviceMap] = None,
                offload_dir: Optional[str] = None) -> DebugModel:
-    """`spec` is 'default', 'tracr/<name>', a checkpoint directory, or a hub model name.
+    """`spec` is 'default', 'llama', 'tracr/<name>', a checkpoint directory, or a hub model name.
     `device_map` ('auto', 'balanced', a {module: device} dict or its JSON) splits a HuggingFace
     model across devices with accelerate; 'disk' entries go to `offload_dir`.
 

@@ -259,6 +259,16 @@ def batches(m, ps: PromptSet, counterfactuals: bool = False) -> list:
             for _, items in sorted(groups.items())]
 
 
+def split_batches(bs: list, size: Optional[int]) -> list:
+    """Each Batch cut into pieces of at most `size` rows (memory is bounded by `size`, not by
+    the set); a piece keeps its rows' order, so the same piece computes the same numbers
+    wherever it runs (one process, a worker, a Ray actor)."""
+    if not size:
+        return bs
+    return [Batch(b.rows[i:i + size], b.ids[i:i + size], b.refs[i:i + size], b.t[i:i + size], b.d[i:i + size],
+                  b.slots[i:i + size]) for b in bs for i in range(0, len(b.rows), size)]
+
+
 def logit_diff(last, t, d):
     """Per row: logit(target) − logit(distractor), or − the mean logit where d is -1."""
     import torch

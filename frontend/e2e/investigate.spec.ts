@@ -86,7 +86,7 @@ test("the attribution graph opens and its nodes open the detail panel", async ({
   const nodes = page.locator(".react-flow__node");
   expect(await nodes.count()).toBeGreaterThan(10);
   const latent = page.locator(".react-flow__node.transcoder").first();
-  const id = (await latent.textContent())!.trim();
+  const id = (await latent.getAttribute("data-id"))!;  // its text is the id and its explanation
   await latent.click();
   await expect(page.getByTestId("node-detail")).toContainText(id);
   await shot(page, "05-graph");
@@ -146,9 +146,14 @@ test("dataset view: evaluate a circuit over the IOI set and see the API's number
   await expect(page.getByTestId("dataset-metric")).toBeVisible({ timeout: 30_000 });
   await page.getByTestId("add-top").click();
   await expect(page.locator('[data-testid="circuit-panel"] .chip')).toHaveCount(5);
-  await page.getByTestId("evaluate").click();
+  await page.getByTestId("evaluate").click();  // a job: progress while it runs, its id in the address
   await expect(page.getByTestId("faithfulness")).toBeVisible({ timeout: 60_000 });
+  const jobId = new URL(page.url()).hash.replace("#job=", "");
+  expect(jobId).toMatch(/^[A-Za-z0-9_-]{16}$/);
   const circuit = new URL(page.url()).searchParams.get("circ")!.split(",");
+  const job = await (await request.get(`/api/jobs/${jobId}`)).json();
+  expect(job.status).toBe("done");
+  expect(job.request.nodes).toEqual(circuit);
   const r = await (await request.post("/api/circuit/evaluate", { data: {
     promptset: { builtin: "ioi", n: 40, seed: 0 }, nodes: circuit, ablation: "mean" } })).json();
   await expect(page.getByTestId("faithfulness")).toHaveText(r.faithfulness.fraction.toFixed(3));
@@ -159,6 +164,23 @@ test("dataset view: evaluate a circuit over the IOI set and see the API's number
     promptset: { builtin: "ioi", n: 40, seed: 0 }, nodes: circuit, ablation: "mean" } })).json();
   await expect(page.getByTestId("ablate-result")).toContainText(a.after_mean.toFixed(3));
   await shot(page, "09-dataset-circuit");
+  // leave and come back with the address: the job's stored result is shown again
+  const address = page.url();
+  await page.goto("about:blank");
+  await page.goto(address);
+  await expect(page.getByTestId("faithfulness")).toHaveText(r.faithfulness.fraction.toFixed(3), { timeout: 30_000 });
+});
+
+test("dataset view: a running evaluation job shows progress and can be cancelled", async ({ page, request }) => {
+  await open(page, { view: "dataset", ds: JSON.stringify({ builtin: "ioi", id: null, n: 200, seed: 1 }) });
+  await expect(page.getByTestId("dataset-metric")).toBeVisible({ timeout: 30_000 });
+  await page.getByTestId("add-top").click();
+  await page.getByTestId("evaluate").click();
+  await expect(page.getByTestId("job-progress")).toBeVisible({ timeout: 10_000 });
+  await page.getByTestId("job-cancel").click();
+  await expect(page.getByTestId("job-cancelled")).toBeVisible({ timeout: 15_000 });
+  const jobId = new URL(page.url()).hash.replace("#job=", "");
+  expect((await (await request.get(`/api/jobs/${jobId}`)).json()).status).toBe("cancelled");
 });
 
 test("a long prompt on a laptop screen: no horizontal overflow, keyboard closes the panel", async ({ page }) => {

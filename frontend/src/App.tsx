@@ -116,7 +116,8 @@ export function App() {
               left={s.prompt} right={s.compare_prompt || s.counterfactual_prompt} onRight={(p) => update({ compare_prompt: p })} onSelect={(id) => update({ node: id })} />
           ) : s.view === "graph" ? (
             <GraphView model={s.model} prompt={s.prompt} target={s.target} distractor={s.distractor}
-              selected={s.node} onSelect={(id) => update({ node: id })} />
+              selected={s.node} onSelect={(id) => update({ node: id })} interventions={s.interventions}
+              graph={s.graph} onGraph={(graph) => update({ graph })} />
           ) : (
             <>
               <Breadcrumb traces={s.traces} onGo={(depth) => update({ traces: s.traces.slice(0, depth) })} />

@@ -1,6 +1,6 @@
-"""Measure the default model's quality bars and find its mechanisms with the debugger itself.
+"""Measure an embedded model's quality bars and find its mechanisms with the debugger itself.
 
-    python -m circuit_debugger.default_model.evaluate [--dir DIR] [--n 400] [--write]
+    python -m circuit_debugger.default_model.evaluate [--model default|llama] [--dir DIR] [--n 400] [--write]
 
 Prints metrics as JSON; with --write, stores metrics.json and the model card (README.md)
 beside the weights.
@@ -17,7 +17,14 @@ import torch
 
 from . import corpus as C
 
-DIR = Path(__file__).resolve().parents[1] / "models" / "default"
+MODELS = Path(__file__).resolve().parents[1] / "models"
+DIR = MODELS / "default"
+
+
+def training_info(directory: Path) -> dict:
+    """training.json (written by train.py); the shipped default predates it: GPT-2 on corpus v1."""
+    f = directory / "training.json"
+    return json.loads(f.read_text()) if f.exists() else {"arch": "gpt2", "corpus": "v1"}
 
 
 def _logits(hf, ids: list[int]) -> torch.Tensor:
@@ -35,26 +42,55 @@ def ioi_prompts(n: int, pairs, templates, seed: int) -> list[tuple[str, str, str
 
 
 def ioi_metrics(hf, tok, prompts) -> dict:
-    correct, diffs = 0, []
+    correct, prefers, diffs = 0, 0, []
     for prefix, io, s in prompts:
         ids = [tok.bos_token_id] + tok.encode(prefix, add_special_tokens=False)
         last = _logits(hf, ids)[-1]
         a, b = tok.encode(io, add_special_tokens=False)[0], tok.encode(s, add_special_tokens=False)[0]
         correct += int(last.argmax() == a)
+        prefers += int(last[a] > last[b])
         diffs.append(float(last[a] - last[b]))
-    return {"accuracy": correct / len(prompts), "mean_logit_diff": sum(diffs) / len(diffs), "n": len(prompts)}
+    return {"accuracy": correct / len(prompts), "prefers_io_over_s": prefers / len(prompts),
+            "mean_logit_diff": sum(diffs) / len(diffs), "n": len(prompts)}
 
 
-def greater_than(hf, tok, n: int, seed: int) -> dict:
+def greater_than(hf, tok, n: int, seed: int, make_prompt=C.greater_than_prompt) -> dict:
+    """Mean p(year > start) − p(year ≤ start) over the 2-digit year tokens, and the accuracy: the
+    fraction of prompts where a later year is the likelier (p(>) > p(≤))."""
     rng = random.Random(seed)
     years = [tok.encode(f"{y:02d}", add_special_tokens=False)[0] for y in range(100)]
     scores = []
     for _ in range(n):
-        prompt, start = C.greater_than_prompt(rng)
+        prompt, start = make_prompt(rng)
         ids = [tok.bos_token_id] + tok.encode(prompt, add_special_tokens=False)
         p = _logits(hf, ids)[-1].softmax(-1)[years]
         scores.append(float(p[start + 1:].sum() - p[: start + 1].sum()))
-    return {"mean_prob_diff": sum(scores) / n, "n": n}
+    return {"mean_prob_diff": sum(scores) / n, "accuracy": sum(x > 0 for x in scores) / n, "n": n}
+
+
+def heldout_v2(hf, tok, n: int) -> dict:
+    """Accuracy on corpus v2's held-out template families (no intro, verb or frame seen in v2
+    training; the v1-trained default has seen none of them either). Greater-than uses the
+    centuries that are one token for this model's tokenizer."""
+    from . import corpus_v2 as C2
+
+    train_pairs, held_pairs = C.name_pairs()
+    one = [c for c in C2.CENTURIES if len(tok.encode(f" {c}", add_special_tokens=False)) == 1]
+
+    def gt_prompt(rng):
+        return C2.greater_than_prompt(rng, C2.GT_HELDOUT_FRAMES, one)
+
+    def ioi_heldout(rng):
+        return C2.ioi(rng, held_pairs + train_pairs, C2.IOI_HELDOUT_INTROS, C2.IOI_HELDOUT_ACTIONS)
+
+    rng = random.Random(107)
+    prompts = []
+    for _ in range(n):
+        e = ioi_heldout(rng)
+        prompts.append((e.prefix, e.answer, e.distractor))
+    return {"ioi": ioi_metrics(hf, tok, prompts),
+            "greater_than": {**greater_than(hf, tok, n, 108, gt_prompt), "centuries": one},
+            "ioi_templates": len(C2.IOI_HELDOUT_TEMPLATES), "gt_frames": C2.GT_HELDOUT_FRAMES}
 
 
 def induction(hf, tok, n: int, seed: int, length: int = 20) -> dict:
@@ -72,28 +108,28 @@ def induction(hf, tok, n: int, seed: int, length: int = 20) -> dict:
     return {"first_half_loss": f, "second_half_loss": s, "ratio": s / f, "n": n, "length": length}
 
 
-def filler_loss(hf, tok, n: int, seed: int) -> dict:
+def filler_loss(hf, tok, n: int, seed: int, corpus=C) -> dict:
     rng = random.Random(seed)
     total, count = 0.0, 0
     for _ in range(n):
-        ids = [tok.bos_token_id] + tok.encode(C.filler(rng).prefix, add_special_tokens=False)
+        ids = [tok.bos_token_id] + tok.encode(corpus.filler(rng).prefix, add_special_tokens=False)
         logp = _logits(hf, ids).log_softmax(-1)
         total += float(-logp[:-1].gather(1, torch.tensor(ids[1:])[:, None]).sum())
         count += len(ids) - 1
     return {"loss": total / count, "tokens": count}
 
 
-def mechanisms(directory: Path, prompts, n: int = 40) -> dict:
+def mechanisms(directory: Path, prompts, n: int = 40, name: str = "default") -> dict:
     """Mean total effect per node over IOI prompts, and what mean-ablating the top nodes does."""
     from ..engine import Debugger
     from ..loading import load_model
 
-    m = load_model(str(directory), name="default")
+    m = load_model(str(directory), name=name)
     dbg = Debugger([m], cache_size=8)
     sums: dict = {}
     lds = []
     for prefix, io, s in prompts[:n]:
-        r = dbg.attribute("default", prefix, io, s, top_k=None)
+        r = dbg.attribute(name, prefix, io, s, top_k=None)
         lds.append(r["logit_diff"])
         for row in r["nodes"]:
             if row["kind"] in ("head", "neuron", "attn", "mlp", "embed", "pos_embed"):
@@ -105,27 +141,31 @@ def mechanisms(directory: Path, prompts, n: int = 40) -> dict:
     named = [k for k, _ in heads[:3]] + [k for k, _ in neurons[:3]]
     ablated = []
     for prefix, io, s in prompts[:n]:
-        out = dbg.intervene("default", prefix, [{"node": k, "op": "mean"} for k in named], target=io, distractor=s)
+        out = dbg.intervene(name, prefix, [{"node": k, "op": "mean"} for k in named], target=io, distractor=s)
         ablated.append(out["logit_diff"])
     split = {k: {"IO": 0.0, "S": 0.0} for k, _ in heads[:3]}
     for prefix, io, s in prompts[:n]:
-        for name, tok in (("IO", io), ("S", s)):
-            rows = {r["id"]: r for r in dbg.attribute("default", prefix, tok, top_k=None)["nodes"]}
+        for role, tok in (("IO", io), ("S", s)):
+            rows = {r["id"]: r for r in dbg.attribute(name, prefix, tok, top_k=None)["nodes"]}
             for k in split:
-                split[k][name] += rows[k]["direct_effect"] / n
+                split[k][role] += rows[k]["direct_effect"] / n
     roles = {}
     for k, _ in heads[:3]:
         layer, head = int(k[1:].split(".")[0]), int(k.split(".H")[1])
         acc = {"IO": 0.0, "S1": 0.0, "S2": 0.0, "BOS": 0.0}
+        used = 0
         for prefix, io, s in prompts[:n]:
             ids = m.tokenize(prefix)
             a, b = m.codec.output_token(io), m.codec.output_token(s)
             s_pos = [i for i, t in enumerate(ids) if t == b]
+            if a not in ids or len(s_pos) < 2:  # a name that opens the text has no leading space: roles unclear
+                continue
+            used += 1
             where = {"IO": ids.index(a), "S1": s_pos[0], "S2": s_pos[-1], "BOS": 0}
-            row = dbg.attention("default", prefix, layer, head)["heads"][k][-1]
-            for name, pos in where.items():
-                acc[name] += row[pos] / n
-        roles[k] = acc
+            row = dbg.attention(name, prefix, layer, head)["heads"][k][-1]
+            for role, pos in where.items():
+                acc[role] += row[pos]
+        roles[k] = {role: v / max(used, 1) for role, v in acc.items()}
     base = sum(lds) / n
     return {
         "attention_from_end": roles,
@@ -140,28 +180,41 @@ def mechanisms(directory: Path, prompts, n: int = 40) -> dict:
     }
 
 
-def measure(directory: Path, n: int) -> dict:
-    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+def _hf(directory: Path):
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     torch.set_num_threads(1)
-    hf = GPT2LMHeadModel.from_pretrained(directory).eval()
-    tok = PreTrainedTokenizerFast.from_pretrained(directory)
+    return AutoModelForCausalLM.from_pretrained(directory).eval(), PreTrainedTokenizerFast.from_pretrained(directory)
+
+
+def measure(directory: Path, n: int, name: str = "default") -> dict:
+    from .train import corpus_module
+
+    info = training_info(directory)
+    corpus = corpus_module(info["corpus"])
+    hf, tok = _hf(directory)
     train_pairs, held_pairs = C.name_pairs()
-    held_pair_prompts = ioi_prompts(n, held_pairs, C.IOI_TRAIN_TEMPLATES, seed=101)
+    if info["corpus"] == "v1":
+        held_pair_prompts = ioi_prompts(n, held_pairs, C.IOI_TRAIN_TEMPLATES, seed=101)
+    else:  # v2 training templates (any intro x action), held-out name pairs
+        rng = random.Random(101)
+        held_pair_prompts = [(e.prefix, e.answer, e.distractor) for e in (corpus.ioi(rng, held_pairs) for _ in range(n))]
     return {
+        "training": info,
         "ioi_heldout_pairs": ioi_metrics(hf, tok, held_pair_prompts),
         "ioi_heldout_templates": ioi_metrics(hf, tok, ioi_prompts(n, held_pairs + train_pairs, C.IOI_HELDOUT_TEMPLATES, 102)),
         "ioi_unseen_words_templates": ioi_metrics(hf, tok, ioi_prompts(n, held_pairs + train_pairs, C.IOI_UNSEEN_TEMPLATES, 106)),
+        "heldout_v2": heldout_v2(hf, tok, n),
         "greater_than": greater_than(hf, tok, n, 103),
         "induction_random_tokens": induction(hf, tok, min(n, 200), 104),
-        "filler_heldout": filler_loss(hf, tok, n, 105),
+        "filler_heldout": filler_loss(hf, tok, n, 105, corpus),
         "parameters": sum(p.numel() for p in hf.parameters()),
         "vocab_size": len(tok),
-        "mechanisms_ioi": mechanisms(directory, held_pair_prompts),
+        "mechanisms_ioi": mechanisms(directory, held_pair_prompts, name=name),
     }
 
 
-def ioi_circuit(directory: Path, n: int = 200, target: float = 0.9) -> dict:
+def ioi_circuit(directory: Path, n: int = 200, target: float = 0.9, name: str = "default") -> dict:
     """The IOI circuit the debugger finds on a prompt distribution: heads added greedily, each
     time the one that most raises faithfulness (everything else mean-ablated over the ABC
     counterfactuals), until the circuit recovers `target` of the logit difference; then its
@@ -170,7 +223,7 @@ def ioi_circuit(directory: Path, n: int = 200, target: float = 0.9) -> dict:
     from ..loading import load_model
     from ..promptsets import builtin
 
-    m = load_model(str(directory), name="default")
+    m = load_model(str(directory), name=name)
     ps = builtin("ioi", m.tokenize, n=n, seed=0)
     heads = [f"L{l}.H{h}" for l in range(m.shape.n_layers) for h in range(m.shape.n_heads)]
     ev = Evaluator(m, ps, parse_circuit(m, heads, ps.slot_names))
@@ -191,16 +244,22 @@ def ioi_circuit(directory: Path, n: int = 200, target: float = 0.9) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--dir", type=Path, default=DIR)
+    ap.add_argument("--model", default="default", help="an embedded model's name (default, llama)")
+    ap.add_argument("--dir", type=Path, default=None, help="its directory (default: models/MODEL)")
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--only-circuit", action="store_true", help="recompute only the IOI circuit section")
+    ap.add_argument("--only-heldout", action="store_true", help="add only the corpus-v2 held-out template accuracies")
     a = ap.parse_args(argv)
-    if a.only_circuit:
+    a.dir = a.dir or MODELS / a.model
+    if a.only_circuit or a.only_heldout:
         metrics = json.loads((a.dir / "metrics.json").read_text())
-        metrics["ioi_circuit"] = ioi_circuit(a.dir)
+        if a.only_circuit:
+            metrics["ioi_circuit"] = ioi_circuit(a.dir, name=a.model)
+        if a.only_heldout:
+            metrics["heldout_v2"] = heldout_v2(*_hf(a.dir), a.n)
     else:
-        metrics = {**measure(a.dir, a.n), "ioi_circuit": ioi_circuit(a.dir)}
+        metrics = {**measure(a.dir, a.n, a.model), "ioi_circuit": ioi_circuit(a.dir, name=a.model)}
     print(json.dumps(metrics, indent=1))
     if a.write:
         (a.dir / "metrics.json").write_text(json.dumps(metrics, indent=1))

@@ -1,6 +1,8 @@
-"""Train the embedded default model (a 3-layer GPT-2) from scratch on the generated corpus.
+"""Train an embedded model from scratch on the generated corpus: the default model (a 3-layer
+GPT-2, `--arch gpt2`, corpus v1) or the Llama-family model (`--arch llama`: rotary, RMSNorm,
+gated SiLU MLP, grouped-query attention; corpus v2 by default).
 
-    python -m circuit_debugger.default_model.train [--steps 4000] [--work .cache/default-train]
+    python -m circuit_debugger.default_model.train [--arch gpt2|llama] [--corpus v1|v2] [--steps N]
 
 Deterministic given --seed; resumable (checkpoints in --work every --every steps); shows a
 progress bar. Writes a HuggingFace model directory (config.json, model.safetensors,
@@ -13,6 +15,7 @@ import argparse
 import json
 import math
 import random
+import time
 from pathlib import Path
 
 import torch
@@ -20,7 +23,10 @@ import torch
 from . import corpus as C
 from .tokenizer import train_tokenizer
 
-OUT = Path(__file__).resolve().parents[1] / "models" / "default"
+MODELS = Path(__file__).resolve().parents[1] / "models"
+OUT = MODELS / "default"
+DEFAULTS = {"gpt2": {"out": OUT, "work": Path(".cache/default-train"), "corpus": "v1", "steps": 14000},
+            "llama": {"out": MODELS / "llama", "work": Path(".cache/llama-train"), "corpus": "v2", "steps": 12000}}
 ANSWER_WEIGHT = 10.0
 REPEAT_WEIGHT = 5.0
 
@@ -33,7 +39,26 @@ def model_config(vocab_size: int, bos: int):
                       bos_token_id=bos, eos_token_id=bos, tie_word_embeddings=True)
 
 
-def encode_example(tok, rng: random.Random, train_pairs, vocab_size: int) -> tuple[list[int], list[float]]:
+def llama_config(vocab_size: int, bos: int):
+    """Same width, depth and context as the default GPT-2; 4 query heads share 2 key/value heads."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=vocab_size, hidden_size=128, intermediate_size=384, num_hidden_layers=3,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=64,
+                       hidden_act="silu", rms_norm_eps=1e-5, rope_theta=10000.0, attention_bias=False,
+                       mlp_bias=False, attention_dropout=0.0, bos_token_id=bos, eos_token_id=bos,
+                       tie_word_embeddings=True)
+
+
+def build_model(arch: str, vocab_size: int, bos: int):
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM
+
+    if arch == "llama":
+        return LlamaForCausalLM(llama_config(vocab_size, bos))
+    return GPT2LMHeadModel(model_config(vocab_size, bos))
+
+
+def encode_example(tok, rng: random.Random, train_pairs, vocab_size: int, corpus=C) -> tuple[list[int], list[float]]:
     """Token ids (BOS first) and per-target-token loss weights (len(ids) - 1)."""
     bos = tok.bos_token_id
     if rng.random() < 0.20:  # uniformly random tokens, repeated: the standard induction test
@@ -41,7 +66,7 @@ def encode_example(tok, rng: random.Random, train_pairs, vocab_size: int) -> tup
         ids = [bos] + seq + seq
         w = [1.0] * len(seq) + [REPEAT_WEIGHT] * len(seq)
         return ids, w
-    ex = C.sample(rng, train_pairs)
+    ex = corpus.sample(rng, train_pairs)
     ids = [bos] + tok.encode(ex.prefix, add_special_tokens=False)
     w = [1.0] * (len(ids) - 1)
     if ex.answer:
@@ -53,9 +78,9 @@ def encode_example(tok, rng: random.Random, train_pairs, vocab_size: int) -> tup
     return ids[:64], w[:63]
 
 
-def batch(tok, step: int, seed: int, size: int, train_pairs, vocab_size: int):
+def batch(tok, step: int, seed: int, size: int, train_pairs, vocab_size: int, corpus=C):
     rng = random.Random(seed * 1_000_003 + step)
-    items = [encode_example(tok, rng, train_pairs, vocab_size) for _ in range(size)]
+    items = [encode_example(tok, rng, train_pairs, vocab_size, corpus) for _ in range(size)]
     n = max(len(i) for i, _ in items)
     ids = torch.full((size, n), tok.bos_token_id, dtype=torch.long)
     w = torch.zeros(size, n - 1)
@@ -71,49 +96,66 @@ def lr_at(step: int, steps: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - 100) / max(1, steps - 100))))
 
 
-def reference_prompts(n: int = 64, seed: int = 12345) -> list[str]:
+def reference_prompts(n: int = 64, seed: int = 12345, corpus=C) -> list[str]:
     """A held-out sample of the corpus mix, used for mean ablation."""
     rng = random.Random(seed)
     train, held = C.name_pairs()
-    return [C.sample(rng, train + held).prefix for _ in range(n)]
+    return [corpus.sample(rng, train + held).prefix for _ in range(n)]
+
+
+def corpus_module(version: str):
+    if version == "v1":
+        return C
+    from . import corpus_v2
+
+    return corpus_v2
 
 
 def main(argv=None) -> None:
     from safetensors.torch import load_file, save_file
     from tqdm import tqdm
-    from transformers import GPT2LMHeadModel
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=14000)
+    ap.add_argument("--arch", choices=sorted(DEFAULTS), default="gpt2")
+    ap.add_argument("--corpus", choices=["v1", "v2"], default=None,
+                    help="v1 reproduces the shipped default model (default: v1 for gpt2, v2 for llama)")
+    ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--work", type=Path, default=Path(".cache/default-train"))
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
+    for k, v in DEFAULTS[a.arch].items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    corpus = corpus_module(a.corpus)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 
-    tok = train_tokenizer(seed=a.seed)
+    tok = train_tokenizer(seed=a.seed, corpus=a.corpus)
     V = len(tok)
-    model = GPT2LMHeadModel(model_config(V, tok.bos_token_id))
+    model = build_model(a.arch, V, tok.bos_token_id)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
     train_pairs, _ = C.name_pairs(a.seed)
     a.work.mkdir(parents=True, exist_ok=True)
     state_file = a.work / "state.json"
-    start = 0
+    start, cpu_s = 0, 0.0
     if state_file.exists():  # resume
-        start = json.loads(state_file.read_text())["step"]
+        state = json.loads(state_file.read_text())
+        if state.get("arch", "gpt2") != a.arch or state.get("corpus", "v1") != a.corpus:
+            raise SystemExit(f"{a.work} holds a {state.get('arch', 'gpt2')}/{state.get('corpus', 'v1')} run; use another --work")
+        start, cpu_s = state["step"], state.get("cpu_seconds", 0.0)
         model.load_state_dict(load_file(str(a.work / "model.safetensors")), strict=False)
         model.tie_weights()
         opt.load_state_dict(torch.load(a.work / "optim.pt", weights_only=True))
         print(f"resuming at step {start}")
     model.train()
-    bar = tqdm(range(start, a.steps), initial=start, total=a.steps, desc="train default model")
+    bar = tqdm(range(start, a.steps), initial=start, total=a.steps, desc=f"train {a.arch} model")
+    t0 = time.process_time()
     for step in bar:
-        ids, w = batch(tok, step, a.seed, a.batch, train_pairs, V)
+        ids, w = batch(tok, step, a.seed, a.batch, train_pairs, V, corpus)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, a.steps, a.lr)
         logits = model(ids).logits[:, :-1]
@@ -128,12 +170,18 @@ def main(argv=None) -> None:
             sd = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
             save_file(sd, str(a.work / "model.safetensors"))
             torch.save(opt.state_dict(), a.work / "optim.pt")
-            state_file.write_text(json.dumps({"step": step + 1}))
+            spent = cpu_s + time.process_time() - t0
+            state_file.write_text(json.dumps({"step": step + 1, "arch": a.arch, "corpus": a.corpus, "cpu_seconds": spent}))
     model.eval()
     a.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(a.out)
     tok.save_pretrained(a.out)
-    (a.out / "reference_prompts.json").write_text(json.dumps({"prompts": reference_prompts()}, indent=1))
+    (a.out / "reference_prompts.json").write_text(json.dumps({"prompts": reference_prompts(corpus=corpus)}, indent=1))
+    if a.arch != "gpt2" or a.corpus != "v1":  # what evaluate.py and the card read (the shipped default predates it)
+        spent = cpu_s + time.process_time() - t0
+        (a.out / "training.json").write_text(json.dumps({
+            "arch": a.arch, "corpus": a.corpus, "steps": a.steps, "batch": a.batch, "lr": a.lr, "seed": a.seed,
+            "cpu_minutes": round(spent / 60, 1), "threads": a.threads}, indent=1))
     print(f"saved to {a.out}")
 
 

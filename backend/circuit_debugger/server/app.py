@@ -17,7 +17,8 @@ import torch
 from ..engine import Debugger, Limits
 from ..errors import UserError
 from ..promptsets import slot_order
-from ..shares import ShareStore
+from ..storage import Store
+from . import graph_schemas as GS
 from . import schemas as S
 from .cli_security import LIMIT_DEFAULTS
 from .hardening import document_statuses, install_guards
@@ -52,7 +53,14 @@ class Settings:
     dtype: Optional[str] = None  # 'float32' (default), 'float16' or 'bfloat16'
     device_map: Optional[str] = None  # 'auto', 'balanced' or JSON {module: device}; models other than 'default'
     offload_dir: Optional[str] = None  # where a device map's 'disk' modules keep their weights
-    share_db: str = ":memory:"  # the investigations database (SQLite); ':memory:' keeps shares for this process only
+    share_db: str = ":memory:"  # the database: an SQLite file, ':memory:' (this process only) or postgresql://...
+    db_timeout: float = 2.0  # seconds a write waits for a locked database before answering 503
+    job_workers: int = 1  # local worker processes for jobs (each holds its own model copies)
+    ray: Optional[str] = None  # run jobs on Ray actors instead: 'auto' or a cluster address
+    batch_size: int = 64  # prompts per forward in dataset attribution (bounds memory)
+    job_time_limit: float = 3600.0  # seconds after which the server stops a job
+    request_time_limit: float = 300.0  # seconds after which a dataset/circuit request is stopped (503)
+    job_executor: object = None  # a ready executor (tests, embedding); default: built from the fields above
     frontend_dir: Optional[str] = None  # the built UI; default: the repository's frontend/dist
     serve_frontend: bool = True
     public_url: Optional[str] = None  # the UI's address in MCP results' links (default: the address the client used)
@@ -123,6 +131,7 @@ def _interventions(items: list[S.InterventionIn]) -> list[dict]:
 def create_app(settings: Settings | None = None, debugger: Debugger | None = None,
                failed: dict[str, str] | None = None) -> FastAPI:
     settings = settings or Settings()
+    shares = Store(settings.share_db, settings.db_timeout)  # first: a bad database stops the start before models load
     if debugger is None:
         debugger, failed = load_debugger(settings)
     failed = failed or {}
@@ -131,8 +140,10 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
                   description="Why did the model say A and not B? Attribute, intervene, trace upstream.")
     install_guards(app, settings)
     app.state.debugger = dbg
-    shares = ShareStore(settings.share_db)
     app.state.shares = shares
+    from .storage_errors import install as install_storage_errors
+
+    install_storage_errors(app)
 
     @app.exception_handler(UserError)
     async def user_error(_: Request, e: UserError):
@@ -189,11 +200,23 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
                              counterfactual_prompt=req.counterfactual_prompt,
                              reference_prompts=req.reference_prompts, top=req.top)
 
-    @app.post("/api/graph", response_model=S.GraphResponse, responses=errors)
-    def graph(req: S.GraphRequest):
-        """Attribution graph through the transcoders: latents, embeddings, errors, target; pruned."""
+    @app.post("/api/graph", response_model=GS.GraphResponse, responses=errors)
+    def graph(req: GS.GraphRequest):
+        """Attribution graph (heads, neurons, latents, errors as chosen; QK edges for heads); pruned."""
         return dbg.graph(req.model, req.prompt, req.target, req.distractor, req.position, req.node_threshold,
-                         req.edge_threshold, req.max_latents)
+                         req.edge_threshold, req.max_latents, req.pruning, req.attn, req.mlp,
+                         req.neurons_per_position, req.qk_per_head, _interventions(req.interventions), req.max_nodes)
+
+    @app.post("/api/graph/export", responses=errors)
+    def graph_export(req: GS.GraphExportRequest) -> dict:
+        """The graph in circuit-tracer's / Neuronpedia's JSON, with pins, supernodes and notes."""
+        return dbg.graph_export(req.graph.model_dump(), req.pins, [s.model_dump() for s in req.supernodes],
+                                req.notes, req.slug)
+
+    @app.post("/api/graph/import", response_model=GS.GraphImportResponse, responses=errors)
+    def graph_import(data: dict):
+        """Read a circuit-tracer / Neuronpedia graph JSON (ours or theirs) to view it."""
+        return GS.validated_import(dbg.graph_import(data))
 
     @app.post("/api/latent/inputs", responses=errors)
     def latent_inputs(req: S.LatentInputsRequest) -> dict:
@@ -282,21 +305,30 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
     def get_promptset(set_id: str):
         return promptset_out(set_id, shares.get(check_id(set_id), "promptsets")["state"])
 
+    from .abandon import run_stoppable  # long requests stop when their client leaves or at the time limit
+
     @app.post("/api/dataset/attribute", response_model=S.DatasetAttributeResponse, responses=errors)
-    def dataset_attribute(req: S.DatasetAttributeRequest):
+    async def dataset_attribute(req: S.DatasetAttributeRequest, request: Request):
         """Why A and not B over a prompt set (batched): per node mean and spread, per slot, per prompt."""
-        return dbg.dataset_attribute(req.model, promptset(req.promptset), req.top_k, req.drill)
+        return await run_stoppable(request, lambda: dbg.dataset_attribute(
+            req.model, promptset(req.promptset), req.top_k, req.drill), settings.request_time_limit)
 
     @app.post("/api/dataset/ablate", response_model=S.DatasetAblateResponse, responses=errors)
-    def dataset_ablate(req: S.DatasetAblateRequest):
+    async def dataset_ablate(req: S.DatasetAblateRequest, request: Request):
         """Ablate nodes (optionally at a slot) on every prompt of a set; the metric before and after."""
-        return dbg.dataset_ablate(req.model, promptset(req.promptset), req.nodes, req.ablation)
+        return await run_stoppable(request, lambda: dbg.dataset_ablate(
+            req.model, promptset(req.promptset), req.nodes, req.ablation), settings.request_time_limit)
 
     @app.post("/api/circuit/evaluate", response_model=S.CircuitResponse, responses=errors)
-    def circuit_evaluate(req: S.CircuitRequest):
+    async def circuit_evaluate(req: S.CircuitRequest, request: Request):
         """Faithfulness, completeness and minimality of a circuit over a prompt set."""
-        return dbg.evaluate_circuit(req.model, promptset(req.promptset), req.nodes, req.ablation, req.n_random,
-                                    req.greedy_steps, req.seed)
+        return await run_stoppable(request, lambda: dbg.evaluate_circuit(
+            req.model, promptset(req.promptset), req.nodes, req.ablation, req.n_random, req.greedy_steps, req.seed),
+            settings.request_time_limit)
+
+    from .jobs_setup import attach_jobs
+
+    attach_jobs(app, settings, dbg, shares, promptset, errors)
 
     from .ui_routes import router as ui_router
 

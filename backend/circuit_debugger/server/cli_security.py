@@ -81,16 +81,20 @@ def default_allowed_hosts(host: str) -> list[str]:
 def security_settings(a: argparse.Namespace) -> dict:
     """The Settings fields these flags set."""
     env_hosts = [x.strip() for x in os.environ.get("CD_ALLOWED_HOSTS", "").split(",") if x.strip()]
-    mcp_hosts = [h.rpartition(":")[0] if h.count(":") == 1 else h for h in getattr(a, "mcp_host", None) or []]
-    return dict(allowed_hosts=a.allowed_hosts or env_hosts or default_allowed_hosts(a.host) + mcp_hosts,
+    hosts = a.allowed_hosts or env_hosts
+    return dict(**({"allowed_hosts": hosts} if hosts else {}),  # else: by the bound address, in before_serving
                 auth_token_file=a.auth_token_file, identity_header=a.trust_identity_header,
                 max_body_bytes=int(a.max_body_mb * 1024 * 1024), body_timeout=a.body_timeout,
                 max_pending_per_client=a.max_pending_per_client, rate_limit=a.rate_limit)
 
 
-def before_serving(a: argparse.Namespace) -> None:
-    """Header deadline for the protocol (through the environment, so worker processes see it)
-    and the warning for a public address without access control."""
+def before_serving(a: argparse.Namespace, settings=None) -> None:
+    """Host names by the bound address (unless --allowed-hosts named them), the header deadline
+    for the protocol (through the environment, so worker processes see it) and the warning for
+    a public address without access control."""
+    if settings is not None and not (a.allowed_hosts or os.environ.get("CD_ALLOWED_HOSTS", "").strip()):
+        mcp_hosts = [h.rpartition(":")[0] if h.count(":") == 1 else h for h in getattr(a, "mcp_host", None) or []]
+        settings.allowed_hosts = default_allowed_hosts(a.host) + mcp_hosts
     os.environ["CD_HEADER_TIMEOUT"] = str(a.header_timeout)
     if not is_loopback(a.host) and not (a.auth_token_file or a.trust_identity_header):
         log.warning("serving on %s without access control: anyone who reaches this address can use the models; "

@@ -165,6 +165,28 @@ def share(res: dict, req, rows: int) -> dict:
     return {"id": res["id"], "created": res["created"], "state": res.get("state")}
 
 
+def effects(res: dict, req, rows: int) -> dict:
+    ranked = sorted(res["rows"], key=lambda x: -abs(x["exact"]))
+    keep = ("id", "exact", "estimate", "ig", "flag", "ig_flag")
+    return {"model": res["model"], "ablation": res["ablation"], "value": r(res["value"]),
+            "nodes_by_abs_exact_effect": [{k: r(x[k]) for k in keep if x.get(k) is not None} for x in ranked[:rows]],
+            "spearman_heads": r(res["spearman_heads"]), "sign_disagreements": res["sign_disagreements"],
+            "more": _more(min(rows, len(ranked)), len(ranked), "nodes", "full=true adds the per-group sum checks")}
+
+
+def generation(res: dict, req, rows: int) -> dict:
+    def run(steps):
+        if steps is None:
+            return None
+        return {"text": "".join(x["token"] for x in steps),
+                "steps": [{"token": x["token"], "prob": r(x["prob"]),
+                           "top": [f"{t['token']!r} {t['prob']:.3f}" for t in x["top"][:3]]} for x in steps[:rows]]}
+    out = {"model": res["model"], "interventions": res["interventions"], "baseline": run(res["baseline"]),
+           "intervened": run(res.get("intervened")), "stopped_at_context": res["stopped_at_context"],
+           "more": _more(min(rows, len(res["baseline"])), len(res["baseline"]), "steps (the text is whole)")}
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def promptset(res: dict, req, rows: int) -> dict:
     return {"id": res["id"], "name": res["name"], "slots": res["slots"], "n_rows": len(res["rows"]),
             "rows": res["rows"][:rows], "more": _more(min(rows, len(res["rows"])), len(res["rows"]), "rows")}
@@ -179,5 +201,5 @@ COMPACT: dict[str, Callable[[dict, Any, int], dict]] = {
     "attention": attention, "logit_lens": logit_lens, "activations": activations, "node_explanation": node_explanation,
     "attribution_graph": graph, "dataset_attribute": dataset_attribute, "dataset_ablate": dataset_ablate,
     "evaluate_circuit": circuit, "create_share": share, "get_share": share, "create_promptset": promptset,
-    "explain_node": explained,
+    "explain_node": explained, "exact_effects": effects, "generate": generation,
 }

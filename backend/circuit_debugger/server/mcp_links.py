@@ -60,6 +60,19 @@ def encode(state: dict) -> str:
         q.append(("ds", _json(s.dataset.model_dump(mode="json"))))  # every field, as the UI writes its Ref
     if s.circuit:
         q.append(("circ", ",".join(s.circuit)))
+    if s.graph:  # the graph view's state, as url.ts writes it (JSON.stringify, field order)
+        q.append(("g", _json(s.graph.model_dump(mode="json"))))
+    # the table's sort, the exact-effects column and a circuit evaluation (url.ts, same order)
+    if s.sort:
+        q.append(("sort", s.sort))
+    if s.effects:
+        q.append(("fx", s.effects))
+    if s.effects_neurons:
+        q.append(("fxn", "1"))
+    if s.ig_steps != d.ig_steps:
+        q.append(("ig", str(s.ig_steps)))
+    if s.circuit_eval:
+        q.append(("ce", s.circuit_eval))
     return "&".join(f"{k}={_form(v)}" for k, v in q)
 
 
@@ -102,6 +115,12 @@ def state_for(tool: str, req, result: dict) -> Optional[dict]:
         return state_of(**_question(req), **(_table(req) if tool == "attribute" else {}))
     if tool == "trace":
         return state_of(**_question(req), **_table(req), traces=[req.target.model_dump(mode="json")])
+    if tool == "exact_effects":
+        traces = [req.trace.model_dump(mode="json")] if req.trace is not None else []
+        return state_of(**_question(req), traces=traces, effects=req.ablation, effects_neurons=req.neurons,
+                        ig_steps=req.ig_steps)
+    if tool == "generate":
+        return state_of(**_question(req))
     if tool == "attribution_graph":
         return state_of(model=req.model, prompt=req.prompt, target=req.target, distractor=req.distractor or "",
                         view="graph", mlp_basis="transcoders")
@@ -118,5 +137,7 @@ def state_for(tool: str, req, result: dict) -> Optional[dict]:
         ref = dataset_ref(req.promptset)
         if ref is None:
             return None
-        return state_of(model=req.model, view="dataset", dataset=ref, circuit=list(getattr(req, "nodes", []) or []))
+        evaluated = {"circuit_eval": req.ablation} if tool == "evaluate_circuit" else {}  # the UI shows the evaluation
+        return state_of(model=req.model, view="dataset", dataset=ref, circuit=list(getattr(req, "nodes", []) or []),
+                        **evaluated)
     return None

@@ -28,6 +28,7 @@ from pydantic_core import PydanticUndefined
 from ..errors import UserError
 from .mcp_compact import COMPACT
 from .mcp_links import link, share_link, state_for, state_of
+from .routes import api_routes
 from .schema_base import Strict
 from .validation import validation_detail
 
@@ -69,6 +70,13 @@ TOOLS = [
             "(kind 'neuron'), a head's attention score from a query to a key (kind 'attention', through the "
             "query or the key side), a head's output along a later neuron's input (kind 'head_output'), or a "
             "transcoder / SAE latent (kind 'latent')."),
+    ToolDef("exact_effects", "POST", "/api/effects", "Exact effects",
+            "Check the act×grad estimate: every head's (and with neurons=true every neuron's) exact effect of zero- "
+            "or mean-ablating it, beside the estimate and integrated gradients, with rows flagged where they "
+            "disagree in sign or size. Sorted by |exact effect|. For a question (target / distractor) or a trace."),
+    ToolDef("generate", "POST", "/api/generate", "Generate",
+            "A continuation of the prompt with and without the interventions, token by token with probabilities "
+            "(greedy at temperature 0)."),
     ToolDef("attention", "POST", "/api/attention", "Attention pattern",
             "A layer's attention patterns (or one head's). Compact: each head's strongest keys from the last "
             "query token; full=true gives pattern[query][key]."),
@@ -166,7 +174,7 @@ class McpTools:
     def __init__(self, app: FastAPI, public_url: Optional[str] = None, writes: bool = False):
         self.app = app
         self.public_url = public_url.rstrip("/") if public_url else None
-        routes = {(m, r.path): r for r in app.routes if isinstance(r, APIRoute) for m in r.methods}
+        routes = {(m, path): r for path, r in api_routes(app.routes) for m in r.methods}
         self.entries: dict[str, Entry] = {}
         for t in TOOLS:
             if t.opt_in and not writes:

@@ -15,6 +15,8 @@ from .dataset_schemas import (  # noqa: F401  (re-exported: the routes use schem
 )
 
 
+from .graph_state import GraphState  # noqa: E402  (the graph view's state, kept in its own file)
+
 class InterventionIn(Strict):
     node: str = Field(description="node id, e.g. 'L1.H3', 'L0.N17@5', 'L2.MLP', 'L0.RESID'", examples=["L1.H3"])
     op: Literal["zero", "mean", "patch", "scale", "add"]
@@ -441,6 +443,7 @@ class InvestigationState(BaseModel):
     search: Annotated[str, Field(max_length=200)] = ""
     dataset: Optional[DatasetRef] = Field(None, description="the prompt set of the dataset view")
     circuit: list[CircuitNode] = Field(default_factory=list, max_length=64, description="nodes selected as a circuit")
+    graph: Optional[GraphState] = Field(None, description="the graph view: thresholds, pins, supernodes, notes")
     sort: Annotated[str, Field(max_length=60, pattern=r"^([a-z_]+:(asc|desc))?$")] = Field(
         "", description="node table sort, 'column:desc'; empty: by |total effect|")
     effects: Literal["", "zero", "mean"] = Field("", description="the exact-effects column: off, zero or mean ablation")

@@ -13,8 +13,9 @@ from typing import Optional
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+
+from .routes import methods_at
 
 log = logging.getLogger("circuit_debugger.server")
 
@@ -35,9 +36,7 @@ def mount_frontend(app: FastAPI, directory: Optional[str | Path]) -> None:
     @app.get("/{path:path}", include_in_schema=False)
     def spa(path: str):
         if path.startswith("api/") or path == "api":
-            allowed = sorted({m for r in app.routes if isinstance(r, APIRoute) and r.endpoint is not spa
-                              and r.path_regex.match("/" + path)
-                              for m in r.methods})
+            allowed = sorted(methods_at(app.routes, "/" + path, skip=spa))
             if allowed:  # a POST route asked with GET: say so, not "no such route"
                 return JSONResponse({"detail": f"method GET not allowed here (allowed: {', '.join(allowed)})"},
                                     status_code=405, headers={"Allow": ", ".join(allowed)})

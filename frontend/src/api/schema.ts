@@ -230,9 +230,49 @@ export interface paths {
         put?: never;
         /**
          * Graph
-         * @description Attribution graph through the transcoders: latents, embeddings, errors, target; pruned.
+         * @description Attribution graph (heads, neurons, latents, errors as chosen; QK edges for heads); pruned.
          */
         post: operations["graph_api_graph_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/graph/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Graph Export
+         * @description The graph in circuit-tracer's / Neuronpedia's JSON, with pins, supernodes and notes.
+         */
+        post: operations["graph_export_api_graph_export_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/graph/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Graph Import
+         * @description Read a circuit-tracer / Neuronpedia graph JSON (ours or theirs) to view it.
+         */
+        post: operations["graph_import_api_graph_import_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -270,6 +310,106 @@ export interface paths {
          * @description Re-run with interventions; new and baseline predictions side by side.
          */
         post: operations["intervene_api_intervene_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/circuit/evaluate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Job Circuit Evaluate
+         * @description Circuit evaluation (faithfulness, completeness, minimality) as a job.
+         */
+        post: operations["job_circuit_evaluate_api_jobs_circuit_evaluate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/dataset/ablate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Job Dataset Ablate
+         * @description Ablation over a prompt set as a job.
+         */
+        post: operations["job_dataset_ablate_api_jobs_dataset_ablate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/dataset/attribute": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Job Dataset Attribute
+         * @description Dataset attribution as a job (any set size; memory bounded by the server's batch size).
+         */
+        post: operations["job_dataset_attribute_api_jobs_dataset_attribute_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{job_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Job
+         * @description A job's status and progress; its result once done.
+         */
+        get: operations["get_job_api_jobs__job_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{job_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel Job
+         * @description Stop a job (its running work is stopped at once; finished jobs are unchanged).
+         */
+        post: operations["cancel_job_api_jobs__job_id__cancel_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1392,6 +1532,44 @@ export interface components {
             /** Weight */
             weight: number;
         };
+        /** GraphExportRequest */
+        GraphExportRequest: {
+            graph: components["schemas"]["GraphResponse"];
+            /** Notes */
+            notes?: {
+                [key: string]: string;
+            };
+            /** Pins */
+            pins?: string[];
+            /**
+             * Slug
+             * @default circuit-debugger-graph
+             */
+            slug?: string;
+            /** Supernodes */
+            supernodes?: components["schemas"]["Supernode"][];
+        };
+        /** GraphGroup */
+        GraphGroup: {
+            /** Ids */
+            ids: string[];
+            /** Label */
+            label: string;
+        };
+        /** GraphImportResponse */
+        GraphImportResponse: {
+            graph: components["schemas"]["GraphResponse"];
+            /** Notes */
+            notes: {
+                [key: string]: string;
+            };
+            /** Pins */
+            pins: string[];
+            /** Supernodes */
+            supernodes: {
+                [key: string]: unknown;
+            }[];
+        };
         /** GraphNode */
         GraphNode: {
             /** Activation */
@@ -1401,6 +1579,11 @@ export interface components {
              * @description the constant part of the input (biases)
              */
             bias?: number | null;
+            /**
+             * Cumulative
+             * @description cumulative influence share at this node's rank
+             */
+            cumulative?: number | null;
             /** Id */
             id: string;
             /** Index */
@@ -1414,6 +1597,11 @@ export interface components {
             input?: number | null;
             /** Kind */
             kind: string;
+            /**
+             * Label
+             * @description the newest explanation of the node's unit
+             */
+            label?: string | null;
             /** Layer */
             layer?: number | null;
             /** Position */
@@ -1423,6 +1611,11 @@ export interface components {
         };
         /** GraphRequest */
         GraphRequest: {
+            /**
+             * Attn
+             * @description attention sublayers as graph nodes: 'ov' (frozen OV pass-through), 'heads' (each head per query position), 'sae' (attention-output SAE latents); one or one per layer
+             */
+            attn?: ("ov" | "heads" | "sae") | ("ov" | "heads" | "sae")[] | null;
             /** Distractor */
             distractor?: string | null;
             /**
@@ -1430,6 +1623,8 @@ export interface components {
              * @default 0.98
              */
             edge_threshold?: number;
+            /** Interventions */
+            interventions?: components["schemas"]["InterventionIn"][];
             /**
              * Max Latents
              * @description at most --max-graph-latents
@@ -1437,10 +1632,26 @@ export interface components {
              */
             max_latents?: number;
             /**
+             * Max Nodes
+             * @description internal nodes given rows; beyond it the most influential are chosen (long prompts)
+             * @default 1024
+             */
+            max_nodes?: number;
+            /**
+             * Mlp
+             * @description MLP sublayers: 'transcoder' latents or 'neurons'; default: transcoder where loaded
+             */
+            mlp?: ("transcoder" | "neurons") | ("transcoder" | "neurons")[] | null;
+            /**
              * Model
              * @default default
              */
             model?: string;
+            /**
+             * Neurons Per Position
+             * @default 8
+             */
+            neurons_per_position?: number;
             /**
              * Node Threshold
              * @default 0.8
@@ -1450,6 +1661,18 @@ export interface components {
             position?: number | null;
             /** Prompt */
             prompt: string;
+            /**
+             * Pruning
+             * @description node/edge pruning definition (README: 'Attribution graphs')
+             * @default circuit-tracer
+             * @enum {string}
+             */
+            pruning?: "circuit-tracer" | "ours";
+            /**
+             * Qk Per Head
+             * @default 8
+             */
+            qk_per_head?: number;
             /** Target */
             target: string;
         };
@@ -1465,24 +1688,95 @@ export interface components {
             edges: components["schemas"]["GraphEdge"][];
             /** Elapsed Ms */
             elapsed_ms: number;
+            /** Frozen */
+            frozen?: string | null;
+            /** Granularity */
+            granularity?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Imported
+             * @default false
+             */
+            imported?: boolean;
+            /** Interventions */
+            interventions?: string[];
             /** Model */
             model: string;
             /** N Active Latents */
             n_active_latents: number;
+            /** N Edges Total */
+            n_edges_total?: number | null;
+            /** N Internal Total */
+            n_internal_total?: number | null;
+            /** N Internal With Rows */
+            n_internal_with_rows?: number | null;
             /** N Latents Kept */
             n_latents_kept: number;
+            /** N Layers */
+            n_layers?: number | null;
+            /** N Nodes Total */
+            n_nodes_total?: number | null;
             /** Node Threshold */
             node_threshold: number;
             /** Nodes */
             nodes: components["schemas"]["GraphNode"][];
+            /**
+             * Pruning
+             * @default circuit-tracer
+             */
+            pruning?: string;
+            /** Qk */
+            qk?: components["schemas"]["QKAttribution"][];
             /** Replacement Score */
             replacement_score: number;
             /** Target */
             target: {
                 [key: string]: unknown;
             };
+            /** Token Ids */
+            token_ids?: number[] | null;
             /** Tokens */
             tokens: string[];
+        };
+        /** GraphState */
+        GraphState: {
+            /**
+             * Attn
+             * @default ov
+             * @enum {string}
+             */
+            attn?: "ov" | "heads";
+            /**
+             * Edge Threshold
+             * @default 0.98
+             */
+            edge_threshold?: number;
+            /** Groups */
+            groups?: components["schemas"]["GraphGroup"][];
+            /**
+             * Node Threshold
+             * @default 0.8
+             */
+            node_threshold?: number;
+            /** Notes */
+            notes?: {
+                [key: string]: string;
+            };
+            /** Pins */
+            pins?: string[];
+            /**
+             * Pruning
+             * @default circuit-tracer
+             * @enum {string}
+             */
+            pruning?: "circuit-tracer" | "ours";
+            /**
+             * Subgraph
+             * @description draw only the pinned nodes (groups as supernodes)
+             * @default false
+             */
+            subgraph?: boolean;
         };
         /** GreedyStep */
         GreedyStep: {
@@ -1733,6 +2027,8 @@ export interface components {
              * @enum {string}
              */
             granularity?: "component" | "position";
+            /** @description the graph view: thresholds, pins, supernodes, notes */
+            graph?: components["schemas"]["GraphState"] | null;
             /**
              * Ig Steps
              * @description integrated-gradients steps of the effects column
@@ -1806,6 +2102,63 @@ export interface components {
              * @enum {string}
              */
             view?: "table" | "graph" | "compare" | "dataset";
+        };
+        /** JobResponse */
+        JobResponse: {
+            /**
+             * Cancel
+             * @description cancellation was asked
+             */
+            cancel: boolean;
+            /** Created */
+            created: number;
+            /**
+             * Deadline
+             * @description the server stops the job at this time (epoch seconds)
+             */
+            deadline: number;
+            /**
+             * Done
+             * @description units of work finished (pieces of the prompt set, or 1 for a whole evaluation)
+             */
+            done: number;
+            /** Error */
+            error?: string | null;
+            /**
+             * Id
+             * @description unguessable; the job's page and its stored result are shareable by it
+             */
+            id: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "dataset_attribute" | "dataset_ablate" | "circuit_evaluate";
+            /** Model */
+            model: string;
+            /**
+             * Request
+             * @description the submitted request body
+             */
+            request: {
+                [key: string]: unknown;
+            };
+            /**
+             * Result
+             * @description once done: the immediate route's response body
+             */
+            result?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "queued" | "running" | "done" | "failed" | "cancelled";
+            /** Total */
+            total: number;
+            /** Updated */
+            updated: number;
         };
         /** LatentInputsRequest */
         LatentInputsRequest: {
@@ -2286,6 +2639,55 @@ export interface components {
             /** Text */
             text?: string | null;
         };
+        /** QKAttribution */
+        QKAttribution: {
+            /**
+             * Constant
+             * @description Q0·K0/scale: the score with every source at zero
+             */
+            constant: number;
+            /** Edges */
+            edges: components["schemas"]["QKEdge"][];
+            /** Head */
+            head: number;
+            /**
+             * Key
+             * @description the key position the head attends to most (argmax of its pattern row)
+             */
+            key: number;
+            /** Layer */
+            layer: number;
+            /** N Edges */
+            n_edges: number;
+            /** Node */
+            node: string;
+            /** Pattern */
+            pattern: number;
+            /** Query */
+            query: number;
+            /**
+             * Score
+             * @description pre-softmax score s[query, key]
+             */
+            score: number;
+            /**
+             * Sum Edges
+             * @description sum of all query- and key-side edges (+ constant = score)
+             */
+            sum_edges: number;
+        };
+        /** QKEdge */
+        QKEdge: {
+            /**
+             * Side
+             * @enum {string}
+             */
+            side: "query" | "key";
+            /** Source */
+            source: string;
+            /** Weight */
+            weight: number;
+        };
         /** ShareCreate */
         ShareCreate: {
             state: components["schemas"]["InvestigationState"];
@@ -2316,6 +2718,13 @@ export interface components {
             sum_of_direct_effects: number;
             /** Value */
             value: number;
+        };
+        /** Supernode */
+        Supernode: {
+            /** Ids */
+            ids: string[];
+            /** Label */
+            label: string;
         };
         /** TemplateSpec */
         TemplateSpec: {
@@ -3763,6 +4172,220 @@ export interface operations {
             };
         };
     };
+    graph_export_api_graph_export_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GraphExportRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    graph_import_api_graph_import_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GraphImportResponse"];
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     health_api_health_get: {
         parameters: {
             query?: never;
@@ -3875,6 +4498,527 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["InterveneResponse"];
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    job_circuit_evaluate_api_jobs_circuit_evaluate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CircuitRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobResponse"];
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    job_dataset_ablate_api_jobs_dataset_ablate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DatasetAblateRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobResponse"];
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    job_dataset_attribute_api_jobs_dataset_attribute_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DatasetAttributeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobResponse"];
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_job_api_jobs__job_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobResponse"];
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cancel_job_api_jobs__job_id__cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobResponse"];
                 };
             };
             /** @description the body is not parseable JSON, or the Host header names another server */

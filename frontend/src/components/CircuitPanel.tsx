@@ -1,9 +1,63 @@
 // A circuit (heads and neurons, optionally @SLOT) and its three numbers over the prompt set.
-// Evaluation takes seconds, so it runs on request, with progress and cancel.
-import { useState } from "react";
+// Evaluation can take minutes, so it runs as a server job: progress, cancel, and the job's id in
+// the address (#job=ID), so a person can leave and come back to it (or share the link).
+import { useEffect, useRef, useState } from "react";
 import { api, unwrap, type Schemas } from "../api/client";
 import { useRequest } from "../hooks/useRequest";
 import { fmt } from "../format";
+
+type Job = Schemas["JobResponse"];
+const FINAL = ["done", "failed", "cancelled"];
+
+export const jobFromHash = (hash: string): string | null => new URLSearchParams(hash.replace(/^#/, "")).get("job");
+
+function setHashJob(id: string) {
+  window.history.replaceState(null, "", `${window.location.pathname}${window.location.search}#job=${encodeURIComponent(id)}`);
+}
+
+/** A circuit-evaluation job: submitted here or resumed from the address; polled until it ends. */
+function useCircuitJob() {
+  const [id, setId] = useState<string | null>(() => jobFromHash(window.location.hash));
+  const [job, setJob] = useState<Job | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    if (!id) return;
+    let stopped = false;
+    let timer: number | undefined;
+    const poll = async () => {
+      try {
+        const j = await unwrap(api.GET("/api/jobs/{job_id}", { params: { path: { job_id: id } } }));
+        if (stopped) return;
+        setJob(j);
+        if (!FINAL.includes(j.status)) timer = window.setTimeout(poll, 500);
+      } catch (e) {
+        if (!stopped) setError(`job ${id}: ${(e as Error).message}`);
+      }
+    };
+    poll();
+    return () => { stopped = true; window.clearTimeout(timer); };
+  }, [id]);
+  const submit = async (body: Schemas["CircuitRequest"]) => {
+    setError(null);
+    try {
+      const j = await unwrap(api.POST("/api/jobs/circuit/evaluate", { body }));
+      setJob(j);
+      setId(j.id);
+      setHashJob(j.id);
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+  const cancel = async () => {
+    if (!id) return;
+    try {
+      setJob(await unwrap(api.POST("/api/jobs/{job_id}/cancel", { params: { path: { job_id: id } } })));
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+  return { job, error, submit, cancel };
+}
 
 export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEvaluated }: {
   model: string; spec: Schemas["PromptSetSpec"]; circuit: string[]; onCircuit: (c: string[]) => void;
@@ -11,16 +65,27 @@ export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEva
 }) {
   const [adding, setAdding] = useState("");
   const [ablation, setAblation] = useState<"mean" | "resample">(evaluated === "resample" ? "resample" : "mean");
-  // a shared link that was evaluated evaluates again on open (same seed: the same numbers)
-  const [asked, setAsked] = useState<string | null>(() => evaluated && circuit.length
-    ? JSON.stringify({ model, promptset: spec, nodes: circuit, ablation: evaluated }) : null);
   const body = { model, promptset: spec, nodes: circuit, ablation };
-  const r = useRequest(asked, (signal) => unwrap(api.POST("/api/circuit/evaluate", { body: JSON.parse(asked!), signal })));
-  const current = asked === JSON.stringify(body);
+  const ev = useCircuitJob();
+  const job = ev.job;
+  // a shared link that was evaluated evaluates again on open (same seed: the same numbers), unless the
+  // address already names its job (#job=ID), which is resumed instead
+  const autoRan = useRef(false);
+  useEffect(() => {
+    if (autoRan.current) return;
+    autoRan.current = true;
+    if (evaluated && circuit.length && !jobFromHash(window.location.hash)) {
+      ev.submit({ model, promptset: spec, nodes: circuit, ablation: evaluated === "resample" ? "resample" : "mean" });
+    }
+  }, []); // eslint-disable-line react-hooks/exhaustive-deps
+  const running = job !== null && !FINAL.includes(job.status);
+  const asked = job?.request as { model?: string; nodes?: string[]; ablation?: string; promptset?: unknown } | undefined;
+  const current = !!asked && asked.model === model && asked.ablation === ablation &&
+    JSON.stringify(asked.nodes) === JSON.stringify(circuit);
   const [ablateAsked, setAblateAsked] = useState<string | null>(null);
   const [setOp, setSetOp] = useState<"mean" | "resample" | "zero" | "patch">("mean");
   const ab = useRequest(ablateAsked, (signal) => unwrap(api.POST("/api/dataset/ablate", { body: JSON.parse(ablateAsked!), signal })));
-  const x = r.data;
+  const x = job?.status === "done" ? (job.result as unknown as Schemas["CircuitResponse"]) : null;
   const add = () => {
     const ids = adding.split(/[\s,]+/).filter(Boolean).filter((id) => !circuit.includes(id));
     if (ids.length) onCircuit([...circuit, ...ids]);
@@ -44,7 +109,7 @@ export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEva
           <option value="mean">mean ablation</option><option value="resample">resample ablation</option>
         </select>
         <button type="button" className="primary" disabled={!circuit.length} data-testid="evaluate"
-          onClick={() => { setAsked(JSON.stringify(body)); onEvaluated?.(ablation); }}>Evaluate</button>
+          onClick={() => { ev.submit(body); onEvaluated?.(ablation); }}>Evaluate</button>
         <span className="inline">
           <button type="button" disabled={!circuit.length} data-testid="ablate-set"
             title="intervene on these nodes (only) on every prompt of the set"
@@ -54,17 +119,25 @@ export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEva
             <option value="zero">zero-ablate</option><option value="patch">patch from counterfactuals</option>
           </select>
         </span>
-        {(r.loading || ab.loading) && <span className="muted">running… <button type="button" onClick={() => { r.cancel(); ab.cancel(); }}>cancel</button></span>}
+        {ab.loading && <span className="muted">running… <button type="button" onClick={ab.cancel}>cancel</button></span>}
       </div>
+      {job && running && (
+        <p className="muted" data-testid="job-progress">evaluation job <span className="mono">{job.id}</span> {job.status}
+          {job.total > 1 ? ` (${job.done}/${job.total})` : ""}… you can leave this page and come back with its address.{" "}
+          <progress max={Math.max(1, job.total)} value={job.done} />{" "}
+          <button type="button" onClick={ev.cancel} data-testid="job-cancel" disabled={job.cancel}>cancel</button></p>
+      )}
+      {job && job.status === "cancelled" && <p className="muted" data-testid="job-cancelled">evaluation job {job.id} was cancelled.</p>}
+      {job && job.status === "failed" && <p className="error" role="alert">evaluation job {job.id} failed: {job.error}</p>}
+      {ev.error && <p className="error" role="alert">{ev.error}</p>}
       {ab.error && ab.error !== "cancelled" && <p className="error" role="alert">{ab.error}</p>}
       {ab.data && (
         <p data-testid="ablate-result">Ablating {ab.data.nodes.join(", ")} ({ab.data.ablation}, over the {ab.data.reference}) on every prompt: mean metric{" "}
           {fmt(ab.data.before_mean)} → <b>{fmt(ab.data.after_mean)}</b> (change {fmt(ab.data.change_mean)} ± {fmt(ab.data.change_std)}).</p>
       )}
-      {r.error && r.error !== "cancelled" && <p className="error" role="alert">{r.error}</p>}
       {x && (
         <div className={"numbers" + (current ? "" : " stale")} data-testid="circuit-result">
-          {!current && <p className="muted">(for an earlier circuit; Evaluate again)</p>}
+          {!current && <p className="muted">(for another circuit: {asked?.nodes?.join(", ")}, {asked?.ablation} ablation; Evaluate again)</p>}
           <div className="three">
             <div><h4>faithfulness</h4><div className="value" data-testid="faithfulness">{fmt(x.faithfulness.fraction)}</div>
               <p className="muted">F(C) / F(M) = {fmt(x.faithfulness.circuit)} / {fmt(x.faithfulness.model)}; normalized by F(∅) = {fmt(x.faithfulness.empty)}:{" "}

@@ -16,6 +16,12 @@ describe("URL state", () => {
     expect(decode(encode(s))).toEqual(s);
   });
 
+  it("writes the later optional fields after the v1 ones (as the MCP server's Python encoder does)", () => {
+    const s = { ...defaults(), prompt: "p", circuit: ["L1.H3"], sort: "direct_effect:desc", effects: "mean" as const,
+      effects_neurons: true, ig_steps: 8, circuit_eval: "mean" as const };
+    expect(encode(s)).toBe("v=1&p=p&circ=L1.H3&sort=direct_effect%3Adesc&fx=mean&fxn=1&ig=8&ce=mean");
+  });
+
   it("keeps the defaults out of the URL", () => {
     expect(encode(defaults())).toBe("v=1");
   });

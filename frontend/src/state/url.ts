@@ -11,7 +11,7 @@ export function defaults(): InvestigationState {
     v: 1, model: "default", prompt: "", target: "", distractor: "", interventions: [],
     counterfactual_prompt: "", compare_prompt: "", node: null, view: "table", traces: [],
     mlp_basis: "neurons", attn_basis: "heads", granularity: "component", top_k: 100, kind_filter: "", search: "",
-    dataset: null, circuit: [],
+    dataset: null, circuit: [], graph: null,
     sort: "", effects: "", effects_neurons: false, ig_steps: 16, circuit_eval: "",
   };
 }
@@ -34,10 +34,11 @@ export function encode(s: InvestigationState): string {
   if (s.top_k !== d.top_k) q.set("k", String(s.top_k));
   if (s.dataset) q.set("ds", JSON.stringify(s.dataset));
   if (s.circuit.length) q.set("circ", s.circuit.join(","));
+  if (s.graph) q.set("g", JSON.stringify(s.graph));
   if (s.sort) q.set("sort", s.sort);
   if (s.effects) q.set("fx", s.effects);
   if (s.effects_neurons) q.set("fxn", "1");
-  if (s.ig_steps !== d.ig_steps) q.set("ig", String(s.ig_steps));
+  if (s.ig_steps != null && s.ig_steps !== d.ig_steps) q.set("ig", String(s.ig_steps));
   if (s.circuit_eval) q.set("ce", s.circuit_eval);
   return q.toString();
 }
@@ -72,6 +73,7 @@ export function decode(search: string): InvestigationState {
   s.view = oneOf(q.get("view"), ["table", "graph", "compare", "dataset"] as const, "table");
   s.dataset = json(q.get("ds"), null, (x) => typeof x === "object" && x !== null && !Array.isArray(x));
   s.circuit = (q.get("circ") ?? "").split(",").filter((x) => x.length > 0);
+  s.graph = json(q.get("g"), null, (x) => typeof x === "object" && x !== null && !Array.isArray(x));
   s.mlp_basis = oneOf(q.get("mlp"), ["neurons", "transcoders"] as const, "neurons");
   s.attn_basis = oneOf(q.get("attn"), ["heads", "saes"] as const, "heads");
   s.granularity = oneOf(q.get("gran"), ["component", "position"] as const, "component");

@@ -39,7 +39,7 @@ export function useInvestigation() {
     const url = `/?${encode(state)}`;
     if (window.location.pathname + window.location.search === url) return;
     if (push.current && !shareIdFromPath(window.location.pathname)) window.history.pushState(null, "", url);
-    else window.history.replaceState(null, "", url);
+    else window.history.replaceState(null, "", url + window.location.hash);  // keeps #job=ID (an evaluation job)
     push.current = false;
   }, [state, loadingShare]);
 

@@ -1,0 +1,213 @@
+"""Jobs: long work submitted, tracked and stored instead of held on a request.
+
+`submit` checks the request in the server process (bad input is a 4xx at once), records the
+job (status 'queued') and starts a coordinator thread. The coordinator cuts the work into
+tasks (dataset attribution: pieces of at most `batch_size` equal-length prompts), runs them
+on the executor's workers (never on the server's model, so interactive requests do not wait),
+records progress after each, merges the pieces exactly, and stores the result. Between polls
+it reads the job's cancel flag and deadline from the database, so a cancel sent to any
+replica stops it, and it beats a heartbeat so a job whose replica died is reported lost."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Optional
+
+import numpy as np
+
+from ..errors import UserError
+from ..storage import Store
+from .executors import Cancelled, TaskFailed
+
+log = logging.getLogger("circuit_debugger.jobs")
+
+KINDS = ("dataset_attribute", "dataset_ablate", "circuit_evaluate")
+HEARTBEAT_S = 5.0
+LOST_AFTER_S = 60.0  # a running job whose heartbeat is older than this lost its replica
+
+
+_MANAGERS: "weakref.WeakSet[JobManager]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """At interpreter exit: stop running jobs and their workers before Python tears down (a
+    coordinator thread left inside torch at finalisation aborts the process)."""
+    for manager in list(_MANAGERS):
+        manager.close()
+
+
+class JobManager:
+    def __init__(self, store: Store, debugger, executor, batch_size: int = 64, time_limit: float = 3600.0):
+        self.store, self.dbg, self.executor = store, debugger, executor
+        self.batch_size, self.time_limit = batch_size, time_limit
+        self.threads: dict[str, threading.Thread] = {}
+        self.closing = threading.Event()
+        _MANAGERS.add(self)
+
+    def close(self, wait: float = 5.0) -> None:
+        """Stop every running job (marked failed: the server stopped) and the workers."""
+        self.closing.set()
+        deadline = time.time() + wait
+        for t in list(self.threads.values()):
+            t.join(max(0.0, deadline - time.time()))
+        if self.executor is not None:
+            self.executor.close()
+
+    # ---- the API ----
+    def submit(self, kind: str, model: str, spec: dict, params: dict, request: dict) -> dict:
+        if self.closing.is_set():
+            raise UserError("the server is stopping; submit the job again shortly", 503)
+        if kind not in KINDS:
+            raise UserError(f"unknown job kind {kind!r}")
+        m = self.dbg.model(model)
+        if m.name not in self.executor.recipes:
+            raise UserError(f"model {m.name!r} cannot run jobs (its workers could not load it)", 409)
+        ps = self.dbg.prompt_set(model, spec)
+        if kind != "dataset_attribute":
+            from ..circuits import parse_circuit
+
+            parse_circuit(m, params["nodes"], ps.slot_names)  # a bad node is a 4xx now, not a failed job later
+        tasks = self._tasks(kind, m, ps, params)
+        jid = self.store.job_create(kind, m.name, request, total=len(tasks), time_limit=self.time_limit)
+        t = threading.Thread(target=self._coordinate, args=(jid, kind, m, ps, params, tasks), daemon=True,
+                             name=f"job-{jid}")
+        self.threads[jid] = t
+        t.start()
+        return self.get(jid)
+
+    def get(self, jid: str) -> dict:
+        j = self.store.job_get(jid)
+        if j["status"] == "running" and time.time() - j["updated"] > LOST_AFTER_S and jid not in self.threads:
+            self.store.job_update(jid, status="failed", error="the server process running this job stopped")
+            j = self.store.job_get(jid)
+        return j
+
+    def cancel(self, jid: str) -> dict:
+        self.store.job_cancel(jid)
+        return self.get(jid)
+
+    # ---- the work ----
+    def _tasks(self, kind: str, m, ps, params: dict) -> list[dict]:
+        base = {"model": m.name, "promptset": ps.to_dict()}
+        if kind == "dataset_attribute":
+            from ..promptsets import batches, split_batches
+
+            return [{**base, "kind": "attribute_shard", "rows": list(b.rows), "batch_size": self.batch_size}
+                    for b in split_batches(batches(m, ps), self.batch_size)]
+        if kind == "dataset_ablate":
+            return [{**base, "kind": "ablate", "nodes": params["nodes"], "ablation": params["ablation"]}]
+        return [{**base, "kind": "circuit", **{k: params[k] for k in
+                                                ("nodes", "ablation", "n_random", "greedy_steps", "seed")}}]
+
+    def _stopper(self, jid: str):
+        last = {"read": 0.0, "beat": time.time(), "why": None}
+        lock = threading.Lock()
+
+        def stop() -> Optional[str]:
+            now = time.time()
+            if self.closing.is_set():
+                return "the server stopped while the job ran"
+            with lock:
+                if last["why"] or now - last["read"] < 0.5:
+                    return last["why"]
+                last["read"] = now
+                try:
+                    cancel, deadline = self.store.job_flags(jid)
+                except Exception:  # noqa: BLE001 - a busy database: look again at the next poll
+                    return None
+                if cancel:
+                    last["why"] = "cancelled"
+                elif now > deadline:
+                    last["why"] = f"stopped at the server's time limit ({self.time_limit:g} s)"
+                elif now - last["beat"] > HEARTBEAT_S:
+                    last["beat"] = now
+                    self.store.job_update(jid)
+                return last["why"]
+
+        return stop
+
+    def _coordinate(self, jid: str, kind: str, m, ps, params: dict, tasks: list[dict]) -> None:
+        stop = self._stopper(jid)
+        try:
+            if not self.store.job_update(jid, status="running"):
+                return  # cancelled while queued
+            outs: list = [None] * len(tasks)
+            done = 0
+            with ThreadPoolExecutor(max(1, min(len(tasks), self.executor.n))) as pool:
+                futures = {pool.submit(self.executor.run, t, stop): i for i, t in enumerate(tasks)}
+                for f in as_completed(futures):
+                    outs[futures[f]] = f.result()
+                    done += 1
+                    self.store.job_update(jid, done=done)
+            result = self._merge(kind, m, ps, params, outs)
+            self.store.job_update(jid, status="done", done=len(tasks), result=result)
+        except Cancelled as e:
+            why = str(e)
+            self.store.job_update(jid, status="cancelled" if why == "cancelled" else "failed",
+                                  error=None if why == "cancelled" else why)
+        except UserError as e:
+            self.store.job_update(jid, status="failed", error=e.message)
+        except TaskFailed as e:
+            log.error("job %s failed: %s", jid, e)
+            self.store.job_update(jid, status="failed", error=f"the job failed: {e}")
+        except Exception:  # noqa: BLE001 - recorded; the details go to the log only
+            log.exception("job %s failed", jid)
+            try:
+                self.store.job_update(jid, status="failed", error="internal error (see the server log)")
+            except Exception:  # noqa: BLE001
+                pass
+        finally:
+            self.threads.pop(jid, None)
+
+    def _merge(self, kind: str, m, ps, params: dict, outs: list) -> dict:
+        head = {"model": m.name, "name": ps.name}
+        if kind != "dataset_attribute":
+            return {**head, **outs[0]}
+        import torch
+
+        from ..dataset_attribution import summarize
+
+        P = len(ps.rows)
+        N = outs[0]["direct"].shape[1]
+        r = {"metric": torch.zeros(P, dtype=torch.float64), "direct": torch.zeros(P, N, dtype=torch.float64),
+             "total": torch.zeros(P, N, dtype=torch.float64),
+             "slots": {s: torch.full((P, N), float("nan"), dtype=torch.float64) for s in ps.slot_names}}
+        for o in outs:
+            rows = torch.tensor(o["rows"])
+            for k in ("metric", "direct", "total"):
+                r[k][rows] = torch.from_numpy(np.array(o[k]))
+            for s, v in o["slots"].items():
+                r["slots"][s][rows] = torch.from_numpy(np.array(v))
+        r["ids"] = outs[0]["ids"]
+        out = summarize(m, ps, params["top_k"], params["drill"], r=r)
+        return {**head, **out}
+
+
+def recipes_for(debugger, settings) -> dict:
+    """How a worker loads each model the server has (name -> recipe); models that cannot be
+    reloaded from a source (built in memory, tracr testbeds) are left out: no jobs for them."""
+    from pathlib import Path
+
+    from ..loading import DEFAULT_MODEL_DIR
+
+    out = {}
+    for name, m in debugger.models.items():
+        src = str(m.source)
+        if name == "default" and Path(src) == Path(DEFAULT_MODEL_DIR):
+            spec = "default"
+        elif src.startswith("hub:"):
+            spec = src[4:]
+        elif Path(src).is_dir() and (Path(src) / "config.json").exists():
+            spec = src
+        else:
+            continue
+        out[name] = {"name": name, "spec": spec, "device": getattr(settings, "device", None),
+                     "dtype": getattr(settings, "dtype", None),
+                     "autoencoders": list(getattr(settings, "autoencoders", {}).get(name, []))}
+    return out
