@@ -2,7 +2,7 @@
 viewer reads (circuit-tracer 0.5's `frontend/graph_models.py` + `utils/create_graph_files.py`,
 read for the format, not copied):
 
-    {"metadata": {slug, scan, transcoder_list, prompt_tokens, prompt, node_threshold},
+    {"metadata": {slug, scan, transcoder_list, prompt_tokens, prompt, node_threshold, schema_version},
      "qParams": {pinnedIds, supernodes: [[label, node_id, ...], ...], linkType, clickedId, sg_pos},
      "nodes": [{node_id, feature, layer (str), ctx_idx, feature_type, token_prob, is_target_logit,
                 run_idx, reverse_ctx_idx, jsNodeId, clerp, influence, activation}],
@@ -93,7 +93,7 @@ def export(graph: dict, *, pins=(), supernodes=(), notes: Optional[dict] = None,
     return {
         "metadata": {"slug": slug, "scan": f"circuit-debugger:{graph.get('model', '')}", "transcoder_list": [],
                      "prompt_tokens": graph.get("tokens", []), "prompt": "".join(graph.get("tokens", [])),
-                     "node_threshold": graph.get("node_threshold"), "cd": rest},
+                     "node_threshold": graph.get("node_threshold"), "schema_version": 1, "cd": rest},
         "qParams": {"pinnedIds": [ids[p] for p in pins if p in ids],
                     "supernodes": [[s["label"]] + [ids[i] for i in s["ids"] if i in ids] for s in supernodes],
                     "linkType": "both", "clickedId": "", "sg_pos": "",
