@@ -35,12 +35,17 @@ def _free_port() -> int:
 
 
 def _start_http(db: Path):
-    """The app `circuit-debugger serve` runs (default model), under uvicorn in a thread."""
+    """The app `circuit-debugger serve` runs (its settings from the same command line, so the same
+    embedded models as the stdio server), under uvicorn in a thread."""
     import uvicorn
 
-    from circuit_debugger.server.app import Settings, create_app
+    from circuit_debugger.cli import parser, settings_from
+    from circuit_debugger.server.app import create_app
 
-    app = create_app(Settings(share_db=str(db), serve_frontend=False))
+    ap = parser()
+    settings = settings_from(ap, ap.parse_args(["serve", "--share-db", str(db)]))
+    settings.serve_frontend = False
+    app = create_app(settings)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -272,7 +277,8 @@ async def _resources(session, api, share_id: str) -> bool:
     from mcp.shared.exceptions import MCPError
 
     listed = (await session.list_resources()).resources
-    assert [str(r.uri) for r in listed] == ["circuit-debugger://models/default/card"]
+    served = [m["name"] for m in (await api.get("/api/models")).json()["models"]]  # one card per loaded model
+    assert sorted(str(r.uri) for r in listed) == sorted(f"circuit-debugger://models/{n}/card" for n in served)
     card = (await session.read_resource("circuit-debugger://models/default/card")).contents[0].text
     readme = (ROOT / "backend/circuit_debugger/models/default/README.md").read_text()
     assert "| n_layers | 3 |" in card and readme in card

@@ -206,13 +206,16 @@ class McpTools:
             raise UserError(validation_detail(exc.errors(include_url=False))) from None
         own = (e.body_model or Strict).model_fields
         rest = {k: v for k, v in arguments.items() if k not in Display.model_fields or k in own}
+        # routes that watch their HTTP connection (abandon.run_stoppable) take `request`; a tool
+        # call has none, so only the server's time limit stops it
+        conn = {"request": None} if "request" in inspect.signature(e.route.endpoint).parameters else {}
         if e.body_model is not None:
             req = e.body_model.model_validate(rest)
-            call = lambda: e.route.endpoint(req)  # noqa: E731
+            call = lambda: e.route.endpoint(req, **conn)  # noqa: E731
         else:
             req = args
             kwargs = {p: getattr(args, p) for p in e.params}
-            call = lambda: e.route.endpoint(**kwargs)  # noqa: E731
+            call = lambda: e.route.endpoint(**kwargs, **conn)  # noqa: E731
         if inspect.iscoroutinefunction(e.route.endpoint):
             result = await call()
         else:  # the engine is synchronous: keep the event loop free, as FastAPI does
