@@ -19,6 +19,10 @@ TEMPLATE = {"templates": ["When {IO} and {S} went to the {P}, {S} gave a drink t
             "values": {"IO": ["Mary", "John"], "S": ["Mary", "John"], "P": ["store", "park"]},
             "target": " {IO}", "distractor": " {S}"}
 SET = {"template": TEMPLATE, "n": 24, "seed": 3}
+# a circuit evaluation long enough (many rows, nodes and subsets) to be still running seconds
+# after it starts, even on a quiet machine: the tests that cancel it or ask something meanwhile
+LONG = {"model": "tiny", "promptset": {**SET, "n": 480}, "nodes": ["L1.H0", "L1.H1", "L0.H0", "L0.H1"],
+        "n_random": 100, "greedy_steps": 10}
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +104,7 @@ def test_cancel_and_time_limit_stop_a_running_job(tiny, tmp_path):
     ex = LocalExecutor({"tiny": {"name": "tiny", "spec": str(tiny.source)}}, n=1)
     try:
         c = make_client(tiny, ex, tmp_path / "db.sqlite")
-        body = {"model": "tiny", "promptset": SET, "nodes": ["L1.H0"], "n_random": 100, "greedy_steps": 10}
+        body = LONG
         jid = c.post("/api/jobs/circuit/evaluate", json=body).json()["id"]
         wait(c, jid, until=("running",))
         t0 = time.time()
@@ -120,7 +124,7 @@ def test_cancel_and_time_limit_stop_a_running_job(tiny, tmp_path):
 
 def test_interactive_requests_do_not_wait_for_a_job(tiny, executor, tmp_path):
     c = make_client(tiny, executor, tmp_path / "db.sqlite")
-    body = {"model": "tiny", "promptset": SET, "nodes": ["L1.H0"], "n_random": 100, "greedy_steps": 10}
+    body = LONG
     jid = c.post("/api/jobs/circuit/evaluate", json=body).json()["id"]
     wait(c, jid, until=("running",))
     r = c.post("/api/attribute", json={"model": "tiny", "prompt": "When Mary and John went to the store, John gave",
