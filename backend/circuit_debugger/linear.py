@@ -25,6 +25,23 @@ def centre(model: DebugModel, x: torch.Tensor) -> torch.Tensor:
     return x - x.mean(-1, keepdim=True) if model.arch.norm == "layernorm" else x
 
 
+def frozen_ln(model: DebugModel, name: str, x: torch.Tensor, s: torch.Tensor, affine: bool = True) -> torch.Tensor:
+    """Norm `name` applied to `x` with its scale `s` frozen (a linear map): centre(x)/s, then its
+    gain and bias unless `affine` is False (a read of the normalised stream, as transcoders do)."""
+    y = centre(model, x) / s
+    if affine and name in model.W.ln:
+        w, b = model.W.ln[name]
+        y = y * w + (b if b is not None else 0)
+    return y
+
+
+def frozen_ln_back(model: DebugModel, name: str, G: torch.Tensor, s: torch.Tensor, affine: bool = True) -> torch.Tensor:
+    """Transpose of the frozen norm's Jacobian: P(w ⊙ g)/s (P: centring, symmetric)."""
+    if affine and name in model.W.ln:
+        G = G * model.W.ln[name][0]
+    return centre(model, G) / s
+
+
 def scale_at(acts: Acts, hook: str, positions: Sequence[int]) -> torch.Tensor:
     """A norm's frozen scale at `positions` of batch element 0, [P, 1]. Some bridges flatten
     it to [batch*pos, 1] (OPT's ln2): there batch element 0's positions come first."""

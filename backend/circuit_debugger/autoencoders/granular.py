@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..errors import UserError
+from ..linear import centre as _centre, frozen_ln as ln, frozen_ln_back as ln_back
 from ..nodes import EMBED_HOOK, POS_EMBED_HOOK, ln_scale_hook, pattern_hook
 
 ATTN_MODES = ("ov", "heads", "sae")
@@ -112,27 +113,6 @@ class Frozen:
     heads_all: list = field(default_factory=list)  # per layer [H, seq, d]: every head's clean output
     real_attn: dict = field(default_factory=dict)  # layer -> the real run's attention output (interventions)
     logits: Optional[torch.Tensor] = None
-
-
-def _centre(model, x):
-    from ..linear import centre
-
-    return centre(model, x)
-
-
-def ln(model, name, x, s, affine=True):
-    y = _centre(model, x) / s
-    if affine and name in model.W.ln:
-        w, b = model.W.ln[name]
-        y = y * w + (b if b is not None else 0)
-    return y
-
-
-def ln_back(model, name, G, s, affine=True):
-    """Transpose of the frozen LN's Jacobian: P(w ⊙ g)/s (P: centring, symmetric)."""
-    if affine and name in model.W.ln:
-        G = G * model.W.ln[name][0]
-    return _centre(model, G) / s
 
 
 def capture(model, ids: Sequence[int], g: Granularity, interventions: Sequence = ()) -> Frozen:

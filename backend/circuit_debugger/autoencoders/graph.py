@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..errors import UserError
+from ..linear import centre as _centre, frozen_ln as _ln, frozen_ln_back as _ln_back
 from ..nodes import EMBED_HOOK, POS_EMBED_HOOK, ln_scale_hook, pattern_hook
 
 
@@ -70,20 +71,6 @@ def capture(model, ids: Sequence[int]) -> Frozen:
                   scale("ln_final"), [store[pattern_hook(l)][0].detach() for l in range(L)],
                   [store[f"tc:{l}"][0].detach() for l in range(L)], [store[f"tcerr:{l}"][0].detach() for l in range(L)],
                   logits[0].detach())
-
-
-def _centre(model, x):
-    from ..linear import centre
-
-    return centre(model, x)
-
-
-def _ln(model, name, x, s, affine=True):
-    y = _centre(model, x) / s
-    if affine and name in model.W.ln:
-        w, b = model.W.ln[name]
-        y = y * w + (b if b is not None else 0)
-    return y
 
 
 def run(f: Frozen, emb, pos, acts: Sequence, errs: Sequence, gates=None, heads: Optional[list] = None):
@@ -179,13 +166,6 @@ def forward_leaves(f: Frozen, leaves: dict, gates=None, heads: Optional[list] = 
     L = len(f.acts)
     return run(f, leaves["emb"], leaves["pos"], [leaves[f"acts{l}"] for l in range(L)],
                [leaves[f"errs{l}"] for l in range(L)], gates, heads)
-
-
-def _ln_back(model, name, G, s):
-    """Transpose of the frozen LN's Jacobian: P(w ⊙ g)/s (P: centring, symmetric)."""
-    if name in model.W.ln:
-        G = G * model.W.ln[name][0]
-    return _centre(model, G) / s
 
 
 def edges_linear(f: Frozen, reads: list, heads: list) -> tuple[torch.Tensor, torch.Tensor]:
