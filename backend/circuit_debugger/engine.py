@@ -278,7 +278,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
         if verify_top:
             target_obj, src = core["target"], core["source"]
             check_nodes = [core["table"].node_at(i) for i in rows[:verify_top]]
-            exact = A.exact_ablation(m, ids, target_obj, ivs, src, check_nodes, core["value"], choice=choice)
+            exact = self._exact_ablation(m, ids, target_obj, ivs, src, check_nodes, core["value"], choice)
             for row, e in zip(nodes, exact):
                 row["exact_effect"] = e
         out = {
@@ -352,19 +352,37 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
                 for v, i in zip(vals, idx)]
 
     # ------------------------------------------------------------------ intervene
+    def _partial_ok(self, m: DebugModel, splice) -> bool:
+        """Re-runs may start at the first edited layer: nothing spliced, the model in one piece."""
+        return not splice and not getattr(getattr(m.bridge, "original_model", None), "hf_device_map", None)
+
+    def _blocks(self, m: DebugModel, ids):
+        """Every block's clean output for `ids` (cached), for re-runs from a later layer."""
+        from .partial_run import capture
+
+        key = ("blocks", m.name, tuple(ids))
+        blocks = self._clean.get(key)
+        return blocks if blocks is not None else self._clean.put(key, capture(m, ids)[1])
+
+    def _exact_ablation(self, m: DebugModel, ids, target: Target, ivs, src, nodes, value: float, choice) -> list:
+        """Each node's exact zero-ablation effect, batched; for a logit difference with no other
+        intervention each batch starts at its nodes' layer (`partial_run`, equal to full passes)."""
+        if ivs or not isinstance(target, LogitDiff) or not self._partial_ok(m, choice):
+            return A.exact_ablation(m, ids, target, ivs, src, nodes, value, choice=choice)
+        from .partial_run import exact_ablation_from_layers
+
+        return exact_ablation_from_layers(m, ids, target, nodes, value, self._blocks(m, ids),
+                                          logit_position=target.position)
+
     def _rerun(self, m: DebugModel, ids, req: RunRequest, pos: int) -> torch.Tensor:
         """Logits of `ids` under `req`, read at `pos` only. Without autoencoder splices and on a
         model in one piece, blocks before the first edited layer are not recomputed: their
         outputs come from a cached clean pass (`partial_run`; equal to a full re-run, tested)."""
-        if req.splice or getattr(getattr(m.bridge, "original_model", None), "hf_device_map", None):
+        if not self._partial_ok(m, req.splice):
             return execute(m, ids, req).logits
-        from .partial_run import capture, execute_partial
+        from .partial_run import execute_partial
 
-        key = ("blocks", m.name, tuple(ids))
-        blocks = self._clean.get(key)
-        if blocks is None:
-            blocks = self._clean.put(key, capture(m, ids)[1])
-        return execute_partial(m, blocks, req, logit_position=pos).logits
+        return execute_partial(m, self._blocks(m, ids), req, logit_position=pos).logits
 
     def intervene(self, model: str, prompt: str, interventions: Sequence, *, target: Optional[str] = None,
                   distractor: Optional[str] = None, position: Optional[int] = None,
