@@ -21,8 +21,8 @@ nnsight runs under `torch.no_grad()` (what a user ablating heads writes). Printe
   one-head ablation / bare fwd          fresh (clean + edited pass), and clean cached     goal <= 1.0 (cached)
   one-head ablation / nnsight           same, vs nnsight's trace zeroing the head's o_proj input  goal <= 0.7
   one-head ablation, partial re-run     from the edited layer on cached block outputs, logits at the
-                                        question's position only (partial_run.py; not yet called by
-                                        Debugger.intervene)                                   goal <= 1.0 fwd, 0.7 nnsight
+                                        question's position only (partial_run.py; what
+                                        Debugger.intervene runs when nothing is spliced)                                   goal <= 1.0 fwd, 0.7 nnsight
   all heads exact / nnsight batched     every head's exact zero-ablation effect in one batched call
                                         (engine: clean pass + `exact_ablation`, its default chunks of 32;
                                         nnsight: one trace over a batch of n_heads·n_layers + 1) goal <= 0.7
@@ -222,8 +222,8 @@ def ours(m, family, text, ids, ta, tb, layer, head, r, nn_effects, nn_one_ld, si
         dbg._clean = clean
         return dbg.intervene(family, text, iv, target=" Mary", distractor=" John")
 
-    # the re-run from the edited layer on cached block outputs (partial_run.py; what
-    # Debugger.intervene would cost with the clean pass cached once it calls it)
+    # the re-run from the edited layer on cached block outputs (partial_run.py), alone: what
+    # Debugger.intervene costs beyond its cached clean pass
     ivs = [Intervention.make(node=f"L{layer}.H{head}", op="zero")]
     _, blocks = capture(m, ids)
     k = start_layer(ivs, L)

@@ -357,12 +357,13 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
         return not splice and not getattr(getattr(m.bridge, "original_model", None), "hf_device_map", None)
 
     def _blocks(self, m: DebugModel, ids):
-        """Every block's clean output for `ids` (cached), for re-runs from a later layer."""
+        """(clean logits, every block's clean output) for `ids`, cached: one plain forward that
+        serves as the baseline and lets re-runs start at a later layer."""
         from .partial_run import capture
 
         key = ("blocks", m.name, tuple(ids))
-        blocks = self._clean.get(key)
-        return blocks if blocks is not None else self._clean.put(key, capture(m, ids)[1])
+        hit = self._clean.get(key)
+        return hit if hit is not None else self._clean.put(key, capture(m, ids))
 
     def _exact_ablation(self, m: DebugModel, ids, target: Target, ivs, src, nodes, value: float, choice) -> list:
         """Each node's exact zero-ablation effect, batched; for a logit difference with no other
@@ -371,7 +372,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
             return A.exact_ablation(m, ids, target, ivs, src, nodes, value, choice=choice)
         from .partial_run import exact_ablation_from_layers
 
-        return exact_ablation_from_layers(m, ids, target, nodes, value, self._blocks(m, ids),
+        return exact_ablation_from_layers(m, ids, target, nodes, value, self._blocks(m, ids)[1],
                                           logit_position=target.position)
 
     def _rerun(self, m: DebugModel, ids, req: RunRequest, pos: int) -> torch.Tensor:
@@ -382,7 +383,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
             return execute(m, ids, req).logits
         from .partial_run import execute_partial
 
-        return execute_partial(m, self._blocks(m, ids), req, logit_position=pos).logits
+        return execute_partial(m, self._blocks(m, ids)[1], req, logit_position=pos).logits
 
     def intervene(self, model: str, prompt: str, interventions: Sequence, *, target: Optional[str] = None,
                   distractor: Optional[str] = None, position: Optional[int] = None,
@@ -401,8 +402,8 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
         if hit is not None:
             return hit
         src = self._sources(m, ids, ivs, counterfactual_prompt, reference_prompts)
-        base = self.clean_pass(m, ids)["logits"]
         choice = self._choice(m, ivs, "neurons", "heads")
+        base = self._blocks(m, ids)[0] if self._partial_ok(m, choice) else self.clean_pass(m, ids)["logits"]
         new = self._rerun(m, ids, RunRequest(ivs, src, splice=choice), pos)
         _require_finite(new)
         out = {"model": m.name, "tokens": m.codec.token_strs(ids), "position": pos,
