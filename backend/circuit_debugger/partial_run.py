@@ -9,11 +9,11 @@ its own masks, rotary tables and final norm, so nothing family-specific is re-im
 The logits equal a full re-run's (tests/test_partial_run.py checks this on GPT-2, GPT-NeoX and
 a GQA Llama through the bridge, and through the engine's intervention hooks).
 
-How the engine can use it (engine.py is not changed here; the call sites are the
-intervention re-run, which reads logits at one position, and batched exact ablations):
+How the engine uses it (`Debugger._rerun` for `intervene`, `Debugger._exact_ablation` for
+`verify_top`, both only when nothing is spliced and the model is in one piece):
 
     from .partial_run import capture, execute_partial
-    logits, blocks = capture(m, ids)                # once per prompt, beside the clean pass
+    logits, blocks = capture(m, ids)                # once per prompt; logits are the baseline
     cap = execute_partial(m, blocks, RunRequest(ivs, src, splice=choice), logit_position=pos)
     # == execution.execute(m, ids, same request), blocks below the first edited layer skipped,
     #    cap.logits[:, pos] exact (other positions of the view are meaningless)
