@@ -25,12 +25,19 @@ export default defineConfig({
         "--disable-component-update", "--disable-sync"],
     },
   },
-  webServer: {
+  webServer: [{
     command: `${join(root, ".venv", "bin", "circuit-debugger")} serve --model default --model tracr/lib_sort --port ${port} --share-db ${shareDb}`,
     url: `http://127.0.0.1:${port}/api/health`,
     timeout: 120_000,
     reuseExistingServer: false,
     stdout: "ignore",
     stderr: "pipe",
-  },
+  }, {  // the default model plus a residual-stream SAE (e2e/resid.spec.ts)
+    command: `${join(root, ".venv", "bin", "python")} ${join(root, "frontend", "e2e", "resid_sae_server.py")} ${port + 2} ${shareDb}.resid`,
+    url: `http://127.0.0.1:${port + 2}/api/health`,
+    timeout: 120_000,
+    reuseExistingServer: false,
+    stdout: "ignore",
+    stderr: "pipe",
+  }],
 });

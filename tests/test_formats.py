@@ -456,3 +456,35 @@ def test_resid_attributions_still_sum_under_sublayer_and_residual_edits(zoo):
     assert not any(k.endswith(".intervention") for k in r["bias_terms"])  # all upstream of the final cut
     tr = dbg.trace("zoo", PROMPT, {"kind": "latent", "node": "L1.R3", "position": 6}, top_k=None, interventions=ivs[:1])
     assert abs(tr["sum_check"]["residual"]) < 1e-5
+
+
+# ---------------------------------------------------------------- residual latents in circuits over a set
+def test_resid_latents_over_a_set_equal_per_prompt_latent_interventions(zoo):
+    """Residual-SAE latents as circuit components: zero-ablating them over a prompt set (the
+    residual SAEs spliced, their error terms kept) equals the engine's per-prompt interventions;
+    the splice alone leaves the model's metric unchanged."""
+    from circuit_debugger.circuits import ablate_over_set, evaluate_circuit
+    from circuit_debugger.errors import UserError
+    from circuit_debugger.promptsets import PromptSet, Row
+
+    m, _, dbg = zoo
+    # two token lengths (two batches); no counterfactuals, so the set is its own reference
+    ps = PromptSet("set", [Row(PROMPT, " Mary", " John"), Row("When John and Mary went out, Mary gave it to", " John", " Mary"),
+                           Row("Then Mary and John left, John gave a book to", " Mary", " John")])
+    nodes = ["L1.R3", "L1.R17", "L2.R5", "L0.H1"]
+    out = ablate_over_set(m, ps, nodes, "zero")
+    changed = 0
+    for p, row in enumerate(ps.rows):
+        r = dbg.intervene("zoo", row.prompt, [{"node": n, "op": "zero"} for n in nodes],
+                          target=row.target, distractor=row.distractor)
+        assert out["after"][p] == pytest.approx(r["logit_diff"], abs=1e-4)
+        assert out["before"][p] == pytest.approx(r["baseline_logit_diff"], abs=1e-4)
+        changed += abs(out["after"][p] - out["before"][p]) > 1e-4
+    assert changed  # the ablation does something on some prompt
+    small = evaluate_circuit(m, ps, ["L1.R3", "L2.R5"], n_random=1, greedy_steps=1)
+    assert small["faithfulness"]["model"] == pytest.approx(sum(out["before"]) / len(ps.rows), abs=1e-4)
+    assert set(small["universe"]) == {"head", "resid_sae"}
+    with pytest.raises(UserError, match="no resid_sae on layer 0"):
+        evaluate_circuit(m, ps, ["L0.R0"])
+    with pytest.raises(UserError, match="out of range"):
+        evaluate_circuit(m, ps, ["L2.R999"])

@@ -1,8 +1,8 @@
 """Circuits over a prompt set: faithfulness, completeness and minimality (Wang et al., 2022,
 "Interpretability in the Wild", section 4), with every ablation batched.
 
-A circuit is a set of heads, MLP neurons and SAE / transcoder latents (`L1.H3`, `L0.N17`,
-`L1.T300`), each optionally restricted to a template slot (`L1.H3@S2`: kept only at S2's
+A circuit is a set of heads, MLP neurons and SAE / transcoder / residual-SAE latents (`L1.H3`,
+`L0.N17`, `L1.T300`, `L2.R5`), each optionally restricted to a template slot (`L1.H3@S2`: kept only at S2's
 position). The universe is every head, plus every neuron when the circuit has neurons, plus
 every latent of the spliced autoencoders when it has latents (their error terms are always
 kept, as the MLPs are for a heads-only circuit); F(S) is the mean logit difference over the set
@@ -29,9 +29,10 @@ from .autoencoders.splice import SpliceChoice, latent_key
 from . import stopping
 from .errors import UserError
 from .model import DebugModel
-from .nodes import HEAD, NEURON, SAE, TRANSCODER, NodeId, activation_hook, parse_node
+from .nodes import HEAD, NEURON, RESID_SAE, SAE, TRANSCODER, NodeId, activation_hook, parse_node
 
-LETTER = {HEAD: "H", NEURON: "N", TRANSCODER: "T", SAE: "S"}
+LETTER = {HEAD: "H", NEURON: "N", TRANSCODER: "T", SAE: "S", RESID_SAE: "R"}
+LATENTS = (TRANSCODER, SAE, RESID_SAE)
 from .promptsets import PromptSet, batches, logit_diff
 
 WALK_MAX = 16  # minimality's greedy walks only for circuits this small (their cost grows as n²)
@@ -40,7 +41,7 @@ MAX_BATCH = 1024  # sequences per forward (larger batches ran slower per sequenc
 
 @dataclass(frozen=True)
 class Component:
-    kind: str  # HEAD, NEURON, TRANSCODER or SAE
+    kind: str  # HEAD, NEURON, TRANSCODER, SAE or RESID_SAE
     layer: int
     index: int
     slot: Optional[str]  # kept only at this slot's position (None: at every position)
@@ -57,15 +58,16 @@ def parse_circuit(m: DebugModel, nodes: Sequence[str], slots: Sequence[str]) -> 
         n = parse_node(base)
         if n.kind not in LETTER or n.position is not None:
             raise UserError(f"circuit node {text!r}: circuits are made of heads (L1.H3), neurons (L0.N17) and "
-                            "latents (L1.T300, L0.S5), optionally @SLOT")
-        if n.kind in (TRANSCODER, SAE):
+                            "latents (L1.T300, L0.S5, L2.R7), optionally @SLOT")
+        top = m.shape.n_layers + 1 if n.kind == RESID_SAE else m.shape.n_layers  # L{n_layers}.R: final residual
+        if n.kind in LATENTS:
             family = m.autoencoders.family(n.kind)
             if n.layer not in family:
                 raise UserError(f"circuit node {text!r}: this model has no {n.kind} on layer {n.layer}")
             limit = family[n.layer].d_sae
         else:
             limit = m.shape.n_heads if n.kind == HEAD else m.shape.d_mlp
-        if not (0 <= n.layer < m.shape.n_layers and 0 <= n.index < limit):
+        if not (0 <= n.layer < top and 0 <= n.index < limit):
             raise UserError(f"circuit node {text!r} is out of range for this model")
         if slot and slot not in slots:
             raise UserError(f"circuit node {text!r}: slot {slot!r} is not in the prompt set (slots: {', '.join(slots)})")
@@ -89,10 +91,13 @@ class Evaluator:
         aes = m.autoencoders
         # heads and neurons are masked at their hook points; latents inside the autoencoder splice
         self.hooks = {(k, l): activation_hook(NodeId(k, l), L) for k in self.kinds & {HEAD, NEURON} for l in range(L)}
+        # (residual SAEs: the residual entering the layer becomes latents + error there)
         self.splice = SpliceChoice(tuple(aes.mlp_layers()) if TRANSCODER in self.kinds else (),
-                                   tuple(sorted(aes.saes)) if SAE in self.kinds else ())
+                                   tuple(sorted(aes.saes)) if SAE in self.kinds else (),
+                                   tuple(sorted(aes.resids)) if RESID_SAE in self.kinds else ())
         self.latents = {(k, l): latent_key(k, l) for k, layers in ((TRANSCODER, self.splice.transcoders),
-                                                                  (SAE, self.splice.saes)) for l in layers}
+                                                                  (SAE, self.splice.saes),
+                                                                  (RESID_SAE, self.splice.resids)) for l in layers}
         self.sizes = {key: aes.family(key[0])[key[1]].d_sae for key in self.latents}
         use_cf = all(r.counterfactual for r in ps.rows)
         if ablation == "patch" and not use_cf:

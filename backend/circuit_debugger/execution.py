@@ -91,13 +91,14 @@ def compile_hooks(model, req: RunRequest, store: dict) -> tuple[list, list]:
                              splice=req.splice, store=store, grad=req.grad)
     else:  # the splice applies the latent edits (one splice per layer, so not through build_hooks' splice)
         from .autoencoders.splice import latent_key, splice_hooks
-        from .nodes import AUTOENCODER_KINDS, NodeId, SAE, TRANSCODER
+        from .nodes import AUTOENCODER_KINDS, NodeId, RESID_SAE, SAE, TRANSCODER
 
         if any(iv.node.kind in AUTOENCODER_KINDS for iv in req.interventions):
             raise ValueError("latent interventions and latent edits cannot be combined in one run")
         hooks += build_hooks(req.interventions, L, req.source, req.batch_of)
         items = [(LatentEdit(NodeId(k, l), latent_key(k, l)), None)
-                 for k, layers in ((TRANSCODER, req.splice.transcoders), (SAE, req.splice.saes)) for l in layers
+                 for k, layers in ((TRANSCODER, req.splice.transcoders), (SAE, req.splice.saes),
+                                   (RESID_SAE, req.splice.resids)) for l in layers
                  if latent_key(k, l) in latent_edits]
         hooks += splice_hooks(model.autoencoders, req.splice, items,
                               lambda x, iv, b, key: latent_edits[key](x), store, req.grad)

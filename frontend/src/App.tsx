@@ -34,7 +34,7 @@ export function App() {
   const common = {
     model: s.model, prompt: s.prompt, interventions: s.interventions,
     counterfactual_prompt: s.counterfactual_prompt || null, top_k: s.top_k === 0 || filtered ? null : s.top_k,
-    granularity: s.granularity, mlp_basis: s.mlp_basis, attn_basis: s.attn_basis,
+    granularity: s.granularity, mlp_basis: s.mlp_basis, attn_basis: s.attn_basis, resid_basis: s.resid_basis ?? "none",
   };
   const ready = !loadingShare && !!s.prompt && (!!s.target || !!trace);
   const key = ready ? JSON.stringify([common, s.target, s.distractor, trace]) : null;
@@ -149,6 +149,12 @@ export function App() {
                   {(sup?.saes || s.attn_basis === "saes") && (
                     <select value={s.attn_basis} onChange={(e) => update({ attn_basis: e.target.value as typeof s.attn_basis })} aria-label="attention basis">
                       <option value="heads">heads</option><option value="saes">attention SAE latents</option>
+                    </select>)}
+                  {(Object.keys(info?.resid_saes ?? {}).length > 0 || s.resid_basis === "saes") && (
+                    <select value={s.resid_basis ?? "none"} onChange={(e) => update({ resid_basis: e.target.value as "none" | "saes" })}
+                      aria-label="residual basis" data-testid="resid-basis"
+                      title="SAE latents: the residual-stream SAEs are spliced in; their latents (L{l}.R{i}) and error (L{l}.RERR) replace everything upstream of them">
+                      <option value="none">residual: none</option><option value="saes">residual: SAE latents</option>
                     </select>)}
                   <select value={s.top_k} onChange={(e) => update({ top_k: Number(e.target.value) })} aria-label="rows" disabled={filtered}
                     title={filtered ? "a type filter or search looks at every node" : ""}>

@@ -73,6 +73,8 @@ def encode(state: dict) -> str:
         q.append(("ig", str(s.ig_steps)))
     if s.circuit_eval:
         q.append(("ce", s.circuit_eval))
+    if s.resid_basis != d.resid_basis:
+        q.append(("res", s.resid_basis))
     return "&".join(f"{k}={_form(v)}" for k, v in q)
 
 
@@ -97,6 +99,7 @@ def _question(req) -> dict:
 def _table(req) -> dict:
     top_k = req.top_k if req.top_k is not None else 0
     return {"granularity": req.granularity, "mlp_basis": req.mlp_basis, "attn_basis": req.attn_basis,
+            "resid_basis": getattr(req, "resid_basis", "none"),
             "top_k": min(top_k, 100_000)}
 
 

@@ -450,6 +450,7 @@ class InvestigationState(BaseModel):
     effects_neurons: bool = Field(False, description="exact effects for every neuron too")
     ig_steps: Annotated[int, Field(ge=0, le=64)] = Field(16, description="integrated-gradients steps of the effects column")
     circuit_eval: Literal["", "mean", "resample"] = Field("", description="the circuit was evaluated (with this ablation)")
+    resid_basis: Literal["none", "saes"] = Field("none", description="the table splices the residual-stream SAEs")
 
 
 class ShareCreate(Strict):

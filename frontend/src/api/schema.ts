@@ -2064,6 +2064,13 @@ export interface components {
              */
             prompt?: string;
             /**
+             * Resid Basis
+             * @description the table splices the residual-stream SAEs
+             * @default none
+             * @enum {string}
+             */
+            resid_basis?: "none" | "saes";
+            /**
              * Search
              * @default
              */

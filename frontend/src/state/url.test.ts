@@ -12,6 +12,7 @@ describe("URL state", () => {
       kind_filter: "head", search: "L1", dataset: { builtin: "ioi" as const, id: null, n: 50, seed: 2 },
       circuit: ["L1.H3", "L0.H0@S2"],
       sort: "direct_effect:asc", effects: "mean" as const, effects_neurons: true, ig_steps: 8, circuit_eval: "resample" as const,
+      resid_basis: "saes" as const,
     };
     expect(decode(encode(s))).toEqual(s);
   });
@@ -20,6 +21,14 @@ describe("URL state", () => {
     const s = { ...defaults(), prompt: "p", circuit: ["L1.H3"], sort: "direct_effect:desc", effects: "mean" as const,
       effects_neurons: true, ig_steps: 8, circuit_eval: "mean" as const };
     expect(encode(s)).toBe("v=1&p=p&circ=L1.H3&sort=direct_effect%3Adesc&fx=mean&fxn=1&ig=8&ce=mean");
+  });
+
+  it("keeps the residual basis (residual-stream SAE latents) in the URL, last, and reads it back", () => {
+    const s = { ...defaults(), prompt: "p", circuit_eval: "mean" as const, resid_basis: "saes" as const };
+    expect(encode(s)).toBe("v=1&p=p&ce=mean&res=saes");
+    expect(decode(encode(s)).resid_basis).toBe("saes");
+    expect(encode({ ...s, resid_basis: "none" })).toBe("v=1&p=p&ce=mean");
+    expect(decode("v=1&p=p&res=bogus").resid_basis).toBe("none");
   });
 
   it("keeps the defaults out of the URL", () => {
@@ -35,6 +44,7 @@ describe("URL state", () => {
     expect(s.view).toBe("graph");
     expect(s.sort).toBe("");
     expect(s.effects).toBe("");
+    expect(s.resid_basis).toBe("none");
   });
 
   it("falls back to defaults on bad fields and unknown versions", () => {

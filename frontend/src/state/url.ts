@@ -12,7 +12,7 @@ export function defaults(): InvestigationState {
     counterfactual_prompt: "", compare_prompt: "", node: null, view: "table", traces: [],
     mlp_basis: "neurons", attn_basis: "heads", granularity: "component", top_k: 100, kind_filter: "", search: "",
     dataset: null, circuit: [], graph: null,
-    sort: "", effects: "", effects_neurons: false, ig_steps: 16, circuit_eval: "",
+    sort: "", effects: "", effects_neurons: false, ig_steps: 16, circuit_eval: "", resid_basis: "none",
   };
 }
 
@@ -40,6 +40,7 @@ export function encode(s: InvestigationState): string {
   if (s.effects_neurons) q.set("fxn", "1");
   if (s.ig_steps != null && s.ig_steps !== d.ig_steps) q.set("ig", String(s.ig_steps));
   if (s.circuit_eval) q.set("ce", s.circuit_eval);
+  if (s.resid_basis && s.resid_basis !== d.resid_basis) q.set("res", s.resid_basis);
   return q.toString();
 }
 
@@ -86,5 +87,6 @@ export function decode(search: string): InvestigationState {
   const ig = Number(q.get("ig") ?? 16);
   s.ig_steps = Number.isInteger(ig) && ig >= 0 && ig <= 64 ? ig : 16;
   s.circuit_eval = oneOf(q.get("ce"), ["", "mean", "resample"] as const, "");
+  s.resid_basis = oneOf(q.get("res"), ["none", "saes"] as const, "none");
   return s;
 }

@@ -10,7 +10,7 @@ export const shareIdFromPath = (path: string): string | null => path.match(/^\/s
 
 /** Fields whose change is a navigation (a history entry); the rest (typing in filters) replace it. */
 const NAVIGATIONS: (keyof InvestigationState)[] = ["model", "prompt", "target", "distractor", "node", "view", "traces",
-  "granularity", "mlp_basis", "attn_basis", "interventions", "counterfactual_prompt", "dataset", "effects", "top_k", "kind_filter", "sort"];
+  "granularity", "mlp_basis", "attn_basis", "resid_basis", "interventions", "counterfactual_prompt", "dataset", "effects", "top_k", "kind_filter", "sort"];
 
 export function useInvestigation() {
   const shareId = shareIdFromPath(window.location.pathname);
