@@ -65,6 +65,8 @@ def test_cancelled_mining_resumes_to_the_same_state(tiny, executor, tmp_path, mo
 
     b = client(tiny, executor, tmp_path / "b")
     jid = b.post("/api/jobs/explanations/mine", json=REQ).json()["id"]
+    twice = b.post("/api/jobs/explanations/mine", json=REQ)  # one writer per job folder
+    assert twice.status_code == 409 and jid in twice.json()["detail"], twice.text
     wait(b, jid, until=("running",), cond=lambda j: j["done"] >= 2)
     b.post(f"/api/jobs/{jid}/cancel")
     cut = wait(b, jid)

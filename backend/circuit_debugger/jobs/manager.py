@@ -47,6 +47,8 @@ class JobManager:
                  mining_dir=None):
         self.store, self.dbg, self.executor = store, debugger, executor
         self.mining_dir = mining_dir  # where mining jobs read corpora and write (None: no mining jobs)
+        self._mining: dict[str, str] = {}  # job folder -> the last mining job given it (one writer per folder)
+        self._mining_lock = threading.Lock()
         self.batch_size, self.time_limit = batch_size, time_limit
         self.threads: dict[str, threading.Thread] = {}
         self.closing = threading.Event()
@@ -108,7 +110,12 @@ class JobManager:
                 "tokens": params["tokens"], "seed": params["seed"]}
         folder = job_folder(root, m, spec)
         base = {"model": m.name, "folder": str(folder), **spec}
-        jid = self.store.job_create("mine_explanations", m.name, request, total=1, time_limit=self.time_limit)
+        with self._mining_lock:
+            other = self._mining.get(str(folder))
+            if other and self.store.job_get(other)["status"] in ("queued", "running"):
+                raise UserError(f"job {other} is mining this already; poll it, or cancel it first", 409)
+            jid = self.store.job_create("mine_explanations", m.name, request, total=1, time_limit=self.time_limit)
+            self._mining[str(folder)] = jid
         t = threading.Thread(target=self._coordinate_mining, args=(jid, base), daemon=True, name=f"job-{jid}")
         self.threads[jid] = t
         t.start()
