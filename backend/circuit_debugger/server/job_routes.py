@@ -38,7 +38,8 @@ def add_job_routes(app: FastAPI, jobs, promptset, errors: dict) -> None:
                            {"nodes": list(req.nodes), "ablation": req.ablation, "n_random": req.n_random,
                             "greedy_steps": req.greedy_steps, "seed": req.seed}, req.model_dump(mode="json"))
 
-    @app.post("/api/jobs/explanations/mine", response_model=JobResponse, status_code=202, responses=errors)
+    @app.post("/api/jobs/explanations/mine", response_model=JobResponse, status_code=202,
+              responses={**errors, 409: errors[404]})  # 409: no mining folder, or already mining this
     def job_mine_explanations(req: MineRequest):
         """Explanation mining as a job (progress in miner batches); the same request resumes."""
         return jobs.submit("mine_explanations", req.model, {}, req.model_dump(exclude={"model"}),
