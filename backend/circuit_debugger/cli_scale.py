@@ -27,6 +27,9 @@ def add_scale_flags(s) -> None:
     s.add_argument("--request-time-limit", type=float, default=float(env("CD_REQUEST_TIME_LIMIT") or 300),
                    help="seconds after which an immediate dataset/circuit request is stopped with a 503 "
                         "(env CD_REQUEST_TIME_LIMIT); jobs have their own limit")
+    s.add_argument("--mining-dir", default=env("CD_MINING_DIR") or None, metavar="DIR",
+                   help="enables explanation-mining jobs: corpora are read from DIR/corpora, each job's "
+                        "checkpoints and store are written under DIR/jobs (env CD_MINING_DIR)")
 
 
 def scale_settings(ap, a) -> dict:
@@ -37,7 +40,7 @@ def scale_settings(ap, a) -> dict:
         if not value > 0:
             ap.error(f"{flag} must be positive (got {value})")
     return {"job_workers": a.job_workers, "ray": a.ray, "batch_size": a.batch_size, "job_time_limit": a.job_time_limit,
-            "request_time_limit": a.request_time_limit}
+            "request_time_limit": a.request_time_limit, "mining_dir": a.mining_dir}
 
 
 def run_workers(settings, host: str, port: int, workers: int, **uvicorn_options) -> None:

@@ -26,7 +26,7 @@ from .executors import Cancelled, TaskFailed
 
 log = logging.getLogger("circuit_debugger.jobs")
 
-KINDS = ("dataset_attribute", "dataset_ablate", "circuit_evaluate")
+KINDS = ("dataset_attribute", "dataset_ablate", "circuit_evaluate", "mine_explanations")
 HEARTBEAT_S = 5.0
 LOST_AFTER_S = 60.0  # a running job whose heartbeat is older than this lost its replica
 
@@ -43,8 +43,12 @@ def _close_all() -> None:
 
 
 class JobManager:
-    def __init__(self, store: Store, debugger, executor, batch_size: int = 64, time_limit: float = 3600.0):
+    def __init__(self, store: Store, debugger, executor, batch_size: int = 64, time_limit: float = 3600.0,
+                 mining_dir=None):
         self.store, self.dbg, self.executor = store, debugger, executor
+        self.mining_dir = mining_dir  # where mining jobs read corpora and write (None: no mining jobs)
+        self._mining: dict[str, str] = {}  # job folder -> the last mining job given it (one writer per folder)
+        self._mining_lock = threading.Lock()
         self.batch_size, self.time_limit = batch_size, time_limit
         self.threads: dict[str, threading.Thread] = {}
         self.closing = threading.Event()
@@ -68,6 +72,8 @@ class JobManager:
         m = self.dbg.model(model)
         if m.name not in self.executor.recipes:
             raise UserError(f"model {m.name!r} cannot run jobs (its workers could not load it)", 409)
+        if kind == "mine_explanations":
+            return self._submit_mining(m, params, request)
         ps = self.dbg.prompt_set(model, spec)
         if kind != "dataset_attribute":
             from ..circuits import parse_circuit
@@ -91,6 +97,61 @@ class JobManager:
     def cancel(self, jid: str) -> dict:
         self.store.job_cancel(jid)
         return self.get(jid)
+
+    def _submit_mining(self, m, params: dict, request: dict) -> dict:
+        from pathlib import Path
+
+        from .mining import corpus_path, job_folder
+
+        if self.mining_dir is None:
+            raise UserError("this server has no mining folder (start it with --mining-dir)", 409)
+        root = Path(self.mining_dir)
+        spec = {"corpus": corpus_path(root, params["corpus"]), "column": params["column"], "ctx": params["ctx"],
+                "tokens": params["tokens"], "seed": params["seed"]}
+        folder = job_folder(root, m, spec)
+        base = {"model": m.name, "folder": str(folder), **spec}
+        with self._mining_lock:
+            other = self._mining.get(str(folder))
+            if other and self.store.job_get(other)["status"] in ("queued", "running"):
+                raise UserError(f"job {other} is mining this already; poll it, or cancel it first", 409)
+            jid = self.store.job_create("mine_explanations", m.name, request, total=1, time_limit=self.time_limit)
+            self._mining[str(folder)] = jid
+        t = threading.Thread(target=self._coordinate_mining, args=(jid, base), daemon=True, name=f"job-{jid}")
+        self.threads[jid] = t
+        t.start()
+        return self.get(jid)
+
+    def _coordinate_mining(self, jid: str, base: dict) -> None:
+        """Sequential chunks (each continues the previous checkpoint), then the store; progress
+        is in miner batches (+1 for writing the store)."""
+        from .mining import CHUNK_BATCHES
+
+        stop = self._stopper(jid)
+        try:
+            if not self.store.job_update(jid, status="running"):
+                return
+            plan = self.executor.run({**base, "kind": "mine_plan"}, stop)
+            n, done = plan["batches"], plan["done"]
+            self.store.job_update(jid, total=n + 1, done=done)
+            while done < n:
+                done = self.executor.run({**base, "kind": "mine_chunk", "upto": done + CHUNK_BATCHES}, stop)["batches"]
+                self.store.job_update(jid, done=done)
+            result = self.executor.run({**base, "kind": "mine_write"}, stop)
+            self.store.job_update(jid, status="done", done=n + 1, result={"model": base["model"], **result})
+        except Cancelled as e:
+            why = str(e)
+            self.store.job_update(jid, status="cancelled" if why == "cancelled" else "failed",
+                                  error=None if why == "cancelled" else why)
+        except UserError as e:
+            self.store.job_update(jid, status="failed", error=e.message)
+        except TaskFailed as e:
+            log.error("job %s failed: %s", jid, e)
+            self.store.job_update(jid, status="failed", error=f"the job failed: {e}")
+        except Exception:  # noqa: BLE001 - recorded; the details go to the log only
+            log.exception("job %s failed", jid)
+            self.store.job_update(jid, status="failed", error="internal error (see the server log)")
+        finally:
+            self.threads.pop(jid, None)
 
     # ---- the work ----
     def _tasks(self, kind: str, m, ps, params: dict) -> list[dict]:

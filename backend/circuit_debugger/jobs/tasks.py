@@ -40,6 +40,10 @@ def run_task(task: dict, recipes: dict):
     from ..promptsets import PromptSet
 
     m = load(recipes[task["model"]])
+    if task["kind"].startswith("mine_"):
+        from .mining import run_mining_task
+
+        return run_mining_task(m, task)
     ps = PromptSet.from_dict(task["promptset"])
     kind = task["kind"]
     if kind == "attribute_shard":

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from . import dataset_schemas as D
-from .job_schemas import JobResponse
+from .job_schemas import JobResponse, MineRequest
 
 
 def add_job_routes(app: FastAPI, jobs, promptset, errors: dict) -> None:
@@ -37,6 +37,13 @@ def add_job_routes(app: FastAPI, jobs, promptset, errors: dict) -> None:
         return jobs.submit("circuit_evaluate", req.model, promptset(req.promptset),
                            {"nodes": list(req.nodes), "ablation": req.ablation, "n_random": req.n_random,
                             "greedy_steps": req.greedy_steps, "seed": req.seed}, req.model_dump(mode="json"))
+
+    @app.post("/api/jobs/explanations/mine", response_model=JobResponse, status_code=202,
+              responses={**errors, 409: errors[404]})  # 409: no mining folder, or already mining this
+    def job_mine_explanations(req: MineRequest):
+        """Explanation mining as a job (progress in miner batches); the same request resumes."""
+        return jobs.submit("mine_explanations", req.model, {}, req.model_dump(exclude={"model"}),
+                           req.model_dump(mode="json"))
 
     @app.get("/api/jobs/{job_id}", response_model=JobResponse, responses=errors)
     def get_job(job_id: str):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 class JobResponse(BaseModel):
     id: str = Field(description="unguessable; the job's page and its stored result are shareable by it")
-    kind: Literal["dataset_attribute", "dataset_ablate", "circuit_evaluate"]
+    kind: Literal["dataset_attribute", "dataset_ablate", "circuit_evaluate", "mine_explanations"]
     model: str
     status: Literal["queued", "running", "done", "failed", "cancelled"]
     done: int = Field(description="units of work finished (pieces of the prompt set, or 1 for a whole evaluation)")
@@ -22,3 +22,17 @@ class JobResponse(BaseModel):
     error: Optional[str] = None
     request: dict = Field(description="the submitted request body")
     result: Optional[dict] = Field(None, description="once done: the immediate route's response body")
+
+
+class MineRequest(BaseModel):
+    """Explanation mining (build.py's) as a job. The output folder is the server's: the same
+    request lands in the same folder, so submitting it again resumes where it stopped."""
+
+    model_config = {"extra": "forbid"}
+    model: str = "default"
+    corpus: Optional[str] = Field(None, max_length=200, description="a file name in the server's corpora folder "
+                                  "(text/JSONL/Parquet/CSV); omitted: the model's built-in corpus (default model only)")
+    column: str = Field("text", max_length=100, description="the text field of a JSONL/Parquet/CSV corpus")
+    ctx: int = Field(64, ge=2, le=4096, strict=True, description="window length in tokens")
+    tokens: int = Field(60_000, ge=1, le=100_000_000, strict=True, description="token budget")
+    seed: int = Field(777, ge=0, le=2**31 - 1, strict=True)

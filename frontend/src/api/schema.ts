@@ -376,6 +376,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/jobs/explanations/mine": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Job Mine Explanations
+         * @description Explanation mining as a job (progress in miner batches); the same request resumes.
+         */
+        post: operations["job_mine_explanations_api_jobs_explanations_mine_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/jobs/{job_id}": {
         parameters: {
             query?: never;
@@ -2140,7 +2160,7 @@ export interface components {
              * Kind
              * @enum {string}
              */
-            kind: "dataset_attribute" | "dataset_ablate" | "circuit_evaluate";
+            kind: "dataset_attribute" | "dataset_ablate" | "circuit_evaluate" | "mine_explanations";
             /** Model */
             model: string;
             /**
@@ -2261,6 +2281,46 @@ export interface components {
             source: string;
             /** Suppressed */
             suppressed: components["schemas"]["LensToken"][];
+        };
+        /**
+         * MineRequest
+         * @description Explanation mining (build.py's) as a job. The output folder is the server's: the same
+         *     request lands in the same folder, so submitting it again resumes where it stopped.
+         */
+        MineRequest: {
+            /**
+             * Column
+             * @description the text field of a JSONL/Parquet/CSV corpus
+             * @default text
+             */
+            column?: string;
+            /**
+             * Corpus
+             * @description a file name in the server's corpora folder (text/JSONL/Parquet/CSV); omitted: the model's built-in corpus (default model only)
+             */
+            corpus?: string | null;
+            /**
+             * Ctx
+             * @description window length in tokens
+             * @default 64
+             */
+            ctx?: number;
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            /**
+             * Seed
+             * @default 777
+             */
+            seed?: number;
+            /**
+             * Tokens
+             * @description token budget
+             * @default 60000
+             */
+            tokens?: number;
         };
         /** MinimalityItem */
         MinimalityItem: {
@@ -4851,6 +4911,120 @@ export interface operations {
             };
             /** @description the request body did not arrive within the server's deadline */
             408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    job_mine_explanations_api_jobs_explanations_mine_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MineRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobResponse"];
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
