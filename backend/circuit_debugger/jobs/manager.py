@@ -121,6 +121,26 @@ class JobManager:
         t.start()
         return self.get(jid)
 
+    def _record_failure(self, jid: str, e: Exception) -> None:
+        """How a job that did not finish ends, for every coordinator: cancelled (or stopped by
+        its time limit), refused (the UserError's message), a failed task, or an internal error
+        whose details go to the log only."""
+        if isinstance(e, Cancelled):
+            why = str(e)
+            self.store.job_update(jid, status="cancelled" if why == "cancelled" else "failed",
+                                  error=None if why == "cancelled" else why)
+        elif isinstance(e, UserError):
+            self.store.job_update(jid, status="failed", error=e.message)
+        elif isinstance(e, TaskFailed):
+            log.error("job %s failed: %s", jid, e)
+            self.store.job_update(jid, status="failed", error=f"the job failed: {e}")
+        else:
+            log.error("job %s failed", jid, exc_info=e)
+            try:
+                self.store.job_update(jid, status="failed", error="internal error (see the server log)")
+            except Exception:  # noqa: BLE001 - the store itself failing: the log has it
+                pass
+
     def _coordinate_mining(self, jid: str, base: dict) -> None:
         """Sequential chunks (each continues the previous checkpoint), then the store; progress
         is in miner batches (+1 for writing the store)."""
@@ -138,18 +158,8 @@ class JobManager:
                 self.store.job_update(jid, done=done)
             result = self.executor.run({**base, "kind": "mine_write"}, stop)
             self.store.job_update(jid, status="done", done=n + 1, result={"model": base["model"], **result})
-        except Cancelled as e:
-            why = str(e)
-            self.store.job_update(jid, status="cancelled" if why == "cancelled" else "failed",
-                                  error=None if why == "cancelled" else why)
-        except UserError as e:
-            self.store.job_update(jid, status="failed", error=e.message)
-        except TaskFailed as e:
-            log.error("job %s failed: %s", jid, e)
-            self.store.job_update(jid, status="failed", error=f"the job failed: {e}")
-        except Exception:  # noqa: BLE001 - recorded; the details go to the log only
-            log.exception("job %s failed", jid)
-            self.store.job_update(jid, status="failed", error="internal error (see the server log)")
+        except Exception as e:  # noqa: BLE001 - every ending is recorded on the job
+            self._record_failure(jid, e)
         finally:
             self.threads.pop(jid, None)
 
@@ -208,21 +218,8 @@ class JobManager:
                     self.store.job_update(jid, done=done)
             result = self._merge(kind, m, ps, params, outs)
             self.store.job_update(jid, status="done", done=len(tasks), result=result)
-        except Cancelled as e:
-            why = str(e)
-            self.store.job_update(jid, status="cancelled" if why == "cancelled" else "failed",
-                                  error=None if why == "cancelled" else why)
-        except UserError as e:
-            self.store.job_update(jid, status="failed", error=e.message)
-        except TaskFailed as e:
-            log.error("job %s failed: %s", jid, e)
-            self.store.job_update(jid, status="failed", error=f"the job failed: {e}")
-        except Exception:  # noqa: BLE001 - recorded; the details go to the log only
-            log.exception("job %s failed", jid)
-            try:
-                self.store.job_update(jid, status="failed", error="internal error (see the server log)")
-            except Exception:  # noqa: BLE001
-                pass
+        except Exception as e:  # noqa: BLE001 - every ending is recorded on the job
+            self._record_failure(jid, e)
         finally:
             self.threads.pop(jid, None)
 
