@@ -23,12 +23,14 @@ SCALE = 1.7  # the MLP-out SAE's norm_scaling_factor
 
 @pytest.fixture(scope="module")
 def sites(tiny_dir, tmp_path_factory):
-    """hook_z SAEs on both layers and a JumpReLU MLP-output SAE (inputs scaled) on layer 1."""
+    """hook_z SAEs on both layers, a JumpReLU MLP-output SAE (inputs scaled) on layer 1 and a
+    residual SAE entering layer 1."""
     root = tmp_path_factory.mktemp("sites")
     m = load_model(str(tiny_dir), name="sites")
     hz = m.shape.n_heads * m.shape.d_head
     t = {l: saelens_folder(root / f"z{l}", hz, 700 + 10 * l, {"architecture": "standard", "apply_b_dec_to_input": True,
                                                             "hook_name": f"blocks.{l}.attn.hook_z"}) for l in range(2)}
+    t["res"] = saelens_folder(root / "res", 32, 730, {"architecture": "standard", "hook_name": "blocks.1.hook_resid_pre"})
     t["mlp"] = saelens_folder(root / "mlp", 32, 720, {"architecture": "jumprelu", "hook_name": "blocks.1.hook_mlp_out",
                                                       "normalize_activations": "expected_average_only_in",
                                                       "norm_scaling_factor": SCALE}, threshold=True)
@@ -167,3 +169,25 @@ def test_latent_weights_of_a_resid_mid_transcoder_and_refusals(tc_mid, sites):
         dbs.latent_weights("sites", "L1.T2")
     with pytest.raises(UserError, match="transcoder latents"):
         dbs.latent_inputs("sites", PROMPT, "L1.S2@3")
+
+
+def test_node_values_take_the_residual_basis(sites):
+    """/api/node-values (the node panel's numbers) splices the residual SAEs when asked, and for a
+    residual latent whatever is asked: its row is the table's row."""
+    m, _, dbg = sites
+    c = TestClient(create_app(Settings(models=[]), debugger=dbg))
+    table = dbg.attribute("sites", PROMPT, " Mary", " John", top_k=None, resid_basis="saes")
+    rows = {n["id"]: n for n in table["nodes"]}
+    q = {"model": "sites", "prompt": PROMPT, "target": " Mary", "distractor": " John"}
+    for node, basis in (("L1.R3", "none"), ("L1.RERR", "saes"), ("L0.H1", "saes")):
+        r = c.post("/api/node-values", json=dict(q, node=node, resid_basis=basis))
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert got["resid_basis"] == "saes"
+        assert got["row"]["direct_effect"] == pytest.approx(rows[node]["direct_effect"], abs=1e-6)
+        assert got["row"]["total_effect"] == pytest.approx(rows[node]["total_effect"], abs=1e-6)
+    assert rows["L0.H1"]["direct_effect"] == 0  # upstream of the residual SAE: the basis changed the row
+    plain = c.post("/api/node-values", json=dict(q, node="L0.H1")).json()
+    assert plain["resid_basis"] == "none" and plain["row"]["direct_effect"] != 0
+    bad = c.post("/api/node-values", json=dict(q, node="L0.H1", resid_basis="latents"))
+    assert bad.status_code == 422
