@@ -334,6 +334,7 @@ def test_mlp_output_sae_latents_are_refused_as_graph_nodes_by_name(tiny_dir, tmp
     circuit_tracer_set(tmp_path / "ct", n=1, seed=610)  # a transcoder on layer 0 only
     assert load_onto(m, tmp_path) == {}
     dbg = Debugger([m])
+    assert not dbg.capabilities("mlpout")["graph"]  # not offered where a layer would fall back to neurons
     g = dbg.graph("mlpout", PROMPT, " Mary", " John")  # by default that layer is neurons
     assert g["granularity"]["mlp"] == ["transcoder", "neurons"]
     with pytest.raises(UserError, match="hook_mlp_out.*nonlinear"):

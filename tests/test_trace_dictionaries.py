@@ -191,3 +191,7 @@ def test_node_values_take_the_residual_basis(sites):
     assert plain["resid_basis"] == "none" and plain["row"]["direct_effect"] != 0
     bad = c.post("/api/node-values", json=dict(q, node="L0.H1", resid_basis="latents"))
     assert bad.status_code == 422
+    # the node panel's logit lens of the residual error: its write on this prompt (was a 500)
+    lens = c.post("/api/logit-lens", json={"model": "sites", "node": "L1.RERR", "prompt": PROMPT, "position": POS, "k": 3})
+    assert lens.status_code == 200, lens.text
+    assert len(lens.json()["promoted"]) == 3

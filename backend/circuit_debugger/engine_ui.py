@@ -54,13 +54,16 @@ class UIMixin:
             examples = self._examples(m)
         except Exception:  # noqa: BLE001 — a malformed examples.json: offer none rather than fail /api/models
             examples = []
+        from .autoencoders.graph_dictionaries import graphable_mlp
+
         aes = m.autoencoders
         out = {
             "examples": examples,
             "prompt_sets": sets,
-            "transcoders": bool(aes.transcoders),
+            "transcoders": bool(aes.mlp_layers()),  # per-layer transcoders, MLP-out SAEs or a CLT
             "saes": bool(aes.saes),
-            "graph": bool(aes.transcoders) and all(l in aes.transcoders for l in range(m.shape.n_layers)),
+            # offered where every MLP has a dictionary that can be a graph's node (not an MLP-out SAE)
+            "graph": all(graphable_mlp(m, l) is None for l in range(m.shape.n_layers)),
             "mean_ablation": bool(m.reference_prompts),
             "generation": isinstance(m.codec, HFCodec),
             "numerical_output": m.d_vocab_out == 1,

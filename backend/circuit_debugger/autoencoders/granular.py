@@ -7,10 +7,14 @@ Per layer, the attention sublayer is one of
   o[h,q] is held fixed as a source, and its *read* (its input, a scalar) is the projection of
   its output on its own clean direction, o·ô = |o| in the clean run, linear in upstream nodes
   through the frozen pattern, LN1 scale and W_V W_O;
-- "sae": the attention output's SAE latents `L{l}.S{i}@{p}` and error `L{l}.SERR@{p}` (needs an
-  SAE on hook_attn_out); a latent's read is its encoder pre-activation.
+- "sae": the attention output's SAE latents `L{l}.S{i}@{p}` and error `L{l}.SERR@{p}` (an SAE on
+  hook_attn_out, or on hook_z: then the read is of the heads' z); a latent's read is its encoder
+  pre-activation.
 and the MLP sublayer one of
-- "transcoder": its latents `L{l}.T{i}@{p}` (read: encoder pre-activation) and error `L{l}.TERR@{p}`;
+- "transcoder": its latents `L{l}.T{i}@{p}` (read: encoder pre-activation) and error `L{l}.TERR@{p}`
+  — a per-layer transcoder (reading ln2's normalised input or the raw hook_resid_mid) or a
+  cross-layer transcoder's layer (its latents write every later "transcoder" layer); what each
+  dictionary kind reads and writes is in `graph_dictionaries.py`;
 - "neurons": the `neurons_per_position` neurons with the largest |act|·‖W_out row‖ at each
   position are nodes `L{l}.N{i}@{p}` (read: pre-activation; the nonlinearity frozen); the
   other neurons' write (+ nothing else: the MLP is exact) is one source `L{l}.MLP@{p}`
