@@ -5,6 +5,9 @@ import { CompareView } from "../components/CompareView";
 import { NodeDetail, type Question } from "../components/NodeDetail";
 import { basesOf } from "./bases";
 
+// the grid is not under test here (and is slow to mount in jsdom)
+vi.mock("ag-grid-react", () => ({ AgGridReact: () => null }));
+
 // Every POST the components make, by path, with its body; answers stay pending (the bodies are the point).
 function spyPosts() {
   const seen: { path: string; body: Record<string, unknown> }[] = [];
@@ -42,5 +45,5 @@ describe("bases sent with the table's numbers", () => {
     for (const s of seen.filter((x) => x.path === "/api/attribute")) {
       expect(s.body).toMatchObject({ resid_basis: "saes", mlp_basis: "neurons", attn_basis: "heads", top_k: null });
     }
-  });
+  }, 20_000);
 });
