@@ -316,6 +316,9 @@ def test_clt_graph_target_matches_the_model_and_sums(clt_mid):
     assert g["target"]["value"] == pytest.approx(want, abs=1e-4)
     assert g["granularity"]["mlp"] == ["transcoder", "transcoder"]
     assert any(n["kind"] == "transcoder" for n in g["nodes"])
+    few = dbg.graph(m.name, PROMPT, " Mary", " John", max_nodes=16)  # rows for the most influential only
+    assert few["n_internal_with_rows"] == 16 < few["n_internal_total"]
+    assert few["target"]["value"] == pytest.approx(want, abs=1e-4)
     # an intervention on a CLT latent is held in the graph: its target is the intervened model's
     live = next(n for n in g["nodes"] if n["kind"] == "transcoder" and n["layer"] == 0)
     ivs = [{"node": live["id"].split("@")[0], "op": "zero"}]
