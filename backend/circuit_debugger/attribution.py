@@ -25,7 +25,7 @@ from .linear import layers_before, ln_bias_term, post_norm_hooks, residual_direc
 from .model import DebugModel
 from .nodes import EMBED_HOOK, POS_EMBED_HOOK, ATTN, EMB, HEAD, MLP, NEURON, POS, RESID, SAE, SAE_ERR, TRANSCODER, \
     TRANSCODER_ERR, NodeId, activation_hook, ln_scale_hook, pattern_hook, value_hook
-from .targets import Readout, Target
+from .targets import SUBLAYER_READS, Readout, Target
 
 
 @dataclass
@@ -124,6 +124,11 @@ def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Met
     G = residual_direction(model, ro, acts).float()  # [P, d]
     n_attn, n_mlp = layers_before(ro)
     arch = model.arch
+    sub_read = SUBLAYER_READS.get(ro.stage)  # 'attn' | 'mlp' when the read is one sublayer's output
+    if ro.stage == "z" and not any(g.kind == HEAD and g.layer == ro.layer for g in gs):
+        # a hook_z latent's writers are its layer's heads, even where that layer's SAE is spliced
+        gs = list(gs) + [Group(HEAD, ro.layer, activation_hook(NodeId(HEAD, ro.layer), L), model.W.W_O[ro.layer],
+                               model.W.b_O[ro.layer], "attn")]
     present = [g for g in gs if g.key in acts]
     grads = torch.autograd.grad(fw.value, [acts[g.key] for g in present] +
                                 [acts[activation_hook(NodeId(k, l), L)] for k in (ATTN, MLP) for l in range(L)],
@@ -136,15 +141,16 @@ def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Met
         W = g.W_for(n_mlp).float() if g.W_for is not None else None if g.W is None else g.W.float()
         before = g.layer is None or (g.sublayer == "attn" and g.layer < n_attn) or (g.sublayer == "mlp" and g.layer < n_mlp) \
             or (g.sublayer == "resid" and g.layer <= n_mlp)
-        if ro.stage == "attn_out":  # a read of one attention sublayer's output: only its writers count
-            before = g.sublayer == "attn" and g.layer == ro.layer
+        if sub_read:  # a read of one sublayer's output: only its writers count
+            before = g.sublayer == sub_read and g.layer == ro.layer and (ro.stage != "z" or g.kind == HEAD)
         before = before and not upstream_of(g, cut)
         direct = torch.zeros(a.shape[:-1] if W is None or g.kind == HEAD else a.shape, dtype=a.dtype)
-        Gw = write_direction(model, g.sublayer, g.layer, G, acts, P).float() if g.kind in (HEAD, NEURON) else G
+        Gw = write_direction(model, g.sublayer, g.layer, G, acts, P).float() \
+            if g.kind in (HEAD, NEURON) and ro.stage != "z" else G
         if g.kind == HEAD:
             total = (a * gr).sum(-1)
             if before:
-                WG = torch.einsum("hed,pd->phe", W, Gw)
+                WG = Gw.reshape(len(P), *W.shape[:2]) if ro.stage == "z" else torch.einsum("hed,pd->phe", W, Gw)
                 direct[P] = (a[P] * WG).sum(-1)
                 # a key/value head shared by several query heads (GQA/MQA) serves each of them
                 v = acts[value_hook(g.layer)][0].detach().float().repeat_interleave(arch.group_size, dim=1)
@@ -158,7 +164,7 @@ def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Met
             total = (a * gr).sum(-1)
             if before:
                 direct[P] = (a[P] * Gw).sum(-1)
-        if before and g.bias is not None:
+        if before and g.bias is not None and ro.stage != "z":  # b_O is added after z
             m.bias[f"L{g.layer}.{g.sublayer.upper()}.bias"] = float((Gw @ g.bias.float()).sum())
         m.act.append(_unit_act(g, a))
         m.direct.append(direct)
@@ -169,10 +175,12 @@ def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Met
         m.sub_total[(k, l)] = (out * gr[0].float()).sum(-1) if gr is not None else torch.zeros(seq)
         d = torch.zeros(seq, dtype=out.dtype)
         before = (l < n_attn) if k == ATTN else (l < n_mlp)
-        if ro.stage == "attn_out":
-            before = k == ATTN and l == ro.layer
+        if sub_read:
+            before = k == (ATTN if sub_read == "attn" else MLP) and l == ro.layer
         before = before and not (cut is not None and l < cut)
-        if before:
+        if before and ro.stage == "z":  # the heads' z, read in z space
+            d[P] = (acts[activation_hook(NodeId(HEAD, l), L)][0, P].detach().float().flatten(-2) * G).sum(-1)
+        elif before:
             d[P] = (out[P] * G).sum(-1)
         m.sub_direct[(k, l)] = d
         m.sub_act[(k, l)] = out.norm(dim=-1)
@@ -185,11 +193,13 @@ def metrics(model: DebugModel, fw: Forward, gs: list[Group], ro: Readout) -> Met
         if (kind, layer) in spliced or (cut is not None and layer < cut):  # inside / upstream of a residual SAE
             continue
         before = (layer < n_attn if kind == ATTN else layer < n_mlp if kind == MLP else layer <= ro.layer) \
-            and ro.stage != "attn_out"
+            and not sub_read
+        if ro.stage == "mlp_out":  # an edit of the MLP output the latent reads
+            before = kind == MLP and layer == ro.layer
         if before:
             delta = (acts[hook][0, P] - acts[PRE_EDIT + hook][0, P]).detach().float()
             m.bias[f"{NodeId(kind, layer)}.intervention"] = float((delta * G).sum())
-    if ro.stage != "attn_out" and ro.ln:
+    if not sub_read and ro.ln:
         m.bias[f"{ro.ln}.bias"] = ln_bias_term(model, ro)
     m.bias["readout.bias"] = float(ro.const)
     return m

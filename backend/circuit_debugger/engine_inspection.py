@@ -11,7 +11,8 @@ from .errors import NotFound, UserError
 from .ground_truth import ground_truth
 from .linear import write_vector
 from .autoencoders.splice import latent_key
-from .nodes import LATENT_KINDS, NEURON, RESID, SAE_ERR, TRANSCODER, TRANSCODER_ERR, parse_node, pattern_hook, validate
+from .nodes import LATENT_KINDS, NEURON, RESID, RESID_SAE, RESID_SAE_ERR, SAE_ERR, TRANSCODER, TRANSCODER_ERR, parse_node, \
+    pattern_hook, validate
 from .targets import check_position
 
 
@@ -85,7 +86,8 @@ class InspectionMixin:
 
             validate(n, m.shape, latents=m.autoencoders.sizes())
             row = m.autoencoders.family(n.kind)[n.layer].W_dec[n.index].to(m.W.W_U.dtype)
-            vec = post_norm(m, "mlp" if n.kind == TRANSCODER else "attn", n.layer, row[None], None, [0])[0]
+            vec = row if n.kind == RESID_SAE else \
+                post_norm(m, "mlp" if n.kind == TRANSCODER else "attn", n.layer, row[None], None, [0])[0]
             where = "weights (decoder row)"
         else:
             if prompt is None:
@@ -94,7 +96,7 @@ class InspectionMixin:
             validate(n, m.shape, len(ids), latents=m.autoencoders.sizes())
             pos = check_position(position if n.position is None else n.position, len(ids))
             acts = self.clean_pass(m, ids)
-            if n.kind in (TRANSCODER_ERR, SAE_ERR):  # what the autoencoder misses (the clean pass splices every one)
+            if n.kind in (TRANSCODER_ERR, SAE_ERR, RESID_SAE_ERR):  # what the autoencoder misses (the clean pass splices every one)
                 vec = acts[latent_key(n.kind, n.layer)][0, pos].detach().to(m.W.W_U.dtype)
             else:
                 try:

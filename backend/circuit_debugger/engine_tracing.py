@@ -1,4 +1,5 @@
-"""Debugger methods for tracing through transcoders: attribution graphs and latent connections."""
+"""Debugger methods for tracing through dictionaries: attribution graphs and latent connections
+(transcoders, cross-layer transcoders, attention SAEs; see autoencoders/graph_dictionaries.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ class TracingMixin:
         from .autoencoders.pruning import MODES
 
         m = self.model(model)
-        _graphable(m)
         ids = m.tokenize(prompt)
         pos = check_position(position, len(ids))
         t = m.codec.output_token(target, "target")
@@ -98,12 +98,14 @@ class TracingMixin:
         """Input-dependent connections into a transcoder latent at a position; they sum to its pre-activation."""
         from .autoencoders.attribution_graph import contributions
 
+        from .autoencoders.graph_dictionaries import refuse_mlp_out_latent
+
         m = self.model(model)
-        _graphable(m)
         ids = m.tokenize(prompt)
         n = validate(parse_node(node), m.shape, len(ids), latents=m.autoencoders.sizes())
         if n.kind != TRANSCODER:
             raise UserError(f"node {n}: input connections are computed for transcoder latents (L{{l}}.T{{i}})")
+        refuse_mlp_out_latent(m, n)
         pos = check_position(n.position, len(ids))
         with m.lock:
             return {"model": m.name, **contributions(m, ids, n.layer, n.index, pos, k)}
@@ -112,17 +114,12 @@ class TracingMixin:
         """Input-invariant connections of a transcoder latent (weights only)."""
         from .autoencoders.connections import weights_only
 
+        from .autoencoders.graph_dictionaries import refuse_mlp_out_latent
+
         m = self.model(model)
-        _graphable(m)
         n = validate(parse_node(node), m.shape, latents=m.autoencoders.sizes())
         if n.kind != TRANSCODER:
             raise UserError(f"node {n}: weight-based connections are computed for transcoder latents (L{{l}}.T{{i}})")
+        refuse_mlp_out_latent(m, n)
         return {"model": m.name, **weights_only(m, n.layer, n.index, k)}
 
-
-def _graphable(m) -> None:
-    from .autoencoders.sites import graph_refusal
-
-    why = graph_refusal(m.autoencoders)
-    if why:
-        raise UserError(f"model {m.name!r}: {why}")

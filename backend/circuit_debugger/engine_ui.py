@@ -54,13 +54,16 @@ class UIMixin:
             examples = self._examples(m)
         except Exception:  # noqa: BLE001 — a malformed examples.json: offer none rather than fail /api/models
             examples = []
+        from .autoencoders.graph_dictionaries import graphable_mlp
+
         aes = m.autoencoders
         out = {
             "examples": examples,
             "prompt_sets": sets,
-            "transcoders": bool(aes.transcoders),
+            "transcoders": bool(aes.mlp_layers()),  # per-layer transcoders, MLP-out SAEs or a CLT
             "saes": bool(aes.saes),
-            "graph": bool(aes.transcoders) and all(l in aes.transcoders for l in range(m.shape.n_layers)),
+            # offered where every MLP has a dictionary that can be a graph's node (not an MLP-out SAE)
+            "graph": all(graphable_mlp(m, l) is None for l in range(m.shape.n_layers)),
             "mean_ablation": bool(m.reference_prompts),
             "generation": isinstance(m.codec, HFCodec),
             "numerical_output": m.d_vocab_out == 1,
@@ -191,7 +194,8 @@ class UIMixin:
         """One node's row (current and baseline values) for a question, whatever the table shows:
         the full table is computed (cached) and only this row returned. The basis follows the
         node (a latent switches its autoencoder in)."""
-        from .nodes import HEAD, NEURON, SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, parse_node, validate
+        from .nodes import HEAD, NEURON, RESID_SAE, RESID_SAE_ERR, SAE, SAE_ERR, TRANSCODER, TRANSCODER_ERR, \
+            parse_node, validate
 
         m = self.model(model)
         n = validate(parse_node(node), m.shape, len(m.tokenize(prompt)), latents=m.autoencoders.sizes())
@@ -203,6 +207,8 @@ class UIMixin:
             options["mlp_basis"] = "neurons"
         if n.kind == HEAD:
             options["attn_basis"] = "heads"
+        if n.kind in (RESID_SAE, RESID_SAE_ERR):  # a residual latent needs the residual SAEs spliced
+            options["resid_basis"] = "saes"
         options["granularity"] = "component" if n.position is None else "position"
         options["top_k"] = None
         if (target is None) == (trace is None):
@@ -213,7 +219,7 @@ class UIMixin:
         if row is None:
             raise UserError(f"node {n} is not among this question's nodes (a residual stream or a node after the target)")
         return {"model": r["model"], "node": str(n), "row": row, "position": r["position"],
-                "mlp_basis": r["mlp_basis"], "attn_basis": r["attn_basis"]}
+                "mlp_basis": r["mlp_basis"], "attn_basis": r["attn_basis"], "resid_basis": r["resid_basis"]}
 
     # ------------------------------------------------------------------ readable byte-level pieces
     @staticmethod

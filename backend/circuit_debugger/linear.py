@@ -16,7 +16,7 @@ import torch
 
 from .model import DebugModel
 from .nodes import ATTN, EMB, HEAD, MLP, NEURON, POS, NodeId, activation_hook, ln_scale_hook
-from .targets import Acts, Readout
+from .targets import SUBLAYER_READS, Acts, Readout
 
 
 def centre(model: DebugModel, x: torch.Tensor) -> torch.Tensor:
@@ -53,7 +53,7 @@ def scale_at(acts: Acts, hook: str, positions: Sequence[int]) -> torch.Tensor:
 def residual_direction(model: DebugModel, ro: Readout, acts: Acts) -> torch.Tensor:
     """G [P, d_model]: residual-space directions whose dot with the residual gives the readout."""
     U = ro.U.to(model.dtype)
-    if ro.stage == "attn_out" or ro.ln not in model.W.ln:  # no layer norm on this read
+    if ro.stage in SUBLAYER_READS or ro.ln not in model.W.ln:  # no layer norm on this read
         return U
     w = model.W.ln[ro.ln][0] if ro.affine else 1.0
     G = U * w / scale_at(acts, ln_scale_hook(ro.ln), ro.positions)

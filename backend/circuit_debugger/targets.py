@@ -30,6 +30,9 @@ class Readout:
     `layer`/`stage`: the residual read is the one entering block `layer` ('pre'), or between
     its attention and MLP ('mid'); layer == n_layers with 'pre' is the final residual.
     `ln`: the layer norm applied there ('ln_final', 'blocks.L.ln1', 'blocks.L.ln2').
+    Stages of one sublayer's output instead of the residual (`SUBLAYER_READS`): 'attn_out' (the
+    attention output), 'z' (the heads' outputs before W_O; U in z space, [P, heads·d_head]) and
+    'mlp_out' (the MLP output); only that sublayer's units write them.
     """
 
     layer: int
@@ -39,6 +42,9 @@ class Readout:
     U: torch.Tensor  # [P, d_model], in the layer norm's output space
     const: float
     affine: bool = True  # False: the read is of the normalised residual before the LN gain and bias
+
+
+SUBLAYER_READS = {"attn_out": "attn", "z": "attn", "mlp_out": "mlp"}
 
 
 @dataclass
@@ -307,6 +313,10 @@ class LatentPre(Target):
     reads one attention sublayer's output, so only that layer's heads write to it directly.
     A residual SAE latent (or a transcoder / CLT latent reading the raw hook_resid_mid) reads
     the residual stream itself: no layer norm, every upstream writer counts.
+    A hook_z SAE latent reads the heads' outputs before W_O (stage "z": each head's z at the
+    position is its write, dotted with that head's slice of the encoder vector); an MLP-output
+    SAE latent reads the MLP's output (stage "mlp_out": the layer's neurons write it through
+    W_out, plus b_out), the counterpart of an attention-output SAE latent.
     """
 
     def __init__(self, model: DebugModel, node: NodeId, position: int):
@@ -316,20 +326,20 @@ class LatentPre(Target):
         ae = model.autoencoders.family(node.kind)[node.layer]
         self.is_tc = node.kind == TRANSCODER
         read = getattr(ae, "read", "") or ("ln2_normalized" if self.is_tc else "attn_out")
-        if read in ("z", "mlp_out"):
-            raise UserError(f"node {node}: tracing latents of a dictionary that reads "
-                            f"{'attn.hook_z' if read == 'z' else 'hook_mlp_out'} is not supported")
         from .linear import mlp_read
 
         l, L = node.layer, model.shape.n_layers
         self.mlp = mlp_read(model, l)  # (stage, norm) of the MLP input a transcoder reads
         hook = {"ln2_normalized": ln_normalized_hook(self.mlp[1]), "resid_mid": f"blocks.{l}.ln2.hook_in",
-                "attn_out": site_hook(SAE, l, L), "resid": site_hook(RESID_SAE, l, L)}[read]
+                "attn_out": site_hook(SAE, l, L), "resid": site_hook(RESID_SAE, l, L),
+                "z": f"blocks.{l}.attn.hook_z", "mlp_out": site_hook(TRANSCODER, l, L)}[read]
         super().__init__("latent_pre", position, {hook})
         self.model, self.node, self.ae, self.hook, self.read = model, node, ae, hook, read
 
     def value(self, acts, logits):
         x = acts[self.hook][:, self.position]
+        if self.read == "z":  # [batch, head, d_head] -> the concatenated head outputs
+            x = x.flatten(-2)
         shift = self.ae.input_shift()
         if shift is not None:
             x = x - shift
@@ -346,6 +356,8 @@ class LatentPre(Target):
             return Readout(l, "mid", "", [self.position], u[None], const)
         if self.read == "resid":
             return Readout(l, "pre", "", [self.position], u[None], const)
+        if self.read in ("z", "mlp_out"):  # the heads' z (before W_O) / the MLP's output: only its units write
+            return Readout(l, self.read, "", [self.position], u[None], const)
         return Readout(l, "attn_out", "", [self.position], u[None], const)
 
     def describe(self):

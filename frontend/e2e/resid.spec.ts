@@ -23,6 +23,18 @@ test("residual: SAE latents shows the residual SAE's latents and error, as the A
   expect(Number((await cell.textContent())!.trim().replace("\u2212", "-"))).toBeCloseTo(err.direct_effect, 2);
   // the cut: nothing upstream of the layer-2 residual SAE has a direct effect (exactly 0 in the API)
   expect(api.nodes.find((n: { id: string }) => n.id === "L0.H0").direct_effect).toBe(0);
+  // the node panel's numbers are the table's: it asks /api/node-values with the residual basis too
+  const num = async (id: string) => Number((await page.getByTestId(id).textContent())!.trim().replace("\u2212", "-"));
+  await row.click();
+  await expect(page.getByTestId("node-detail")).toContainText("L2.RERR");
+  await expect.poll(() => num("detail-direct")).toBeCloseTo(err.direct_effect, 2);
+  await page.getByTestId("search").fill("L0.H0");
+  await expect(row).toHaveText("L0.H0");
+  await row.click();
+  await expect(page.getByTestId("node-detail")).toContainText("L0.H0");
+  await expect.poll(() => num("detail-direct")).toBe(0);
+  await page.getByTestId("search").fill("L2.RERR");
+  await expect(row).toHaveText("L2.RERR");
   // a reload keeps the choice (URL state)
   await page.reload();
   await expect(page.getByTestId("resid-basis")).toHaveValue("saes");

@@ -15,6 +15,7 @@ import { NodeTable, type EffectRow } from "./components/NodeTable";
 import { QueryBar, type Draft } from "./components/QueryBar";
 import { ShareButton } from "./components/ShareButton";
 import { Summary } from "./components/Summary";
+import { basesOf } from "./state/bases";
 
 // The graph (React Flow) and compare views load on first use, keeping the first page small.
 const GraphView = lazy(() => import("./components/GraphView").then((m) => ({ default: m.GraphView })));
@@ -76,7 +77,7 @@ export function App() {
     ...(shareError ? [{ testid: "share-error", text: shareError }] : []),
   ];
   const question: Question = { model: s.model, prompt: s.prompt, target: s.target, distractor: s.distractor, trace,
-    interventions: s.interventions, counterfactual_prompt: s.counterfactual_prompt, mlp_basis: s.mlp_basis, attn_basis: s.attn_basis };
+    interventions: s.interventions, counterfactual_prompt: s.counterfactual_prompt, ...basesOf(s) };
   const views = (["table", "graph", "compare", "dataset"] as const).filter((v) =>
     v === "graph" ? sup?.graph !== false || s.view === "graph" : true);
   const withPanel = !!s.node && !collapsed;
@@ -112,7 +113,7 @@ export function App() {
               onCircuit={(circuit) => update({ circuit, circuit_eval: "" })} onSelect={(id) => update({ node: id })}
               promptSets={sup?.prompt_sets} circuitEval={s.circuit_eval} onCircuitEval={(circuit_eval) => update({ circuit_eval })} />
           ) : s.view === "compare" ? (
-            <CompareView q={{ model: s.model, target: s.target, distractor: s.distractor, mlp_basis: s.mlp_basis, attn_basis: s.attn_basis }}
+            <CompareView q={{ model: s.model, target: s.target, distractor: s.distractor, ...basesOf(s) }}
               left={s.prompt} right={s.compare_prompt || s.counterfactual_prompt} onRight={(p) => update({ compare_prompt: p })} onSelect={(id) => update({ node: id })} />
           ) : s.view === "graph" ? (
             <GraphView model={s.model} prompt={s.prompt} target={s.target} distractor={s.distractor}

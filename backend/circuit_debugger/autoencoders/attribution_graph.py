@@ -20,7 +20,7 @@ from ..errors import UserError
 
 from .granular import Granularity, capture as capture_g, clean_sources, forward as forward_g
 from .granular_edges import GNode, edges as edges_g, nodes as gnodes, read_values
-from .graph import capture, edges_linear, forward_leaves, logit_direction, make_leaves, sources
+from .graph import logit_direction
 from .pruning import FullGraph, influence, normalise, prune
 from .qk import qk_edges
 from .selection import select_rows
@@ -143,24 +143,30 @@ def build(model, ids: Sequence[int], target: int, distractor: Optional[int], pos
 
 
 def contributions(model, ids: Sequence[int], layer: int, index: int, position: int, k: int = 20) -> dict:
-    """Input-dependent connections into one transcoder latent: every source's exact
-    contribution to its pre-activation in the frozen model, the bias, and the heads its
-    input came through. Contributions + bias = the pre-activation."""
-    f = capture(model, ids)
-    srcs = sources(f)
-    L, H, seq = model.shape.n_layers, model.shape.n_heads, len(ids)
-    heads: list = []
+    """Input-dependent connections into one transcoder (or CLT) latent: every source's exact
+    contribution to its pre-activation in the frozen model (attention through OV; transcoder
+    latents where a layer has one, neurons elsewhere), the bias, and the heads its input came
+    through. Contributions + bias = the pre-activation."""
+    g = Granularity.parse(model)
+    if g.mlp[layer] != "transcoder":
+        from .graph_dictionaries import graphable_mlp
+
+        raise UserError(f"latent L{layer}.T{index}: {graphable_mlp(model, layer)}")
+    f = capture_g(model, ids, g)
+    ns = gnodes(f)
+    read = ("transcoder", layer, position, index, None)
+    E, (hv, hi) = edges_g(f, [read], heads_k=max(k, 1), node_list=ns)
+    xs: list = []
     with torch.no_grad():
-        pres, _ = forward_leaves(f, make_leaves(f), heads=heads)
-    value = float(pres[layer][position, index])
-    E, head = edges_linear(f, [(layer, position, index)], heads)
-    E, head = E[0], head[0]
+        out = forward_g(f, clean_sources(f), resid_in=xs)
+    value = float(read_values(f, [read], out, xs)[0])
+    E = E[0]
+    H, seq = model.shape.n_heads, len(ids)
     rows = sorted(({"source": s.id, "kind": s.kind, "contribution": float(e), "activation": s.activation}
-                   for s, e in zip(srcs, E) if float(e) != 0.0), key=lambda r: -abs(r["contribution"]))
-    heads = sorted(({"head": f"L{l}.H{h}", "position": q, "contribution": float(head[l, h, q])}
-                    for l in range(L) for h in range(H) for q in range(seq) if float(head[l, h, q]) != 0.0),
-                   key=lambda r: -abs(r["contribution"]))
+                   for s, e in zip(ns, E) if float(e) != 0.0), key=lambda r: -abs(r["contribution"]))
+    heads = [{"head": f"L{i // (H * seq)}.H{i // seq % H}", "position": i % seq, "contribution": v}
+             for v, i in zip(hv[0].tolist(), hi[0].tolist()) if v != 0.0]
     return {"node": f"L{layer}.T{index}@{position}", "pre_activation": value,
-            "activation": float(f.acts[layer][position, index]), "bias": value - float(E.sum()),
+            "activation": float(f.src[f"tc{layer}"][position, index]), "bias": value - float(E.sum()),
             "sum_of_contributions": float(E.sum()), "contributions": rows[:k], "n_contributions": len(rows),
             "heads": heads[:k]}

@@ -94,10 +94,14 @@ class CrossLayerTranscoder:
                 Group(TRANSCODER_ERR, l, latent_key(TRANSCODER_ERR, l), sublayer="mlp")]
 
     def splice_hooks(self, chosen, latent_ivs, apply_iv, store, grad) -> list:
+        """Hooks splicing the chosen layers: each chosen layer's MLP output becomes the writes of
+        the latents read at chosen layers s ≤ l + b_dec[l] + error (the table and interventions
+        choose every layer; a graph mixing CLT layers with neuron layers chooses some)."""
         n = len(self.layers)
+        chosen = sorted(set(chosen))
         clean, live = {}, {}
         hooks = []
-        for l in range(n):
+        for l in chosen:
             ae = self.layers[l]
             ivs = [(iv, b) for iv, b in latent_ivs if iv.node.layer == l and iv.node.kind == TRANSCODER]
             errs = [(iv, b) for iv, b in latent_ivs if iv.node.layer == l and iv.node.kind == ERROR_OF[TRANSCODER]]
@@ -113,9 +117,10 @@ class CrossLayerTranscoder:
                 return x
 
             def splice(out, hook=None, l=l, errs=errs):
-                recon_clean = sum(clean[s] @ self.W_dec[s][:, l - s] for s in range(l + 1)) + self.b_dec[l]
+                srcs = [s for s in chosen if s <= l]
+                recon_clean = sum(clean[s] @ self.W_dec[s][:, l - s] for s in srcs) + self.b_dec[l]
                 err = out - recon_clean.to(out.dtype)
-                recon = sum(live[s] @ self.W_dec[s][:, l - s] for s in range(l + 1)) + self.b_dec[l]
+                recon = sum(live[s] @ self.W_dec[s][:, l - s] for s in srcs) + self.b_dec[l]
                 captured = err
                 for iv, b in errs:
                     err = apply_iv(err, iv, b, latent_key(TRANSCODER_ERR, l))

@@ -7,10 +7,14 @@ Per layer, the attention sublayer is one of
   o[h,q] is held fixed as a source, and its *read* (its input, a scalar) is the projection of
   its output on its own clean direction, o·ô = |o| in the clean run, linear in upstream nodes
   through the frozen pattern, LN1 scale and W_V W_O;
-- "sae": the attention output's SAE latents `L{l}.S{i}@{p}` and error `L{l}.SERR@{p}` (needs an
-  SAE on hook_attn_out); a latent's read is its encoder pre-activation.
+- "sae": the attention output's SAE latents `L{l}.S{i}@{p}` and error `L{l}.SERR@{p}` (an SAE on
+  hook_attn_out, or on hook_z: then the read is of the heads' z); a latent's read is its encoder
+  pre-activation.
 and the MLP sublayer one of
-- "transcoder": its latents `L{l}.T{i}@{p}` (read: encoder pre-activation) and error `L{l}.TERR@{p}`;
+- "transcoder": its latents `L{l}.T{i}@{p}` (read: encoder pre-activation) and error `L{l}.TERR@{p}`
+  — a per-layer transcoder (reading ln2's normalised input or the raw hook_resid_mid) or a
+  cross-layer transcoder's layer (its latents write every later "transcoder" layer); what each
+  dictionary kind reads and writes is in `graph_dictionaries.py`;
 - "neurons": the `neurons_per_position` neurons with the largest |act|·‖W_out row‖ at each
   position are nodes `L{l}.N{i}@{p}` (read: pre-activation; the nonlinearity frozen); the
   other neurons' write (+ nothing else: the MLP is exact) is one source `L{l}.MLP@{p}`
@@ -33,6 +37,7 @@ import torch
 from ..errors import UserError
 from ..linear import centre as _centre, frozen_ln as ln, frozen_ln_back as ln_back
 from ..nodes import EMBED_HOOK, POS_EMBED_HOOK, ln_scale_hook, pattern_hook
+from .graph_dictionaries import sae_pre, tc_pre, tc_write
 
 ATTN_MODES = ("ov", "heads", "sae")
 MLP_MODES = ("transcoder", "neurons")
@@ -52,7 +57,9 @@ class Granularity:
 
         require_plain_blocks(model.arch, "attribution graphs")
         L = model.shape.n_layers
-        tcs, saes = model.autoencoders.transcoders, model.autoencoders.saes
+        from .graph_dictionaries import graphable_mlp
+
+        saes = model.autoencoders.saes
 
         def per_layer(x, default, allowed, what):
             if x is None:
@@ -66,12 +73,13 @@ class Granularity:
             return tuple(xs)
 
         a = per_layer(attn, lambda l: "ov", ATTN_MODES, "attn")
-        m = per_layer(mlp, lambda l: "transcoder" if l in tcs else "neurons", MLP_MODES, "mlp")
+        m = per_layer(mlp, lambda l: "neurons" if graphable_mlp(model, l) else "transcoder", MLP_MODES, "mlp")
         for l in range(L):
             if a[l] == "sae" and l not in saes:
                 raise UserError(f"granularity.attn: layer {l} has no SAE on its attention output")
-            if m[l] == "transcoder" and l not in tcs:
-                raise UserError(f"granularity.mlp: layer {l} has no transcoder")
+            why = graphable_mlp(model, l) if m[l] == "transcoder" else None
+            if why:
+                raise UserError(f"granularity.mlp: {why}")
         if not 1 <= neurons_per_position <= model.shape.d_mlp:
             raise UserError(f"neurons_per_position must be between 1 and {model.shape.d_mlp}")
         if any(x != "ov" for x in a) or any(x != "transcoder" for x in m):
@@ -183,7 +191,8 @@ def forward(f: Frozen, src: dict, heads: Optional[list] = None, fill_heads: bool
         if resid_in is not None:
             resid_in.append(x)
         v = torch.einsum("kd,hde->hke", x, W.W_V[l]) + W.b_V[l][:, None]
-        o = torch.einsum("hqe,hed->hqd", torch.einsum("hqk,hke->hqe", f.patterns[l], v), W.W_O[l])
+        z = torch.einsum("hqk,hke->hqe", f.patterns[l], v)
+        o = torch.einsum("hqe,hed->hqd", z, W.W_O[l])
         if heads is not None:
             heads.append(o)
         if g.attn[l] in ("ov", "heads"):
@@ -206,12 +215,11 @@ def forward(f: Frozen, src: dict, heads: Optional[list] = None, fill_heads: bool
             r = r + out
         else:
             ae = m.autoencoders.saes[l]
-            reads[("sae", l)] = ae.pre(o.sum(0) + W.b_O[l])
+            reads[("sae", l)] = sae_pre(f, l, z, o.sum(0) + W.b_O[l])
             r = r + src[f"sae{l}"] @ ae.W_dec + ae.b_dec + src[f"saeerr{l}"]
         if g.mlp[l] == "transcoder":
-            ae = m.autoencoders.transcoders[l]
-            reads[("transcoder", l)] = ln(m, f"blocks.{l}.ln2", r, f.s2[l], affine=False) @ ae.W_enc + ae.b_enc
-            r = r + src[f"tc{l}"] @ ae.W_dec + ae.b_dec + src[f"tcerr{l}"]
+            reads[("transcoder", l)] = tc_pre(f, l, r)
+            r = r + tc_write(f, src, l)
         else:
             reads[("neuron", l)] = ln(m, f"blocks.{l}.ln2", r, f.s2[l]) @ W.W_in[l] + W.b_in[l]
             r = r + src[f"neur{l}"] @ W.W_out[l] + W.b_out[l] + src[f"rest{l}"]

@@ -20,7 +20,8 @@ from typing import Optional
 
 import torch
 
-from .granular import Frozen, ln_back, _centre
+from .granular import Frozen, ln_back
+from .graph_dictionaries import mlp_dictionary, sae_z_grad, tc_decoders, tc_read_grad
 
 
 @dataclass
@@ -120,25 +121,39 @@ def _walk(f: Frozen, reads: list):
     def pad(x, n):  # rows past the prefix are zero
         return x if n == R else torch.cat([x, x.new_zeros((R - n,) + x.shape[1:])])
 
-    def latent_cols(out, post, name, W_dec, errs):
-        n = post.shape[0]
+    def latent_block(post, name, W_dec, key=None):
+        """[n, active units of `name`]: each unit's write through W_dec dotted with `post`."""
         acts = f.src[name]
-        dec, mask = padded_writes(f, name, W_dec)
+        dec, mask = padded_writes(f, name, W_dec, key)
         if dec is not None:  # one batched product over positions: [p, n, d] @ [p, d, k]
             c = torch.bmm(post.transpose(0, 1), dec.transpose(1, 2)).permute(1, 0, 2)  # [n, p, k]
-            out.append(pad(c[:, mask], n))
-        else:
-            for p in range(seq):
-                i = (acts[p] != 0).nonzero().flatten()
-                out.append(pad(post[:, p] @ (W_dec[i] * acts[p, i][:, None]).T, n))
+            return c[:, mask]
+        parts = []
+        for p in range(seq):
+            i = (acts[p] != 0).nonzero().flatten()
+            parts.append(post[:, p] @ (W_dec[i] * acts[p, i][:, None]).T)
+        return torch.cat(parts, 1)
+
+    def latent_cols(out, post, name, W_dec, errs):
+        n = post.shape[0]
+        out.append(pad(latent_block(post, name, W_dec), n))
         out.append(pad((post * errs).sum(-1), n))
+
+    clt_acc: dict = {}  # a CLT's latents read at s: their edges gathered over the MLP outputs l ≥ s they write
 
     for l in range(L - 1, -1, -1):
         mine = by_layer.get(l, [])
         n = started(2 * l + 2)
         mlp_cols: list = []  # G here is the gradient at the residual after MLP l
-        if g.mlp[l] == "transcoder":
-            latent_cols(mlp_cols, G[:n], f"tc{l}", m.autoencoders.transcoders[l].W_dec, f.src[f"tcerr{l}"])
+        if g.mlp[l] == "transcoder" and m.autoencoders.clt is not None:
+            for s, W_s in tc_decoders(f, l):
+                c = latent_block(G[:n], f"tc{s}", W_s, f"tc{s}>{l}")
+                if s not in clt_acc:
+                    clt_acc[s] = torch.zeros(R, c.shape[1], dtype=dt)
+                clt_acc[s][:n] += c
+            mlp_cols += [clt_acc.pop(l), pad((G[:n] * f.src[f"tcerr{l}"]).sum(-1), n)]
+        elif g.mlp[l] == "transcoder":
+            latent_cols(mlp_cols, G[:n], f"tc{l}", mlp_dictionary(m, l).W_dec, f.src[f"tcerr{l}"])
         else:
             latent_cols(mlp_cols, G[:n], f"neur{l}", W.W_out[l], f.src[f"rest{l}"])
         for kind in MLP_KINDS:  # reads of this layer's MLP nodes start at its input
@@ -147,7 +162,7 @@ def _walk(f: Frozen, reads: list):
                 continue
             r_, p_, i_ = (torch.tensor(x) for x in zip(*rs))
             if kind == "transcoder":
-                G[r_, p_] = _centre(m, m.autoencoders.transcoders[l].W_enc[:, i_].T) / f.s2[l][p_]
+                G[r_, p_] = tc_read_grad(f, l, i_, p_)
             else:
                 G[r_, p_] = ln_back(m, f"blocks.{l}.ln2", W.W_in[l][:, i_].T, f.s2[l][p_])
         n = started(2 * l + 1)
@@ -175,7 +190,7 @@ def _walk(f: Frozen, reads: list):
             if kind == "head":
                 t[r, p, i] = W.W_O[l, i] @ f.head_dir[l][i, p]
             elif kind == "sae":
-                t[r, p] = torch.einsum("hed,d->he", W.W_O[l], m.autoencoders.saes[l].W_enc[:, i])
+                t[r, p] = sae_z_grad(f, l, i)
             elif kind == "q":
                 back_x[r, p] += W.W_Q[l, i] @ vec
             elif kind == "k":
@@ -204,26 +219,29 @@ def _cat_weights(f: Frozen, l: int):
     return cache[l]
 
 
-def padded_writes(f: Frozen, name: str, W_dec: torch.Tensor, budget_bytes: int = 512 << 20):
+def padded_writes(f: Frozen, name: str, W_dec: torch.Tensor, key: Optional[str] = None,
+                  budget_bytes: int = 512 << 20):
     """Each position's active units' writes (decoder row × activation) of source `name`, padded
     to the largest count: ([seq, k, d], mask [seq, k]) in `nodes` order (row-major). Cached on
-    the untruncated frozen model (a truncated one takes the first rows); (None, None) when the
+    the untruncated frozen model under `key` (default `name`; a CLT's latents have one decoder
+    per layer they write) — a truncated one takes the first rows; (None, None) when the
     cache would pass `budget_bytes` in all (then the caller goes position by position)."""
     root = f.__dict__.get("_root", f)
     cache = root.__dict__.setdefault("_writes", {})
-    if name not in cache:
+    name_key = key or name
+    if name_key not in cache:
         acts = root.src[name]
         counts = (acts != 0).sum(-1)
         k = int(counts.max()) if counts.numel() else 0
         used = sum(v[0].numel() * v[0].element_size() for v in cache.values() if v[0] is not None)
         if k == 0 or used + acts.shape[0] * k * W_dec.shape[1] * W_dec.element_size() > budget_bytes:
-            cache[name] = (None, None)
+            cache[name_key] = (None, None)
         else:
             order = torch.argsort((acts == 0).to(torch.int8), dim=-1, stable=True)[:, :k]  # active first, by index
             mask = torch.arange(k)[None] < counts[:, None]
             a = acts.gather(1, order) * mask
-            cache[name] = (W_dec[order] * a[..., None], mask)
-    dec, mask = cache[name]
+            cache[name_key] = (W_dec[order] * a[..., None], mask)
+    dec, mask = cache[name_key]
     P = len(f.ids)
     return (None, None) if dec is None else (dec[:P], mask[:P])
 

@@ -28,7 +28,9 @@ def resid_groups(aes, choice, layer: int) -> list:
 
 def resid_cut(groups, ro, n_mlp: int) -> Optional[int]:
     """The layer of the last residual SAE before the readout (None: no cut)."""
-    if ro.stage == "attn_out":
+    from ..targets import SUBLAYER_READS
+
+    if ro.stage in SUBLAYER_READS:  # a read of one sublayer's output: no residual cut applies
         return None
     layers = [g.layer for g in groups if g.kind == RESID_SAE and g.layer <= n_mlp]
     return max(layers) if layers else None

@@ -108,15 +108,3 @@ def _compose_with_W_O(model, ae: Autoencoder, layer: int) -> None:
     ae.W_dec = ae.W_dec @ flat
     ae.b_dec = ae.b_dec @ flat + b_O
 
-
-def graph_refusal(aes) -> str | None:
-    """Why attribution graphs / latent connections (graph.py, connections.py, which assume
-    per-layer transcoders reading ln2.hook_normalized) cannot run on these dictionaries."""
-    if aes.clt is not None:
-        return ("attribution graphs and latent connections do not handle cross-layer transcoders yet; the table, "
-                "interventions and traces do")
-    bad = {l: a.read for l, a in aes.transcoders.items() if a.read not in ("", "ln2_normalized")}
-    if bad:
-        return (f"attribution graphs and latent connections need transcoders reading ln2.hook_normalized; layers "
-                f"{sorted(bad)} read {sorted(set(bad.values()))}")
-    return None

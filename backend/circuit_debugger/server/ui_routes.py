@@ -38,7 +38,7 @@ def router(dbg, errors: dict) -> APIRouter:
         """One node's current and baseline numbers for a question, whether or not the table lists it."""
         return dbg.node_values(req.model, req.prompt, req.node, req.target, req.distractor,
                                req.trace.model_dump() if req.trace else None, mlp_basis=req.mlp_basis,
-                               attn_basis=req.attn_basis, **ivs(req))
+                               attn_basis=req.attn_basis, resid_basis=req.resid_basis, **ivs(req))
 
     @r.post("/api/tokens/display", response_model=U.TokenDisplayResponse, responses=errors)
     def token_display(req: U.TokenDisplayRequest):

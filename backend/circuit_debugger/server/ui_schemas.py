@@ -128,6 +128,8 @@ class NodeValuesRequest(Intervened):
     trace: Optional[TraceTarget] = None
     mlp_basis: Literal["neurons", "transcoders"] = "neurons"
     attn_basis: Literal["heads", "saes"] = "heads"
+    resid_basis: Literal["none", "saes"] = Field("none", description="the table splices the residual-stream SAEs "
+                                                                    "(a residual latent L{l}.R{i} / L{l}.RERR switches them in)")
 
 
 class NodeValuesResponse(BaseModel):
@@ -137,6 +139,7 @@ class NodeValuesResponse(BaseModel):
     position: int
     mlp_basis: str
     attn_basis: str
+    resid_basis: str = "none"
 
 
 class TokenDisplayRequest(Strict):

@@ -2552,6 +2552,13 @@ export interface components {
             prompt: string;
             /** Reference Prompts */
             reference_prompts?: string[] | null;
+            /**
+             * Resid Basis
+             * @description the table splices the residual-stream SAEs (a residual latent L{l}.R{i} / L{l}.RERR switches them in)
+             * @default none
+             * @enum {string}
+             */
+            resid_basis?: "none" | "saes";
             /** Target */
             target?: string | null;
             /** Trace */
@@ -2569,6 +2576,11 @@ export interface components {
             node: string;
             /** Position */
             position: number;
+            /**
+             * Resid Basis
+             * @default none
+             */
+            resid_basis?: string;
             row: components["schemas"]["NodeRow"];
         };
         /** OutputsRequest */

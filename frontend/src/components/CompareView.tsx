@@ -7,13 +7,14 @@ import { api, unwrap, type AttributeResponse } from "../api/client";
 import { useRequest } from "../hooks/useRequest";
 import { diverging, fmt, maxAbs } from "../format";
 import { gridTheme } from "../grid";
+import { basesOf, type Bases } from "../state/bases";
 
-type Q = { model: string; target: string; distractor: string; mlp_basis: "neurons" | "transcoders"; attn_basis: "heads" | "saes" };
+type Q = { model: string; target: string; distractor: string } & Bases;
 type Row = { id: string; kind: string; left: number | null; right: number | null; diff: number | null };
 
 function useAttribution(q: Q, prompt: string) {
   return useRequest<AttributeResponse>(prompt && q.target ? JSON.stringify([q, prompt]) : null, (signal) =>
-    unwrap(api.POST("/api/attribute", { body: { ...q, prompt, distractor: q.distractor || null, top_k: null }, signal })));
+    unwrap(api.POST("/api/attribute", { body: { model: q.model, target: q.target, ...basesOf(q), prompt, distractor: q.distractor || null, top_k: null }, signal })));
 }
 
 export function CompareView({ q, left, right, onRight, onSelect }: { q: Q; left: string; right: string; onRight: (p: string) => void; onSelect: (id: string) => void }) {

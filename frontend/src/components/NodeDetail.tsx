@@ -7,6 +7,7 @@ import { api, unwrap, type Intervention, type NodeRow, type Schemas, type TraceT
 import { useRequest } from "../hooks/useRequest";
 import { fmt, humanize, showToken } from "../format";
 import { isHead, isLatent, isNeuron, parseNode } from "../nodeId";
+import { basesOf, type Bases } from "../state/bases";
 import { Counterfactual } from "./Counterfactual";
 import { ExplanationPanel } from "./ExplanationPanel";
 import { Heatmap } from "./Heatmap";
@@ -14,8 +15,8 @@ import { TokenStrip } from "./TokenStrip";
 
 export type Question = {
   model: string; prompt: string; target: string; distractor: string; trace: TraceTarget | null;
-  interventions: Intervention[]; counterfactual_prompt: string; mlp_basis: "neurons" | "transcoders"; attn_basis: "heads" | "saes";
-};
+  interventions: Intervention[]; counterfactual_prompt: string;
+} & Bases;
 
 type Props = {
   q: Question; id: string; row?: NodeRow; tokens: string[]; meanAblation: boolean;
@@ -88,7 +89,7 @@ function useNodeValues(q: Question, id: string): ValuesResult {
   const ivs = active(q.interventions);
   const body = {
     model: q.model, prompt: q.prompt, node: id, interventions: ivs, counterfactual_prompt: q.counterfactual_prompt || null,
-    mlp_basis: q.mlp_basis, attn_basis: q.attn_basis,
+    ...basesOf(q),
     ...(q.trace ? { trace: q.trace } : { target: q.target, distractor: q.distractor || null }),
   };
   return useRequest(q.prompt && (q.target || q.trace) ? JSON.stringify(body) : null, (signal) =>
