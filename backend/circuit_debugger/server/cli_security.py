@@ -38,6 +38,9 @@ LIMITS = [
     ("max-pending", 64, 1, int, "API requests in flight before the server answers 503"),
     ("max-pending-per-client", 16, 1, int, "API requests one client (identity or address) may have in flight"),
     ("rate-limit", 0, 0, int, "API requests a minute per client, 429 beyond (0: no limit)"),
+    ("max-streams-per-client", 4, 1, int, "job progress streams (SSE) one client may hold open (429 beyond)"),
+    ("max-streams", 256, 1, int, "job progress streams open at once (503 beyond)"),
+    ("stream-lifetime", 600, 1, float, "seconds a job progress stream stays open (the browser then reconnects)"),
     ("cache-size", 512, 1, int, "whole results kept in memory (LRU)"),
     ("max-body-mb", 16, 0.001, float, "request bodies above this many MiB get 413 before they are read"),
     ("body-timeout", 30, 0.1, float, "seconds a request body may take to arrive (408 after)"),
@@ -85,7 +88,9 @@ def security_settings(a: argparse.Namespace) -> dict:
     return dict(**({"allowed_hosts": hosts} if hosts else {}),  # else: by the bound address, in before_serving
                 auth_token_file=a.auth_token_file, identity_header=a.trust_identity_header,
                 max_body_bytes=int(a.max_body_mb * 1024 * 1024), body_timeout=a.body_timeout,
-                max_pending_per_client=a.max_pending_per_client, rate_limit=a.rate_limit)
+                max_pending_per_client=a.max_pending_per_client, rate_limit=a.rate_limit,
+                max_streams_per_client=a.max_streams_per_client, max_streams=a.max_streams,
+                stream_lifetime=a.stream_lifetime)
 
 
 def before_serving(a: argparse.Namespace, settings=None) -> None:
