@@ -60,8 +60,30 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
                         "or any host when bound to 0.0.0.0 / ::")
     s.add_argument("--auth-token-file", default=os.environ.get("CD_AUTH_TOKEN_FILE") or None, metavar="FILE",
                    help="require an access token; FILE holds their hashes (make one: circuit-debugger token NAME --file FILE)")
+    s.add_argument("--forwarded-allow-ips", default=os.environ.get("CD_FORWARDED_ALLOW_IPS") or None, metavar="ADDRS",
+                   help="addresses or networks of reverse proxies whose X-Forwarded-For names the client (comma-separated; "
+                        "env CD_FORWARDED_ALLOW_IPS); per-client limits then count the real client. Default: none "
+                        "(the header is ignored from everyone)")
     s.add_argument("--trust-identity-header", default=os.environ.get("CD_TRUST_IDENTITY_HEADER") or None, metavar="NAME",
                    help="accept the user named in this header, set by a trusted reverse proxy (e.g. X-Forwarded-User)")
+
+
+def proxy_options(ap: argparse.ArgumentParser, a: argparse.Namespace) -> dict:
+    """uvicorn's options for X-Forwarded-For: trusted from the --forwarded-allow-ips addresses
+    only. Without the flag the header is ignored from every peer (uvicorn's own default would
+    trust it from 127.0.0.1, so any local process could pose as any client)."""
+    if not a.forwarded_allow_ips:
+        return {"proxy_headers": False}
+    items = [x.strip() for x in a.forwarded_allow_ips.split(",") if x.strip()]
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            ap.error(f"--forwarded-allow-ips: {item!r} is not an IP address or network "
+                     "('*' is refused: it would let any client choose its address)")
+    if not items:
+        ap.error("--forwarded-allow-ips: give at least one address")
+    return {"proxy_headers": True, "forwarded_allow_ips": items}
 
 
 def is_loopback(host: str) -> bool:
