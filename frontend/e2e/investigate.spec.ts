@@ -148,7 +148,7 @@ test("dataset view: evaluate a circuit over the IOI set and see the API's number
   await expect(page.locator('[data-testid="circuit-panel"] .chip')).toHaveCount(5);
   await page.getByTestId("evaluate").click();  // a job: progress while it runs, its id in the address
   await expect(page.getByTestId("faithfulness")).toBeVisible({ timeout: 60_000 });
-  const jobId = new URL(page.url()).hash.replace("#job=", "");
+  const jobId = new URLSearchParams(new URL(page.url()).hash.slice(1)).get("job")!;
   expect(jobId).toMatch(/^[A-Za-z0-9_-]{16}$/);
   const circuit = new URL(page.url()).searchParams.get("circ")!.split(",");
   const job = await (await request.get(`/api/jobs/${jobId}`)).json();
@@ -179,7 +179,7 @@ test("dataset view: a running evaluation job shows progress and can be cancelled
   await expect(page.getByTestId("job-progress")).toBeVisible({ timeout: 10_000 });
   await page.getByTestId("job-cancel").click();
   await expect(page.getByTestId("job-cancelled")).toBeVisible({ timeout: 15_000 });
-  const jobId = new URL(page.url()).hash.replace("#job=", "");
+  const jobId = new URLSearchParams(new URL(page.url()).hash.slice(1)).get("job")!;
   expect((await (await request.get(`/api/jobs/${jobId}`)).json()).status).toBe("cancelled");
 });
 
