@@ -142,8 +142,10 @@ test("patch a head from a counterfactual prompt: the UI shows the API's numbers"
 });
 
 test("dataset view: evaluate a circuit over the IOI set and see the API's numbers", async ({ page, request }) => {
+  test.setTimeout(150_000);
   await open(page, { view: "dataset", ds: JSON.stringify({ builtin: "ioi", id: null, n: 40, seed: 0 }) });
-  await expect(page.getByTestId("dataset-metric")).toBeVisible({ timeout: 30_000 });
+  // a job: the server's first one waits for its worker process to start and load the model
+  await expect(page.getByTestId("dataset-metric")).toBeVisible({ timeout: 90_000 });
   await page.getByTestId("add-top").click();
   await expect(page.locator('[data-testid="circuit-panel"] .chip')).toHaveCount(5);
   await page.getByTestId("evaluate").click();  // a job: progress while it runs, its id in the address
