@@ -7,6 +7,7 @@ database (so a job run by another replica streams as well), and ends after the j
 - it holds no admission slot (`capacity.Capacity` lets it through after its rate token) but
   its own: at most `max_streams_per_client` open per client (429 beyond) and `max_streams` in
   all (503 beyond);
+- the caps count per server process (under `--workers N` each process has its own);
 - it lasts at most `lifetime` seconds (`event: reopen`; a browser's EventSource reconnects and
   gets the current state first);
 - a comment line (`: ping`) every `heartbeat` seconds keeps proxies from timing it out and
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from typing import Optional
@@ -36,6 +38,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from .access import TOKEN_HASH, ticket_for
 from .capacity import client_key
 
+log = logging.getLogger("circuit_debugger.server")
 FINAL = ("done", "failed", "cancelled")
 WATCHED = ("status", "done", "total", "cancel", "error")  # a change in any of these is an event
 POLL_S = 0.25  # how often a stream reads its job (one indexed row, without the result)
@@ -130,7 +133,10 @@ def add_job_event_routes(app: FastAPI, jobs, check, errors: dict, *, per_client:
                     yield ServerSentEvent(json.dumps({"after_s": lifetime}), event="reopen", id=str(seq + 1))
                     return
                 await asyncio.sleep(POLL_S)
-                job = await read(job_id)
+                try:
+                    job = await read(job_id)
+                except Exception as e:  # noqa: BLE001 - a busy or briefly unreachable database: read again next time
+                    log.debug("job %s: progress not read (%s)", job_id, e)
 
         return _Stream(events(), release=lambda: slots.give(key), ping=heartbeat, send_timeout=30,
                        headers={"Cache-Control": "no-store"})
