@@ -59,7 +59,7 @@ SAMPLE = {"CD_HOST": "0.0.0.0", "CD_PORT": "9123", "CD_MODELS": "/models/a", "CD
           "CD_CORS_ORIGINS": "http://lab:1", "CD_MAX_TOKENS": "77", "CD_DEVICE": "cuda", "CD_DTYPE": "bfloat16",
           "CD_SHARE_DB": "/data/x.sqlite", "CD_MAX_PENDING": "9", "CD_DATABASE": "postgresql://u@h/db",
           "CD_WORKERS": "3", "CD_JOB_WORKERS": "2", "CD_BATCH_SIZE": "16", "CD_JOB_TIME_LIMIT": "60",
-          "CD_RAY": "auto"}
+          "CD_RAY": "auto", "CD_FORWARDED_ALLOW_IPS": "10.1.2.3"}
 
 
 def test_every_variable_is_read_by_the_server_and_documented(monkeypatch):
@@ -109,6 +109,27 @@ def test_nginx_proxies_the_api_and_serves_the_app():
     assert re.search(r"location /api/ \{\s*proxy_pass http://backend_replicas;", conf)
     assert "try_files $uri /index.html;" in conf  # /s/<id> short links open the app
     assert "docker/nginx.conf" in dockerfile("frontend.Dockerfile")
+
+
+def test_backends_believe_x_forwarded_for_from_nginx_only():
+    """nginx has a fixed address on the compose network, sets X-Forwarded-For to the address it
+    saw, and that address (only) is what the backends trust (tests/test_forwarded.py: the flag)."""
+    import ipaddress
+
+    c = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    fe, be = c["services"]["frontend"], c["services"]["backend"]
+    proxy = fe["networks"]["cd"]["ipv4_address"]
+    subnet = c["networks"]["cd"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(proxy) in ipaddress.ip_network(subnet)
+    assert be["environment"]["CD_FORWARDED_ALLOW_IPS"] == proxy
+    assert be["networks"] == ["cd"] and c["services"]["postgres"]["networks"] == ["cd"]
+    conf = (ROOT / "docker" / "nginx.conf").read_text()
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf  # not appended to what the client sent
+    from circuit_debugger.cli import parser
+    from circuit_debugger.server.cli_security import proxy_options
+
+    ap = parser()
+    assert proxy_options(ap, ap.parse_args(["serve", "--forwarded-allow-ips", proxy]))["forwarded_allow_ips"] == [proxy]
 
 
 def test_gpu_override_selects_cuda():

@@ -27,10 +27,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app):
+def serving(app, **config):
+    """A real uvicorn on a free loopback port (`config`: more uvicorn.Config options)."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=GuardedH11Protocol,
-                                           log_level="critical", lifespan="off"))
+                                           log_level="critical", lifespan="off", **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -7,7 +7,7 @@ import logging
 import os
 
 from .server.cli_security import add_arguments as add_security_arguments
-from .server.cli_security import add_token_command, before_serving, run_token_command, security_settings
+from .server.cli_security import add_token_command, before_serving, proxy_options, run_token_command, security_settings
 
 
 def _env_list(name: str) -> list[str]:
@@ -134,6 +134,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"circuit-debugger: {e}") from None
 
     settings = settings_from(ap, a)
+    proxy = proxy_options(ap, a)  # whose X-Forwarded-For is believed (--forwarded-allow-ips)
     if a.cmd == "mcp":  # stdout carries the protocol: everything else goes to stderr
         settings.serve_frontend = False
         settings.public_url = settings.public_url or f"http://{a.host}:{a.port}"
@@ -143,7 +144,7 @@ def main(argv=None) -> None:
         if a.cmd == "serve" and a.workers > 1:  # N server processes, each building the app from the same settings
             from .cli_scale import run_workers
 
-            return run_workers(settings, a.host, a.port, a.workers, http=GuardedH11Protocol)
+            return run_workers(settings, a.host, a.port, a.workers, http=GuardedH11Protocol, **proxy)
         app = create_app(settings)
     except (ShareStoreError, AccessConfigError) as e:
         raise SystemExit(f"circuit-debugger: {e}") from None
@@ -151,7 +152,7 @@ def main(argv=None) -> None:
         from .server.mcp_server import run_stdio
 
         return run_stdio(app, settings.public_url, settings.mcp_writes)
-    uvicorn.run(app, host=a.host, port=a.port, http=GuardedH11Protocol)
+    uvicorn.run(app, host=a.host, port=a.port, http=GuardedH11Protocol, **proxy)
 
 
 if __name__ == "__main__":

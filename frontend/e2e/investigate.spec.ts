@@ -142,13 +142,15 @@ test("patch a head from a counterfactual prompt: the UI shows the API's numbers"
 });
 
 test("dataset view: evaluate a circuit over the IOI set and see the API's numbers", async ({ page, request }) => {
+  test.setTimeout(150_000);
   await open(page, { view: "dataset", ds: JSON.stringify({ builtin: "ioi", id: null, n: 40, seed: 0 }) });
-  await expect(page.getByTestId("dataset-metric")).toBeVisible({ timeout: 30_000 });
+  // a job: the server's first one waits for its worker process to start and load the model
+  await expect(page.getByTestId("dataset-metric")).toBeVisible({ timeout: 90_000 });
   await page.getByTestId("add-top").click();
   await expect(page.locator('[data-testid="circuit-panel"] .chip')).toHaveCount(5);
   await page.getByTestId("evaluate").click();  // a job: progress while it runs, its id in the address
   await expect(page.getByTestId("faithfulness")).toBeVisible({ timeout: 60_000 });
-  const jobId = new URL(page.url()).hash.replace("#job=", "");
+  const jobId = new URLSearchParams(new URL(page.url()).hash.slice(1)).get("job")!;
   expect(jobId).toMatch(/^[A-Za-z0-9_-]{16}$/);
   const circuit = new URL(page.url()).searchParams.get("circ")!.split(",");
   const job = await (await request.get(`/api/jobs/${jobId}`)).json();
@@ -179,7 +181,7 @@ test("dataset view: a running evaluation job shows progress and can be cancelled
   await expect(page.getByTestId("job-progress")).toBeVisible({ timeout: 10_000 });
   await page.getByTestId("job-cancel").click();
   await expect(page.getByTestId("job-cancelled")).toBeVisible({ timeout: 15_000 });
-  const jobId = new URL(page.url()).hash.replace("#job=", "");
+  const jobId = new URLSearchParams(new URL(page.url()).hash.slice(1)).get("job")!;
   expect((await (await request.get(`/api/jobs/${jobId}`)).json()).status).toBe("cancelled");
 });
 

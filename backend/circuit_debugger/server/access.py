@@ -9,7 +9,9 @@ hashed and compared with every stored hash in constant time.
 What stays open without an identity: the UI's pages and assets (GET outside /api and /mcp),
 `GET /api/health`, and reading a share by its unguessable id (`GET /api/shares/{id}`): a link
 is enough to see an investigation, re-running it needs access. Everything else (the API, the
-MCP endpoint, creating shares) needs a token or the proxy's header.
+MCP endpoint, creating shares) needs a token or the proxy's header. One exception for the
+browser's EventSource, which cannot send headers: `GET /api/jobs/{id}/events?ticket=...` with a
+short-lived ticket for that job, made from the caller's token (`ticket_for`; see job_events.py).
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ import hmac
 import os
 import re
 import secrets
+import time
 from pathlib import Path
 from typing import Optional
+from urllib.parse import parse_qs
 
 from .capacity import IDENTITY
 from .guard import send_json
 
+TOKEN_HASH = "circuit_debugger.token_hash"  # scope key: the stored hash of the token presented
+TICKET_MAX_S = 300  # a ticket never lasts longer than this (job_events.py makes them for 120 s)
+_EVENTS = re.compile(r"^/api/jobs/([A-Za-z0-9_-]{1,64})/events$")
 _LINE = re.compile(r"^(?P<name>[A-Za-z0-9_.@+-]{1,100})\s+sha256:(?P<hash>[0-9a-f]{64})$")
 
 
@@ -68,6 +75,13 @@ def add_token(path: str | Path, name: str) -> str:
     return token
 
 
+def ticket_for(stored_hash: str, job_id: str, expires: int) -> str:
+    """'EXPIRES.HMAC': opens job `job_id`'s event stream until `expires` (epoch seconds) for the
+    holder of the token whose stored hash this is."""
+    mac = hmac.new(bytes.fromhex(stored_hash), f"job-events|{job_id}|{expires}".encode(), hashlib.sha256)
+    return f"{expires}.{mac.hexdigest()}"
+
+
 def is_open(method: str, path: str) -> bool:
     """Paths reachable without an identity (see the module's docstring)."""
     if method not in ("GET", "HEAD"):
@@ -88,7 +102,7 @@ class Access:
         self.header_name = identity_header
         self.enabled = bool(self.hashes or self.header)
 
-    def identify(self, headers: dict) -> Optional[str]:
+    def identify(self, headers: dict, scope=None) -> Optional[str]:
         if self.header:
             who = headers.get(self.header, b"").decode("latin-1").strip()
             if who and len(who) <= 200:
@@ -100,15 +114,34 @@ class Access:
             found = None
             for stored, name in self.hashes:  # every comparison made, each in constant time
                 if hmac.compare_digest(presented, stored):
-                    found = name
-            return None if found is None else "token:" + found
-        return None
+                    found = name, stored
+            if found is None:
+                return None
+            if scope is not None:
+                scope[TOKEN_HASH] = found[1]
+            return "token:" + found[0]
+        return self.ticket_holder(scope) if scope is not None else None
+
+    def ticket_holder(self, scope) -> Optional[str]:
+        """The token name behind a valid `?ticket=` on a job's event stream, else None."""
+        m = _EVENTS.match(scope.get("path", ""))
+        if not (self.hashes and m and scope.get("method") in ("GET", "HEAD")):
+            return None
+        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("ticket", [])
+        expires, _, mac = (values[0] if len(values) == 1 else "").partition(".")
+        if not (expires.isdigit() and len(expires) <= 12 and len(mac) == 64 and time.time() <= int(expires) <= time.time() + TICKET_MAX_S):
+            return None
+        found = None
+        for stored, name in self.hashes:  # every comparison made, each in constant time
+            if hmac.compare_digest(ticket_for(stored, m.group(1), int(expires)), f"{expires}.{mac}"):
+                found = name
+        return None if found is None else "token:" + found
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket") or not self.enabled:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or ())
-        who = self.identify(headers)
+        who = self.identify(headers, scope)
         if who is None and not is_open(scope.get("method", "GET"), scope.get("path", "")):
             if scope["type"] == "websocket":
                 return await send({"type": "websocket.close", "code": 1008})

@@ -43,6 +43,10 @@ class Settings:
     body_timeout: float = LIMIT_DEFAULTS["body_timeout"]  # seconds a request body may take to arrive (408 after)
     max_pending_per_client: int = LIMIT_DEFAULTS["max_pending_per_client"]  # in flight per client (identity or address)
     rate_limit: int = LIMIT_DEFAULTS["rate_limit"]  # API requests per minute per client (0: no limit)
+    max_streams_per_client: int = LIMIT_DEFAULTS["max_streams_per_client"]  # open job progress streams per client
+    max_streams: int = LIMIT_DEFAULTS["max_streams"]  # open job progress streams in all
+    stream_lifetime: float = LIMIT_DEFAULTS["stream_lifetime"]  # seconds before a progress stream asks to be reopened
+    stream_heartbeat: float = 15.0  # seconds between a progress stream's `: ping` comments
     max_tokens: Optional[int] = LIMIT_DEFAULTS["max_tokens"]
     max_top_k: int = LIMIT_DEFAULTS["max_top_k"]
     max_graph_latents: int = LIMIT_DEFAULTS["max_graph_latents"]

@@ -2,15 +2,19 @@
 Retry-After) instead of queueing without bound behind the model lock. One client (an identity
 when access control names one, else an address) may hold at most `per_client` of those slots,
 and at most `rate_per_minute` requests a minute (429 beyond), so one client cannot starve the
-others. It sits inside `guard.Bodies`: a request is admitted only once its body has arrived."""
+others. It sits inside `guard.Bodies`: a request is admitted only once its body has arrived.
+A job's event stream (`GET /api/jobs/{id}/events`, open for minutes) takes a rate token but no
+admission slot: it has its own caps (server/job_events.py)."""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
 IDENTITY = "circuit_debugger.identity"  # scope key set by access.Access
+STREAM = re.compile(r"^/api/jobs/[^/]+/events$")
 
 
 def client_key(scope) -> str:
@@ -58,11 +62,14 @@ class Capacity:
             return await self.app(scope, receive, send)
         key = client_key(scope)
         status, detail, retry = 0, "", 1
+        stream = method == "GET" and bool(STREAM.match(path))
         with self._lock:
             wait = self._take_token(key, time.monotonic()) if self.rate else 0.0
             if wait:
                 status, retry = 429, max(1, round(wait + 0.5))
                 detail = f"too many requests: at most {self.rate} a minute per client; retry in {retry} s"
+            elif stream:
+                pass  # admitted without a slot (its own caps: job_events.StreamSlots)
             elif self.pending >= self.max_pending:
                 status, detail = 503, f"server busy: {self.max_pending} requests already in flight; retry shortly"
             elif self.by_client.get(key, 0) >= self.per_client:
@@ -72,6 +79,8 @@ class Capacity:
                 self.by_client[key] = self.by_client.get(key, 0) + 1
             if status:
                 self.refused += 1
+        if stream and not status:
+            return await self.app(scope, receive, send)
         if status:
             body = json.dumps({"detail": detail}).encode()
             await send({"type": "http.response.start", "status": status, "headers": [

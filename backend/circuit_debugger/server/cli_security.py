@@ -38,6 +38,9 @@ LIMITS = [
     ("max-pending", 64, 1, int, "API requests in flight before the server answers 503"),
     ("max-pending-per-client", 16, 1, int, "API requests one client (identity or address) may have in flight"),
     ("rate-limit", 0, 0, int, "API requests a minute per client, 429 beyond (0: no limit)"),
+    ("max-streams-per-client", 4, 1, int, "job progress streams (SSE) one client may hold open (429 beyond)"),
+    ("max-streams", 256, 1, int, "job progress streams open at once (503 beyond)"),
+    ("stream-lifetime", 600, 1, float, "seconds a job progress stream stays open (the browser then reconnects)"),
     ("cache-size", 512, 1, int, "whole results kept in memory (LRU)"),
     ("max-body-mb", 16, 0.001, float, "request bodies above this many MiB get 413 before they are read"),
     ("body-timeout", 30, 0.1, float, "seconds a request body may take to arrive (408 after)"),
@@ -57,8 +60,30 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
                         "or any host when bound to 0.0.0.0 / ::")
     s.add_argument("--auth-token-file", default=os.environ.get("CD_AUTH_TOKEN_FILE") or None, metavar="FILE",
                    help="require an access token; FILE holds their hashes (make one: circuit-debugger token NAME --file FILE)")
+    s.add_argument("--forwarded-allow-ips", default=os.environ.get("CD_FORWARDED_ALLOW_IPS") or None, metavar="ADDRS",
+                   help="addresses or networks of reverse proxies whose X-Forwarded-For names the client (comma-separated; "
+                        "env CD_FORWARDED_ALLOW_IPS); per-client limits then count the real client. Default: none "
+                        "(the header is ignored from everyone)")
     s.add_argument("--trust-identity-header", default=os.environ.get("CD_TRUST_IDENTITY_HEADER") or None, metavar="NAME",
                    help="accept the user named in this header, set by a trusted reverse proxy (e.g. X-Forwarded-User)")
+
+
+def proxy_options(ap: argparse.ArgumentParser, a: argparse.Namespace) -> dict:
+    """uvicorn's options for X-Forwarded-For: trusted from the --forwarded-allow-ips addresses
+    only. Without the flag the header is ignored from every peer (uvicorn's own default would
+    trust it from 127.0.0.1, so any local process could pose as any client)."""
+    if not a.forwarded_allow_ips:
+        return {"proxy_headers": False}
+    items = [x.strip() for x in a.forwarded_allow_ips.split(",") if x.strip()]
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            ap.error(f"--forwarded-allow-ips: {item!r} is not an IP address or network "
+                     "('*' is refused: it would let any client choose its address)")
+    if not items:
+        ap.error("--forwarded-allow-ips: give at least one address")
+    return {"proxy_headers": True, "forwarded_allow_ips": items}
 
 
 def is_loopback(host: str) -> bool:
@@ -85,7 +110,9 @@ def security_settings(a: argparse.Namespace) -> dict:
     return dict(**({"allowed_hosts": hosts} if hosts else {}),  # else: by the bound address, in before_serving
                 auth_token_file=a.auth_token_file, identity_header=a.trust_identity_header,
                 max_body_bytes=int(a.max_body_mb * 1024 * 1024), body_timeout=a.body_timeout,
-                max_pending_per_client=a.max_pending_per_client, rate_limit=a.rate_limit)
+                max_pending_per_client=a.max_pending_per_client, rate_limit=a.rate_limit,
+                max_streams_per_client=a.max_streams_per_client, max_streams=a.max_streams,
+                stream_lifetime=a.stream_lifetime)
 
 
 def before_serving(a: argparse.Namespace, settings=None) -> None:

@@ -9,8 +9,9 @@ from . import dataset_schemas as D
 from .job_schemas import JobResponse, MineRequest
 
 
-def add_job_routes(app: FastAPI, jobs, promptset, errors: dict) -> None:
-    """`promptset`: the app's spec converter (a stored prompt set's id becomes its rows)."""
+def add_job_routes(app: FastAPI, jobs, promptset, errors: dict, settings) -> None:
+    """`promptset`: the app's spec converter (a stored prompt set's id becomes its rows);
+    `settings`: the progress streams' caps (server/job_events.py)."""
 
     def check(jid: str) -> str:
         from ..errors import NotFound
@@ -54,3 +55,9 @@ def add_job_routes(app: FastAPI, jobs, promptset, errors: dict) -> None:
     def cancel_job(job_id: str):
         """Stop a job (its running work is stopped at once; finished jobs are unchanged)."""
         return jobs.cancel(check(job_id))
+
+    from .job_events import add_job_event_routes
+
+    add_job_event_routes(app, jobs, check, errors, per_client=settings.max_streams_per_client,
+                         total=settings.max_streams, lifetime=settings.stream_lifetime,
+                         heartbeat=settings.stream_heartbeat)

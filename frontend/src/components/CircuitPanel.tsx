@@ -1,63 +1,16 @@
 // A circuit (heads and neurons, optionally @SLOT) and its three numbers over the prompt set.
-// Evaluation can take minutes, so it runs as a server job: progress, cancel, and the job's id in
-// the address (#job=ID), so a person can leave and come back to it (or share the link).
+// Evaluation and "intervene over the set" can take minutes, so they run as server jobs:
+// progress (streamed), cancel, and the jobs' ids in the address (#job=ID, #ablate-job=ID), so a
+// person can leave and come back to them (or share the link).
 import { useEffect, useRef, useState } from "react";
 import { api, unwrap, type Schemas } from "../api/client";
-import { useRequest } from "../hooks/useRequest";
+import { jobFromHash } from "../api/jobs";
+import { useJob } from "../hooks/useJob";
 import { fmt } from "../format";
+import { JobProgress } from "./JobProgress";
 
-type Job = Schemas["JobResponse"];
-const FINAL = ["done", "failed", "cancelled"];
-
-export const jobFromHash = (hash: string): string | null => new URLSearchParams(hash.replace(/^#/, "")).get("job");
-
-function setHashJob(id: string) {
-  window.history.replaceState(null, "", `${window.location.pathname}${window.location.search}#job=${encodeURIComponent(id)}`);
-}
-
-/** A circuit-evaluation job: submitted here or resumed from the address; polled until it ends. */
-function useCircuitJob() {
-  const [id, setId] = useState<string | null>(() => jobFromHash(window.location.hash));
-  const [job, setJob] = useState<Job | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  useEffect(() => {
-    if (!id) return;
-    let stopped = false;
-    let timer: number | undefined;
-    const poll = async () => {
-      try {
-        const j = await unwrap(api.GET("/api/jobs/{job_id}", { params: { path: { job_id: id } } }));
-        if (stopped) return;
-        setJob(j);
-        if (!FINAL.includes(j.status)) timer = window.setTimeout(poll, 500);
-      } catch (e) {
-        if (!stopped) setError(`job ${id}: ${(e as Error).message}`);
-      }
-    };
-    poll();
-    return () => { stopped = true; window.clearTimeout(timer); };
-  }, [id]);
-  const submit = async (body: Schemas["CircuitRequest"]) => {
-    setError(null);
-    try {
-      const j = await unwrap(api.POST("/api/jobs/circuit/evaluate", { body }));
-      setJob(j);
-      setId(j.id);
-      setHashJob(j.id);
-    } catch (e) {
-      setError((e as Error).message);
-    }
-  };
-  const cancel = async () => {
-    if (!id) return;
-    try {
-      setJob(await unwrap(api.POST("/api/jobs/{job_id}/cancel", { params: { path: { job_id: id } } })));
-    } catch (e) {
-      setError((e as Error).message);
-    }
-  };
-  return { job, error, submit, cancel };
-}
+const postEvaluate = (body: Schemas["CircuitRequest"]) => unwrap(api.POST("/api/jobs/circuit/evaluate", { body }));
+const postAblate = (body: Schemas["DatasetAblateRequest"]) => unwrap(api.POST("/api/jobs/dataset/ablate", { body }));
 
 export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEvaluated }: {
   model: string; spec: Schemas["PromptSetSpec"]; circuit: string[]; onCircuit: (c: string[]) => void;
@@ -66,7 +19,7 @@ export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEva
   const [adding, setAdding] = useState("");
   const [ablation, setAblation] = useState<"mean" | "resample">(evaluated === "resample" ? "resample" : "mean");
   const body = { model, promptset: spec, nodes: circuit, ablation };
-  const ev = useCircuitJob();
+  const ev = useJob("job", postEvaluate);
   const job = ev.job;
   // a shared link that was evaluated evaluates again on open (same seed: the same numbers), unless the
   // address already names its job (#job=ID), which is resumed instead
@@ -78,13 +31,12 @@ export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEva
       ev.submit({ model, promptset: spec, nodes: circuit, ablation: evaluated === "resample" ? "resample" : "mean" });
     }
   }, []); // eslint-disable-line react-hooks/exhaustive-deps
-  const running = job !== null && !FINAL.includes(job.status);
   const asked = job?.request as { model?: string; nodes?: string[]; ablation?: string; promptset?: unknown } | undefined;
   const current = !!asked && asked.model === model && asked.ablation === ablation &&
     JSON.stringify(asked.nodes) === JSON.stringify(circuit);
-  const [ablateAsked, setAblateAsked] = useState<string | null>(null);
   const [setOp, setSetOp] = useState<"mean" | "resample" | "zero" | "patch">("mean");
-  const ab = useRequest(ablateAsked, (signal) => unwrap(api.POST("/api/dataset/ablate", { body: JSON.parse(ablateAsked!), signal })));
+  const abJob = useJob("ablate-job", postAblate);
+  const ab = abJob.job?.status === "done" ? (abJob.job.result as unknown as Schemas["DatasetAblateResponse"]) : null;
   const x = job?.status === "done" ? (job.result as unknown as Schemas["CircuitResponse"]) : null;
   const add = () => {
     const ids = adding.split(/[\s,]+/).filter(Boolean).filter((id) => !circuit.includes(id));
@@ -113,27 +65,20 @@ export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEva
         <span className="inline">
           <button type="button" disabled={!circuit.length} data-testid="ablate-set"
             title="intervene on these nodes (only) on every prompt of the set"
-            onClick={() => setAblateAsked(JSON.stringify({ model, promptset: spec, nodes: circuit, ablation: setOp }))}>Intervene on them over the set:</button>
+            onClick={() => abJob.submit({ model, promptset: spec, nodes: circuit, ablation: setOp })}>Intervene on them over the set:</button>
           <select value={setOp} onChange={(e) => setSetOp(e.target.value as typeof setOp)} aria-label="intervention over the set">
             <option value="mean">mean-ablate</option><option value="resample">resample-ablate</option>
             <option value="zero">zero-ablate</option><option value="patch">patch from counterfactuals</option>
           </select>
         </span>
-        {ab.loading && <span className="muted">running… <button type="button" onClick={ab.cancel}>cancel</button></span>}
       </div>
-      {job && running && (
-        <p className="muted" data-testid="job-progress">evaluation job <span className="mono">{job.id}</span> {job.status}
-          {job.total > 1 ? ` (${job.done}/${job.total})` : ""}… you can leave this page and come back with its address.{" "}
-          <progress max={Math.max(1, job.total)} value={job.done} />{" "}
-          <button type="button" onClick={ev.cancel} data-testid="job-cancel" disabled={job.cancel}>cancel</button></p>
-      )}
-      {job && job.status === "cancelled" && <p className="muted" data-testid="job-cancelled">evaluation job {job.id} was cancelled.</p>}
-      {job && job.status === "failed" && <p className="error" role="alert">evaluation job {job.id} failed: {job.error}</p>}
+      <JobProgress job={job} what="evaluation" testid="job" onCancel={ev.cancel} />
       {ev.error && <p className="error" role="alert">{ev.error}</p>}
-      {ab.error && ab.error !== "cancelled" && <p className="error" role="alert">{ab.error}</p>}
-      {ab.data && (
-        <p data-testid="ablate-result">Ablating {ab.data.nodes.join(", ")} ({ab.data.ablation}, over the {ab.data.reference}) on every prompt: mean metric{" "}
-          {fmt(ab.data.before_mean)} → <b>{fmt(ab.data.after_mean)}</b> (change {fmt(ab.data.change_mean)} ± {fmt(ab.data.change_std)}).</p>
+      <JobProgress job={abJob.job} what="intervention over the set" testid="ablate" onCancel={abJob.cancel} />
+      {abJob.error && <p className="error" role="alert">{abJob.error}</p>}
+      {ab && (
+        <p data-testid="ablate-result">Ablating {ab.nodes.join(", ")} ({ab.ablation}, over the {ab.reference}) on every prompt: mean metric{" "}
+          {fmt(ab.before_mean)} → <b>{fmt(ab.after_mean)}</b> (change {fmt(ab.change_mean)} ± {fmt(ab.change_std)}).</p>
       )}
       {x && (
         <div className={"numbers" + (current ? "" : " stale")} data-testid="circuit-result">

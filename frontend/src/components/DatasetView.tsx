@@ -1,11 +1,15 @@
 // Dataset mode: the question over a whole prompt set (mean ± spread per node, per slot, per
 // prompt), and circuit evaluation: faithfulness, completeness and minimality of the nodes the
-// user selects.
-import { useMemo, useState } from "react";
+// user selects. The question over the set runs as a server job (progress, cancel, its id in the
+// address as #attribute-job=ID); for a model the server cannot run jobs for, the immediate route.
+import { useEffect, useMemo, useRef, useState } from "react";
 import { AgGridReact } from "ag-grid-react";
 import type { ColDef } from "ag-grid-community";
 import { api, unwrap, type InvestigationState, type Schemas } from "../api/client";
 import { useRequest } from "../hooks/useRequest";
+import { useJob } from "../hooks/useJob";
+import { covers, isFinal } from "../api/jobs";
+import { JobProgress } from "./JobProgress";
 import { diverging, fmt, maxAbs } from "../format";
 import { gridTheme } from "../grid";
 import { CircuitPanel } from "./CircuitPanel";
@@ -14,6 +18,30 @@ type Ref = NonNullable<InvestigationState["dataset"]>;
 type Node = Schemas["DatasetNode"];
 
 export const specOf = (ref: Ref): Schemas["PromptSetSpec"] => (ref.id ? { id: ref.id } : { builtin: ref.builtin ?? "ioi", n: ref.n, seed: ref.seed });
+
+const postAttribute = (body: Schemas["DatasetAttributeRequest"]) => unwrap(api.POST("/api/jobs/dataset/attribute", { body }));
+
+/** The question over the set as a job: the address's job when it asked this question, else a
+ * new one (after a short pause, so typing a row count does not submit a job per keystroke; a
+ * superseded job still running is cancelled). */
+function useAttributionJob(body: Schemas["DatasetAttributeRequest"], usable: boolean) {
+  const job = useJob("attribute-job", postAttribute);
+  const key = JSON.stringify(body);
+  const submitted = useRef<string | null>(null);
+  const resuming = !!job.id && !job.job && !job.error;
+  const matches = !!job.job && covers(job.job.request, body);
+  useEffect(() => {
+    if (!usable || job.unavailable || resuming || matches || submitted.current === key) return;
+    const t = setTimeout(() => {
+      submitted.current = key;
+      if (job.job && !isFinal(job.job)) job.cancel();
+      job.submit(body);
+    }, 300);
+    return () => clearTimeout(t);
+  }, [key, usable, job.unavailable, resuming, matches]); // eslint-disable-line react-hooks/exhaustive-deps
+  const rerun = () => { submitted.current = key; job.submit(body); };
+  return { ...job, matches, rerun };
+}
 
 const BUILTIN_LABELS: Record<string, string> = { ioi: "IOI (held-out templates, ABBA/BABA)", greater_than: "greater-than", induction: "induction" };
 
@@ -75,11 +103,15 @@ export function DatasetView(props: {
   const [topK, setTopK] = useState(5);
   // a ready-made set the model cannot read is never sent (the UI offers only what applies)
   const usable = !!ref.id || !props.promptSets || props.promptSets.includes(ref.builtin ?? "ioi");
-  const r = useRequest(usable ? JSON.stringify([props.model, spec]) : null, (signal) =>
-    unwrap(api.POST("/api/dataset/attribute", { body: { model: props.model, promptset: spec, top_k: 100, drill: 8 }, signal })));
+  const body = { model: props.model, promptset: spec, top_k: 100, drill: 8 };
+  const job = useAttributionJob(body, usable);
+  // the server runs no jobs for this model (a testbed built in memory): ask the immediate route
+  const r = useRequest(usable && job.unavailable ? JSON.stringify([props.model, spec]) : null, (signal) =>
+    unwrap(api.POST("/api/dataset/attribute", { body, signal })));
+  const data = job.matches && job.job?.status === "done" ? (job.job.result as unknown as Schemas["DatasetAttributeResponse"]) : r.data;
   const inCircuit = useMemo(() => new Set(props.circuit), [props.circuit]);
   const toggle = (id: string) => props.onCircuit(inCircuit.has(id) ? props.circuit.filter((x) => x !== id) : [...props.circuit, id]);
-  const nodes = r.data?.nodes ?? [];
+  const nodes = data?.nodes ?? [];
   const s = maxAbs(nodes.flatMap((n) => [n.total_mean, n.direct_mean]));
   const colour = (p: { value: unknown }) => ({ background: diverging(p.value as number, s) });
   const cols = useMemo<ColDef<Node>[]>(() => [
@@ -91,10 +123,10 @@ export function DatasetView(props: {
     { field: "direct_mean", headerName: "direct (mean)", width: 116, valueFormatter: (p) => fmt(p.value), cellStyle: colour,
       comparator: (a, b) => Math.abs(a) - Math.abs(b) },
     { field: "direct_std", headerName: "± sd", width: 80, valueFormatter: (p) => fmt(p.value) },
-    ...(r.data?.slots ?? []).map((slot): ColDef<Node> => ({
+    ...(data?.slots ?? []).map((slot): ColDef<Node> => ({
       headerName: `@${slot}`, width: 84, valueGetter: (p) => p.data?.slots[slot] ?? null, valueFormatter: (p) => fmt(p.value), cellStyle: colour,
     })),
-  ], [r.data, inCircuit, s]);
+  ], [data, inCircuit, s]);
   const addTop = () => {
     const ranked = [...nodes].sort((a, b) => Math.abs(b.total_mean) - Math.abs(a.total_mean)).map((n) => n.id);
     props.onCircuit([...new Set([...props.circuit, ...ranked.filter((id) => !inCircuit.has(id)).slice(0, topK)])]);
@@ -103,12 +135,14 @@ export function DatasetView(props: {
   return (
     <section className="dataset" data-testid="dataset-view">
       <SetPicker model={props.model} promptSets={props.promptSets} value={ref} onChange={props.onDataset} />
+      {job.matches && <JobProgress job={job.job} what="attribution over the set" testid="attribute" onCancel={job.cancel} onRerun={job.rerun} />}
+      {job.error && !job.unavailable && <p className="error" role="alert">{job.error}</p>}
       {r.loading && <p className="muted">running the question over the set… <button type="button" onClick={r.cancel}>cancel</button></p>}
       {r.error && <p className="error" role="alert">{r.error}</p>}
-      {r.data && (
+      {data && (
         <>
-          <p><b data-testid="dataset-metric">{fmt(r.data.metric_mean)}</b> ± {fmt(r.data.metric_std)} mean logit difference over{" "}
-            {r.data.n_prompts} prompts ({r.data.name}) · slots {r.data.slots.join(", ")} · {r.data.elapsed_ms.toFixed(0)} ms.{" "}
+          <p><b data-testid="dataset-metric">{fmt(data.metric_mean)}</b> ± {fmt(data.metric_std)} mean logit difference over{" "}
+            {data.n_prompts} prompts ({data.name}) · slots {data.slots.join(", ")} · {data.elapsed_ms.toFixed(0)} ms.{" "}
             <span className="muted">Click a row to add it to the circuit (or remove it); double-click to open the node.</span></p>
           <div className="inline">
             <button type="button" onClick={addTop} data-testid="add-top">Add top</button>
@@ -123,13 +157,13 @@ export function DatasetView(props: {
       )}
       <CircuitPanel model={props.model} spec={spec} circuit={props.circuit} onCircuit={props.onCircuit}
         evaluated={props.circuitEval} onEvaluated={props.onCircuitEval} />
-      {r.data && (
+      {data && (
         <details>
           <summary>per-prompt drill-down</summary>
           <table className="drill">
-            <thead><tr><th>prompt</th><th>metric</th>{r.data.drill_nodes.map((n) => <th key={n} className="mono">{n}</th>)}</tr></thead>
+            <thead><tr><th>prompt</th><th>metric</th>{data.drill_nodes.map((n) => <th key={n} className="mono">{n}</th>)}</tr></thead>
             <tbody>
-              {r.data.prompts.map((p, i) => (
+              {data.prompts.map((p, i) => (
                 <tr key={i}><td>{p.prompt} <span className="muted">→{p.target}{p.distractor ? ` / ${p.distractor}` : ""}</span></td>
                   <td>{fmt(p.metric)}</td>{p.total.map((v, j) => <td key={j} style={{ background: diverging(v, s) }}>{fmt(v)}</td>)}</tr>
               ))}
