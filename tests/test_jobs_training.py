@@ -160,3 +160,36 @@ def test_bad_training_requests_are_4xx(tiny, executor, tmp_path):
                                 debugger=Debugger([tiny]), failed={}), raise_server_exceptions=False)
     r = off.post("/api/jobs/autoencoders/train", json=REQ)
     assert r.status_code == 409 and "--mining-dir" in r.json()["detail"]
+
+
+def test_mcp_tools_submit_and_poll_jobs(tiny, executor, tmp_path):
+    """Each job tool runs its HTTP route's endpoint: the same job, the same 4xx text; submitting
+    and cancelling are opt-in writes, polling is not."""
+    import anyio
+
+    from circuit_debugger.server.mcp_tools import McpTools
+
+    c = client(tiny, executor, tmp_path)
+    assert {"train_autoencoders", "mine_explanations", "cancel_job"}.isdisjoint(McpTools(c.app).entries)
+    assert "get_job" in McpTools(c.app).entries
+    tools = McpTools(c.app, writes=True)
+    small = {**REQ, "steps": 6, "layers": [1]}
+    bad = {**small, "layers": [7]}
+
+    async def main():
+        sub = await tools.call("train_autoencoders", small)
+        refused = await tools.call("train_autoencoders", bad)
+        return sub, refused
+
+    sub, refused = anyio.run(main)
+    job = sub.structured_content
+    assert not sub.is_error and job["kind"] == "train_autoencoders" and job["status"] in ("queued", "running"), job
+    http = c.post("/api/jobs/autoencoders/train", json=bad)
+    assert refused.is_error and refused.structured_content == {"status": 422, "detail": http.json()["detail"]}
+    again = c.post("/api/jobs/autoencoders/train", json=small)  # the tool's job holds the folder
+    assert again.status_code == 409 and job["id"] in again.json()["detail"]
+    done = wait(c, job["id"])
+    polled = anyio.run(tools.call, "get_job", {"job_id": job["id"]}).structured_content
+    assert polled["status"] == "done" and polled["done"] == polled["total"] == 7, polled
+    (row,) = polled["result"]["metrics"]
+    assert row["ce_loss_recovered"] == round(done["result"]["metrics"][0]["ce_loss_recovered"], 3)
