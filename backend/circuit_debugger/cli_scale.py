@@ -28,8 +28,9 @@ def add_scale_flags(s) -> None:
                    help="seconds after which an immediate dataset/circuit request is stopped with a 503 "
                         "(env CD_REQUEST_TIME_LIMIT); jobs have their own limit")
     s.add_argument("--mining-dir", default=env("CD_MINING_DIR") or None, metavar="DIR",
-                   help="enables explanation-mining jobs: corpora are read from DIR/corpora, each job's "
-                        "checkpoints and store are written under DIR/jobs (env CD_MINING_DIR)")
+                   help="enables explanation-mining and autoencoder-training jobs: corpora are read from "
+                        "DIR/corpora, each job's checkpoints and output are written under DIR/jobs; replicas "
+                        "share DIR (and the database) to serve each other's mined stores (env CD_MINING_DIR)")
 
 
 def scale_settings(ap, a) -> dict:

@@ -69,6 +69,8 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
         self._means = LRU(16)
         self._results = LRU(cache_size)
         self.explanations: dict = {}  # model name -> explanations.store.Store
+        # where a newer store may have appeared (a finished mining job): model -> path or None
+        self.find_explanations: Optional[Callable[[str], Optional[str]]] = None
         self._held: dict = {}  # model name -> held-out activations for on-demand explaining
         for m in models:
             self.add_model(m)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 from .errors import NotFound, UserError
 from .nodes import HEAD, LATENT_KINDS, NEURON, parse_node, validate
@@ -16,6 +17,9 @@ class ExplainingMixin:
 
     def _store(self, model: str):
         self.model(model)
+        found = self.find_explanations(model) if self.find_explanations else None
+        if found is not None and (model not in self.explanations or self.explanations[model].path != Path(found)):
+            self.attach_explanations(model, found)  # a newer store (a mining job finished here or on a replica)
         if model not in self.explanations:
             raise NotFound(f"model {model!r} has no explanations database (build one with "
                            "`python -m circuit_debugger.explanations.build`)")

@@ -20,11 +20,11 @@ from . import REPO_AUTOENCODERS, load_onto
 from .splice import SpliceChoice
 
 
-def _ce(model, ids, ivs=(), splice=None) -> float:
+def _ce(model, ids, ivs=(), splice=None, edits=None) -> float:
     """Mean next-token loss over document tokens (padding targets excluded)."""
     from ..execution import RunRequest, execute
 
-    logits = execute(model, None, RunRequest(ivs, tokens=ids, splice=splice)).logits
+    logits = execute(model, None, RunRequest(ivs, tokens=ids, splice=splice, edits=edits or {})).logits
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
                                             reduction="none")
     keep = (ids[:, 1:] != model.codec.bos_id).reshape(-1)
@@ -79,6 +79,51 @@ def measure(model, ids: torch.Tensor, ioi_prompts, batch: int = 32) -> list[dict
                 "ioi_logit_diff_clean": clean_ld, "ioi_logit_diff_spliced": ld, "tokens": n_tok,
             })
     return rows
+
+
+def reconstruction_metrics(model, ae, ids: torch.Tensor, batch: int = 32) -> dict:
+    """The same measures as `measure` (L0, variance explained, dead fraction, CE loss with the
+    reconstruction in place of the sublayer's output vs zero-ablating it) for a dictionary that
+    is NOT loaded onto the model: its reconstruction enters as a hook edit of the output hook,
+    so a model shared with other work (a job worker's copy) is left unchanged. For dictionaries
+    reading `ln2.hook_normalized` (transcoders) or `hook_attn_out` (SAEs)."""
+    from ..execution import RunRequest, execute
+
+    d_in, d_out = ae.W_enc.shape[0], ae.W_dec.shape[1]
+    l0 = sse = sst = 0.0
+    n_tok = 0
+    alive = torch.zeros(ae.d_sae, dtype=torch.bool)
+    ce = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
+    for start in range(0, len(ids), batch):
+        rows = ids[start:start + batch]
+        seen: dict = {}
+
+        def read(x):
+            seen["x"] = x
+            return x
+
+        recon = {ae.hook_name: read, ae.out_hook: lambda y: ae.decode(ae.encode(seen["x"])).to(y.dtype)}
+        if ae.out_hook == ae.hook_name:
+            recon = {ae.hook_name: lambda x: ae.decode(ae.encode(x)).to(x.dtype)}
+        with torch.no_grad():
+            store = execute(model, None, RunRequest(capture=sorted({ae.hook_name, ae.out_hook}), tokens=rows)).acts
+            keep = (rows != model.codec.bos_id).reshape(-1)
+            x = store[ae.hook_name].reshape(-1, d_in)[keep]
+            y = store[ae.out_hook].reshape(-1, d_out)[keep]
+            acts = ae.encode(x)
+            l0 += float((acts > 0).sum())
+            alive |= (acts > 0).any(0)
+            sse += float(((y - ae.decode(acts)) ** 2).sum())
+            sst += float(((y - y.mean(0)) ** 2).sum())
+            n_tok += x.shape[0]
+            w = rows.shape[0] / len(ids)
+            ce["clean"] += w * _ce(model, rows)
+            ce["spliced"] += w * _ce(model, rows, edits=recon)
+            ce["zero"] += w * _ce(model, rows, edits={ae.out_hook: torch.zeros_like})
+    return {"name": ae.name, "latents": ae.d_sae, "l0": l0 / n_tok, "fve": 1 - sse / sst,
+            "dead_fraction": 1 - float(alive.float().mean()), "ce_clean": ce["clean"], "ce_spliced": ce["spliced"],
+            "ce_zero_ablated": ce["zero"],
+            "ce_loss_recovered": (ce["zero"] - ce["spliced"]) / (ce["zero"] - ce["clean"]), "tokens": n_tok}
 
 
 def table(rows: list[dict]) -> str:

@@ -87,52 +87,112 @@ def train_topk(hf, ids: torch.Tensor, kind: str, layers: list[int], k: int, late
         save(from_sparsify(run / p, hf, l, transcoder, k, name), out / name)
 
 
+class ReluTrainer:
+    """One ReLU+L1 autoencoder (a transcoder of layer `layer`'s MLP or an SAE on its attention
+    output) trained on activations collected through the engine's own hooks (sparsify has no
+    L1). Every step is a function of (seed, step) and the state alone: the batch rows are drawn
+    by a generator seeded with the step number, and `state()` holds the parameters and Adam's
+    moments exactly, so training cut into chunks and resumed from saved states ends with the
+    same weights, bit for bit, as one uninterrupted run (the autoencoder-training job relies on it)."""
+
+    def __init__(self, model, ids: torch.Tensor, kind: str, layer: int, latents: int, l1: float, seed: int,
+                 batch: int = 16, lr: float = 1e-3):
+        d = model.shape.d_model
+        self.model, self.ids, self.kind, self.l1, self.seed, self.batch = model, ids, kind, l1, seed, batch
+        self.name = f"{'tc' if kind == 'transcoder' else 'sae'}{layer}"
+        self.x_hook = f"blocks.{layer}.ln2.hook_normalized" if kind == "transcoder" else f"blocks.{layer}.hook_attn_out"
+        self.y_hook = f"blocks.{layer}.hook_mlp_out" if kind == "transcoder" else self.x_hook
+        g = torch.Generator().manual_seed(seed + layer)
+        self.ae = Autoencoder(self.name, torch.randn(d, latents, generator=g) / d ** 0.5, torch.zeros(latents),
+                              torch.randn(latents, d, generator=g) / latents ** 0.5, torch.zeros(d), self.x_hook,
+                              self.y_hook if kind == "transcoder" else None, "standard", None, kind != "transcoder",
+                              {"trainer": "circuit_debugger relu+l1", "l1_coefficient": l1})
+        self.params = [self.ae.W_enc, self.ae.b_enc, self.ae.W_dec, self.ae.b_dec]
+        for p in self.params:
+            p.requires_grad_(True)
+        self.opt = torch.optim.Adam(self.params, lr=lr)
+        self.step = 0
+
+    def run(self, upto: int, progress: bool = False) -> None:
+        """Train steps self.step .. upto-1."""
+        from tqdm import tqdm
+
+        from ..execution import RunRequest, execute
+
+        d = self.model.shape.d_model
+        steps = range(self.step, upto)
+        for step in tqdm(steps, initial=self.step, total=upto, desc=f"relu {self.name}") if progress else steps:
+            g = torch.Generator().manual_seed(self.seed * 7919 + step)
+            rows = self.ids[torch.randint(0, len(self.ids), (self.batch,), generator=g)]
+            with torch.no_grad():
+                store = execute(self.model, None, RunRequest(capture=sorted({self.x_hook, self.y_hook}), tokens=rows)).acts
+            keep = real_tokens(rows, self.model.codec.bos_id).reshape(-1)
+            x, y = store[self.x_hook].reshape(-1, d)[keep], store[self.y_hook].reshape(-1, d)[keep]
+            ae = self.ae
+            acts = ae.encode(x)
+            loss = ((ae.decode(acts) - y) ** 2).sum(-1).mean() / y.var(0).sum() + \
+                self.l1 * (acts * ae.W_dec.norm(dim=1)).sum(-1).mean()
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            self.step = step + 1
+
+    def state(self) -> tuple[dict, dict]:
+        """(tensors, JSON-able rest): the parameters, Adam's per-parameter state and its settings."""
+        tensors = {f"param.{i}": p.detach().clone() for i, p in enumerate(self.params)}
+        opt = self.opt.state_dict()
+        for i, st in opt["state"].items():
+            for k, v in st.items():
+                tensors[f"adam.{i}.{k}"] = v.detach().clone() if torch.is_tensor(v) else torch.tensor(v)
+        return tensors, {"step": self.step, "param_groups": opt["param_groups"], "name": self.name}
+
+    def load_state(self, tensors: dict, rest: dict) -> None:
+        with torch.no_grad():
+            for i, p in enumerate(self.params):
+                p.copy_(tensors[f"param.{i}"])
+        state: dict = {}
+        for key, v in tensors.items():
+            if key.startswith("adam."):
+                _, i, k = key.split(".", 2)
+                state.setdefault(int(i), {})[k] = v
+        self.opt.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
+        self.step = rest["step"]
+
+    def save(self, folder: Path) -> None:
+        """safetensors + JSON; state.json is written last, so a folder that has it is complete."""
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors, rest = self.state()
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / "state.safetensors"))
+        (folder / "state.json").write_text(json.dumps(rest))
+
+    def load(self, folder: Path) -> None:
+        from safetensors.torch import load_file
+
+        self.load_state(load_file(str(folder / "state.safetensors")), json.loads((folder / "state.json").read_text()))
+
+    def autoencoder(self) -> Autoencoder:
+        """The trained dictionary (detached copies)."""
+        ae = self.ae
+        return Autoencoder(ae.name, ae.W_enc.detach().clone(), ae.b_enc.detach().clone(), ae.W_dec.detach().clone(),
+                           ae.b_dec.detach().clone(), ae.hook_name, ae.hook_name_out, ae.activation, None,
+                           ae.apply_b_dec_to_input, dict(ae.extra or {}))
+
+
 def train_relu(model, ids: torch.Tensor, kind: str, layers: list[int], latents: int, l1: float, seed: int,
                work: Path, out: Path, steps: int = 2000, batch: int = 16) -> None:
-    """ReLU + L1 on activations collected through the engine's own hooks (sparsify has no L1)."""
-    from tqdm import tqdm
-
-    from ..execution import RunRequest, execute
-
-    d = model.shape.d_model
-    work.mkdir(parents=True, exist_ok=True)
+    """ReLU + L1 (sparsify has no L1), one layer after another; resumes from `work` (a state
+    saved every 200 steps)."""
     for l in layers:
-        name = f"{'tc' if kind == 'transcoder' else 'sae'}{l}"
-        x_hook = f"blocks.{l}.ln2.hook_normalized" if kind == "transcoder" else f"blocks.{l}.hook_attn_out"
-        y_hook = f"blocks.{l}.hook_mlp_out" if kind == "transcoder" else x_hook
-        g = torch.Generator().manual_seed(seed + l)
-        ae = Autoencoder(name, torch.randn(d, latents, generator=g) / d ** 0.5, torch.zeros(latents),
-                         torch.randn(latents, d, generator=g) / latents ** 0.5, torch.zeros(d), x_hook,
-                         y_hook if kind == "transcoder" else None, "standard", None, kind != "transcoder",
-                         {"trainer": "circuit_debugger relu+l1", "l1_coefficient": l1})
-        params = [ae.W_enc, ae.b_enc, ae.W_dec, ae.b_dec]
-        for p in params:
-            p.requires_grad_(True)
-        opt = torch.optim.Adam(params, lr=1e-3)
-        ckpt = work / f"relu-{name}.pt"
-        start = 0
-        if ckpt.exists():
-            state = torch.load(ckpt, weights_only=True)
-            for p, v in zip(params, state["params"]):
-                p.data.copy_(v)
-            opt.load_state_dict(state["opt"])
-            start = state["step"]
-        for step in tqdm(range(start, steps), initial=start, total=steps, desc=f"relu {name}"):
-            rows = ids[torch.randint(0, len(ids), (batch,), generator=torch.Generator().manual_seed(seed * 7919 + step))]
-            with torch.no_grad():
-                store = execute(model, None, RunRequest(capture=sorted({x_hook, y_hook}), tokens=rows)).acts
-            keep = real_tokens(rows, model.codec.bos_id).reshape(-1)
-            x, y = store[x_hook].reshape(-1, d)[keep], store[y_hook].reshape(-1, d)[keep]
-            acts = ae.encode(x)
-            loss = ((ae.decode(acts) - y) ** 2).sum(-1).mean() / y.var(0).sum() + l1 * (acts * ae.W_dec.norm(dim=1)).sum(-1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if (step + 1) % 200 == 0:
-                torch.save({"params": [p.detach() for p in params], "opt": opt.state_dict(), "step": step + 1}, ckpt)
-        for p in params:
-            p.requires_grad_(False)
-        save(ae, out / name)
+        t = ReluTrainer(model, ids, kind, l, latents, l1, seed, batch)
+        ckpt = work / f"relu-{t.name}"
+        if (ckpt / "state.json").exists():
+            t.load(ckpt)
+        while t.step < steps:
+            t.run(min(steps, (t.step // 200 + 1) * 200), progress=True)
+            t.save(ckpt)
+        save(t.autoencoder(), out / t.name)
 
 
 def main(argv=None) -> None:

@@ -26,7 +26,8 @@ from .executors import Cancelled, TaskFailed
 
 log = logging.getLogger("circuit_debugger.jobs")
 
-KINDS = ("dataset_attribute", "dataset_ablate", "circuit_evaluate", "mine_explanations")
+KINDS = ("dataset_attribute", "dataset_ablate", "circuit_evaluate", "mine_explanations", "train_autoencoders")
+FOLDER_KINDS = ("mine_explanations", "train_autoencoders")  # jobs writing a server-owned folder (one writer each)
 HEARTBEAT_S = 5.0
 LOST_AFTER_S = 60.0  # a running job whose heartbeat is older than this lost its replica
 
@@ -46,9 +47,7 @@ class JobManager:
     def __init__(self, store: Store, debugger, executor, batch_size: int = 64, time_limit: float = 3600.0,
                  mining_dir=None):
         self.store, self.dbg, self.executor = store, debugger, executor
-        self.mining_dir = mining_dir  # where mining jobs read corpora and write (None: no mining jobs)
-        self._mining: dict[str, str] = {}  # job folder -> the last mining job given it (one writer per folder)
-        self._mining_lock = threading.Lock()
+        self.mining_dir = mining_dir  # where mining/training jobs read corpora and write (None: no such jobs)
         self.batch_size, self.time_limit = batch_size, time_limit
         self.threads: dict[str, threading.Thread] = {}
         self.closing = threading.Event()
@@ -72,8 +71,8 @@ class JobManager:
         m = self.dbg.model(model)
         if m.name not in self.executor.recipes:
             raise UserError(f"model {m.name!r} cannot run jobs (its workers could not load it)", 409)
-        if kind == "mine_explanations":
-            return self._submit_mining(m, params, request)
+        if kind in FOLDER_KINDS:
+            return self._submit_folder_job(kind, m, params, request)
         ps = self.dbg.prompt_set(model, spec)
         if kind != "dataset_attribute":
             from ..circuits import parse_circuit
@@ -98,28 +97,59 @@ class JobManager:
         self.store.job_cancel(jid)
         return self.get(jid)
 
-    def _submit_mining(self, m, params: dict, request: dict) -> dict:
+    def _submit_folder_job(self, kind: str, m, params: dict, request: dict) -> dict:
+        """Mining and training: the folder is the server's (a hash of the request, so the same
+        request resumes), and one job writes it, across replicas: a database-held lock
+        (Store.job_create_locked; a second submission is a 409 naming the running job)."""
         from pathlib import Path
 
         from .mining import corpus_path, job_folder
 
         if self.mining_dir is None:
-            raise UserError("this server has no mining folder (start it with --mining-dir)", 409)
+            raise UserError("this server has no job folder (start it with --mining-dir)", 409)
         root = Path(self.mining_dir)
-        spec = {"corpus": corpus_path(root, params["corpus"]), "column": params["column"], "ctx": params["ctx"],
-                "tokens": params["tokens"], "seed": params["seed"]}
-        folder = job_folder(root, m, spec)
+        spec = {**params, "corpus": corpus_path(root, params["corpus"])}
+        if kind == "train_autoencoders":
+            spec = {**spec, "layers": sorted(set(spec["layers"] if spec["layers"] is not None
+                                                 else range(m.shape.n_layers)))}
+            bad = [l for l in spec["layers"] if l >= m.shape.n_layers]
+            if bad:
+                raise UserError(f"layer {bad[0]}: model {m.name!r} has layers 0..{m.shape.n_layers - 1}")
+        folder = job_folder(root, m, spec if kind == "mine_explanations" else {"job": kind, **spec})
         base = {"model": m.name, "folder": str(folder), **spec}
-        with self._mining_lock:
-            other = self._mining.get(str(folder))
-            if other and self.store.job_get(other)["status"] in ("queued", "running"):
-                raise UserError(f"job {other} is mining this already; poll it, or cancel it first", 409)
-            jid = self.store.job_create("mine_explanations", m.name, request, total=1, time_limit=self.time_limit)
-            self._mining[str(folder)] = jid
-        t = threading.Thread(target=self._coordinate_mining, args=(jid, base), daemon=True, name=f"job-{jid}")
+        jid = self.store.job_create_locked(kind, m.name, request, total=1, time_limit=self.time_limit,
+                                           folder=folder.name, stale_after=LOST_AFTER_S)
+        run = self._coordinate_mining if kind == "mine_explanations" else self._coordinate_training
+        t = threading.Thread(target=self._folder_job, args=(jid, run, base, folder.name), daemon=True,
+                             name=f"job-{jid}")
         self.threads[jid] = t
         t.start()
         return self.get(jid)
+
+    def _folder_job(self, jid: str, run, base: dict, folder: str) -> None:
+        try:
+            run(jid, base)
+        except Exception as e:  # noqa: BLE001 - every ending is recorded on the job
+            self._record_failure(jid, e)
+        finally:
+            try:
+                self.store.job_unlock(folder, jid)
+            except Exception:  # noqa: BLE001 - the lock frees itself once the job is final
+                log.warning("job %s: could not free the lock of folder %s", jid, folder)
+            self.threads.pop(jid, None)
+
+    def mined_store(self, model: str):
+        """The newest finished mining job's explanation store of `model` (any replica's; the job
+        folders are shared), or None: the explanation routes serve it without a restart."""
+        from pathlib import Path
+
+        if self.mining_dir is None:
+            return None
+        newest = self.store.job_newest("mine_explanations", model)
+        if newest is None:
+            return None
+        path = Path(self.mining_dir) / "jobs" / newest["result"]["store"]
+        return str(path) if path.is_file() else None
 
     def _record_failure(self, jid: str, e: Exception) -> None:
         """How a job that did not finish ends, for every coordinator: cancelled (or stopped by
@@ -147,21 +177,40 @@ class JobManager:
         from .mining import CHUNK_BATCHES
 
         stop = self._stopper(jid)
-        try:
-            if not self.store.job_update(jid, status="running"):
-                return
-            plan = self.executor.run({**base, "kind": "mine_plan"}, stop)
-            n, done = plan["batches"], plan["done"]
-            self.store.job_update(jid, total=n + 1, done=done)
-            while done < n:
-                done = self.executor.run({**base, "kind": "mine_chunk", "upto": done + CHUNK_BATCHES}, stop)["batches"]
-                self.store.job_update(jid, done=done)
-            result = self.executor.run({**base, "kind": "mine_write"}, stop)
-            self.store.job_update(jid, status="done", done=n + 1, result={"model": base["model"], **result})
-        except Exception as e:  # noqa: BLE001 - every ending is recorded on the job
-            self._record_failure(jid, e)
-        finally:
-            self.threads.pop(jid, None)
+        if not self.store.job_update(jid, status="running"):
+            return
+        plan = self.executor.run({**base, "kind": "mine_plan"}, stop)
+        n, done = plan["batches"], plan["done"]
+        self.store.job_update(jid, total=n + 1, done=done)
+        while done < n:
+            done = self.executor.run({**base, "kind": "mine_chunk", "upto": done + CHUNK_BATCHES}, stop)["batches"]
+            self.store.job_update(jid, done=done)
+        result = self.executor.run({**base, "kind": "mine_write"}, stop)
+        self.store.job_update(jid, status="done", done=n + 1, result={"model": base["model"], **result})
+
+    def _coordinate_training(self, jid: str, base: dict) -> None:
+        """Layer after layer, chunks of CHUNK_STEPS steps (each continues the previous
+        checkpoint), then the dictionaries and their metrics; progress is in steps over every
+        layer (+1 for the write)."""
+        from .training import CHUNK_STEPS
+
+        stop = self._stopper(jid)
+        if not self.store.job_update(jid, status="running"):
+            return
+        steps = self.executor.run({**base, "kind": "train_plan"}, stop)["steps"]
+        total = base["steps"] * len(base["layers"])
+        self.store.job_update(jid, total=total + 1, done=sum(steps.values()))
+        for layer in base["layers"]:
+            at = steps[str(layer)]
+            while at < base["steps"]:
+                at = self.executor.run({**base, "kind": "train_chunk", "layer": layer, "upto": at + CHUNK_STEPS},
+                                       stop)["step"]
+                steps[str(layer)] = at
+                self.store.job_update(jid, done=sum(steps.values()))
+        result = self.executor.run({**base, "kind": "train_write"}, stop)
+        self.store.job_update(jid, status="done", done=total + 1,
+                              result={"model": base["model"], "kind": base["ae_kind"], "layers": base["layers"],
+                                      "steps": base["steps"], **result})
 
     # ---- the work ----
     def _tasks(self, kind: str, m, ps, params: dict) -> list[dict]:

@@ -7,6 +7,8 @@ Kinds:
   so merged shards give exactly its numbers);
 - 'ablate' and 'circuit': an ablation over a set / a circuit evaluation, whole (their mean
   references need every row).
+- 'mine_*' and 'train_*': explanation mining (mining.py) and autoencoder training
+  (training.py) in resumable chunks.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ def run_task(task: dict, recipes: dict):
         from .mining import run_mining_task
 
         return run_mining_task(m, task)
+    if task["kind"].startswith("train_"):
+        from .training import run_training_task
+
+        return run_training_task(m, task)
     ps = PromptSet.from_dict(task["promptset"])
     kind = task["kind"]
     if kind == "attribute_shard":

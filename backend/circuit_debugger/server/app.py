@@ -64,7 +64,7 @@ class Settings:
     batch_size: int = 64  # prompts per forward in dataset attribution (bounds memory)
     job_time_limit: float = 3600.0  # seconds after which the server stops a job
     request_time_limit: float = 300.0  # seconds after which a dataset/circuit request is stopped (503)
-    mining_dir: Optional[str] = None  # mining jobs: corpora in <dir>/corpora, output in <dir>/jobs (None: no mining jobs)
+    mining_dir: Optional[str] = None  # mining/training jobs: corpora in <dir>/corpora, output in <dir>/jobs (None: none)
     job_executor: object = None  # a ready executor (tests, embedding); default: built from the fields above
     frontend_dir: Optional[str] = None  # the built UI; default: the repository's frontend/dist
     serve_frontend: bool = True

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from . import dataset_schemas as D
-from .job_schemas import JobResponse, MineRequest
+from .job_schemas import JobResponse, MineRequest, TrainRequest
 
 
 def add_job_routes(app: FastAPI, jobs, promptset, errors: dict, settings) -> None:
@@ -44,6 +44,15 @@ def add_job_routes(app: FastAPI, jobs, promptset, errors: dict, settings) -> Non
     def job_mine_explanations(req: MineRequest):
         """Explanation mining as a job (progress in miner batches); the same request resumes."""
         return jobs.submit("mine_explanations", req.model, {}, req.model_dump(exclude={"model"}),
+                           req.model_dump(mode="json"))
+
+    @app.post("/api/jobs/autoencoders/train", response_model=JobResponse, status_code=202,
+              responses={**errors, 409: errors[404]})  # 409: no job folder, or already training this
+    def job_train_autoencoders(req: TrainRequest):
+        """ReLU+L1 autoencoder training as a job (progress in steps; cancellable); the same
+        request resumes to the same weights. The result: metrics per layer and the folder."""
+        params = req.model_dump(exclude={"model", "kind"})
+        return jobs.submit("train_autoencoders", req.model, {}, {**params, "ae_kind": req.kind},
                            req.model_dump(mode="json"))
 
     @app.get("/api/jobs/{job_id}", response_model=JobResponse, responses=errors)

@@ -18,4 +18,6 @@ def attach_jobs(app, settings, dbg, store, promptset, errors) -> None:
             executor = LocalExecutor(recipes, n=settings.job_workers)
     app.state.jobs = JobManager(store, dbg, executor, batch_size=settings.batch_size,
                                 time_limit=settings.job_time_limit, mining_dir=settings.mining_dir)
+    if settings.mining_dir is not None:  # a finished mining job's store is served at once, by every replica
+        dbg.find_explanations = app.state.jobs.mined_store
     add_job_routes(app, app.state.jobs, promptset, errors, settings)

@@ -196,10 +196,23 @@ def explained(res: dict, req, rows: int) -> dict:
     return r(res)
 
 
+def job(res: dict, req, rows: int) -> dict:
+    """A job without its request; a mining or training result in full (it is small), another
+    job's result (an immediate route's body) only with full=true."""
+    out = {k: res[k] for k in ("id", "kind", "model", "status", "done", "total", "error")}
+    result = res.get("result")
+    if result is not None and res["kind"] in ("mine_explanations", "train_autoencoders"):
+        out["result"] = r(result)
+    elif result is not None:
+        out["more"] = "full=true gives the result (the immediate route's response body)"
+    return out
+
+
 COMPACT: dict[str, Callable[[dict, Any, int], dict]] = {
     "list_models": models, "tokenize": tokenize, "attribute": attribute, "trace": attribute, "intervene": intervene,
     "attention": attention, "logit_lens": logit_lens, "activations": activations, "node_explanation": node_explanation,
     "attribution_graph": graph, "dataset_attribute": dataset_attribute, "dataset_ablate": dataset_ablate,
     "evaluate_circuit": circuit, "create_share": share, "get_share": share, "create_promptset": promptset,
-    "explain_node": explained, "exact_effects": effects, "generate": generation,
+    "explain_node": explained, "exact_effects": effects, "generate": generation, "get_job": job,
+    "train_autoencoders": job, "mine_explanations": job, "cancel_job": job,
 }

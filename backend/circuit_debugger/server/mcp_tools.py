@@ -111,6 +111,20 @@ TOOLS = [
     ToolDef("explain_node", "POST", "/api/explain", "Explain a node now",
             "Explain a node from its mined examples (offline) or with the configured LLM, and store the "
             "explanation in the model's explanations database.", write=True, opt_in=True),
+    ToolDef("get_job", "GET", "/api/jobs/{job_id}", "Poll a job",
+            "A job's status (queued / running / done / failed / cancelled) and progress (done of total); once done, "
+            "its result (mining: the store; training: per-layer CE loss recovered, variance explained, L0; other "
+            "jobs: full=true gives the result)."),
+    ToolDef("train_autoencoders", "POST", "/api/jobs/autoencoders/train", "Train autoencoders (job)",
+            "Submit ReLU+L1 transcoders (kind 'transcoder') or attention-output SAEs ('sae') of chosen layers as a "
+            "job on the server's workers; returns the job at once: poll it with get_job. The same request resumes "
+            "a cancelled or failed run. Needs a server started with --mining-dir.", write=True, opt_in=True),
+    ToolDef("mine_explanations", "POST", "/api/jobs/explanations/mine", "Mine explanations (job)",
+            "Submit explanation mining of a model's nodes as a job; returns the job at once: poll it with get_job. "
+            "Once done, node_explanation serves the new store. Needs a server started with --mining-dir.",
+            write=True, opt_in=True),
+    ToolDef("cancel_job", "POST", "/api/jobs/{job_id}/cancel", "Cancel a job",
+            "Stop a job (its worker is stopped at once; a finished job is unchanged).", write=True, opt_in=True),
 ]
 
 INSTRUCTIONS = (

@@ -1,8 +1,9 @@
 """`circuit-debugger db check`: what is wrong with a database, without changing it.
 
 SQLite: `PRAGMA integrity_check` (corrupt pages, broken indexes) and then every stored record
-read and parsed; PostgreSQL: every record read and parsed. Also the schema revision. Returns
-the report's lines and whether everything was fine."""
+read and parsed; PostgreSQL: every record read and parsed. Parsed are the JSON columns; a table
+without one (job_locks) is counted. Also the schema revision. Returns the report's lines and
+whether everything was fine."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from sqlalchemy import func, inspect, select, text
 from .engine import label, make_engine
 from .migrate import current, foreign_tables, head
 from .tables import metadata
+
+# the columns holding JSON, per table; a table without one (job_locks) is counted, not parsed
+JSON_COLUMNS = {"investigations": ("state",), "promptsets": ("state",), "jobs": ("request", "result")}
 
 
 def check(target: str) -> tuple[list[str], bool]:
@@ -48,13 +52,16 @@ def check(target: str) -> tuple[list[str], bool]:
         for t in metadata.sorted_tables:
             if t.name not in have:
                 continue
-            col = t.c.state if "state" in t.c else t.c.request
+            cols = [t.c[name] for name in JSON_COLUMNS.get(t.name, ())]
             n = bad_rows = 0
             try:
                 n = conn.execute(select(func.count()).select_from(t)).scalar_one()
-                for rid, body in conn.execute(select(t.c.id, col)):
+                key = list(t.primary_key.columns)[0]
+                for rid, *bodies in (conn.execute(select(key, *cols)) if cols else ()):
                     try:
-                        json.loads(body)
+                        for body, c in zip(bodies, cols):
+                            if body is not None or not c.nullable:
+                                json.loads(body)
                     except (TypeError, ValueError):
                         bad_rows += 1
                         if bad_rows <= 5:

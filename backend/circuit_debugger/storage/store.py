@@ -15,17 +15,22 @@ import time
 from contextlib import nullcontext
 from typing import Optional
 
-from sqlalchemy import exc, insert, select, update
+from sqlalchemy import delete, exc, insert, select, update
 
 from ..errors import NotFound, UserError
 from .engine import label, make_engine, translated
 from .errors import StorageBusy, StorageDamaged, StorageError
 from .migrate import upgrade
-from .tables import jobs, metadata
+from .tables import job_locks, jobs, metadata
 
 MAX_BYTES = {"investigations": 256 * 1024, "promptsets": 4 * 1024 * 1024}
 ID_BYTES = 12  # 96 random bits -> 16 url-safe characters
 FINAL = ("done", "failed", "cancelled")
+STOPPED = "the server process running this job stopped"
+
+
+class _Lost(Exception):
+    """A lock take-over raced with another replica's (the caller looks again)."""
 
 
 def new_id() -> str:
@@ -103,6 +108,65 @@ class Store:
                                              deadline=now + time_limit, done=0, total=total, cancel=False,
                                              request=json.dumps(request, sort_keys=True), error=None, result=None))
         return jid
+
+    def job_create_locked(self, kind: str, model: str, request: dict, total: int, time_limit: float, folder: str,
+                          stale_after: float) -> str:
+        """Create a job that alone writes `folder` (a server-owned job folder's key), on every
+        replica: the job row and the folder's lock are inserted in one transaction, so of two
+        submissions (on any replicas) one commits and the other finds the lock. A lock whose job
+        has finished, or is active with a heartbeat older than `stale_after` seconds (its
+        replica died; that job is then marked failed), is taken over by a compare-and-set on
+        the holder. Otherwise: a 409 naming the job holding it."""
+        for _ in range(5):
+            now, jid = time.time(), new_id()
+            row = dict(id=jid, kind=kind, model=model, status="queued", created=now, updated=now,
+                       deadline=now + time_limit, done=0, total=total, cancel=False,
+                       request=json.dumps(request, sort_keys=True), error=None, result=None)
+            try:
+                with self._guard(), translated(), self.engine.begin() as conn:
+                    conn.execute(insert(jobs).values(**row))
+                    conn.execute(insert(job_locks).values(folder=folder, job=jid, acquired=now))
+                return jid
+            except exc.IntegrityError:  # the folder is locked: by whom, and is that job alive?
+                pass
+            try:
+                with self._guard(), translated(), self.engine.begin() as conn:
+                    held = conn.execute(select(job_locks.c.job, jobs.c.status, jobs.c.updated)
+                                        .select_from(job_locks.outerjoin(jobs, jobs.c.id == job_locks.c.job))
+                                        .where(job_locks.c.folder == folder)).first()
+                    if held is None:  # released meanwhile: insert again
+                        continue
+                    holder, status, updated = held
+                    if status in ("queued", "running") and now - updated <= stale_after:
+                        raise UserError(f"job {holder} is {status} on this already (one job writes a job folder); "
+                                        "poll it, or cancel it first", 409)
+                    if status in ("queued", "running"):
+                        conn.execute(update(jobs).where(jobs.c.id == holder, jobs.c.status.not_in(FINAL))
+                                     .values(status="failed", error=STOPPED, updated=now))
+                    conn.execute(insert(jobs).values(**row))
+                    took = conn.execute(update(job_locks).where(job_locks.c.folder == folder, job_locks.c.job == holder)
+                                        .values(job=jid, acquired=now)).rowcount
+                    if took != 1:
+                        raise _Lost()  # another replica took it first: roll back and look again
+                return jid
+            except (_Lost, exc.IntegrityError):
+                continue
+        raise StorageBusy("the job folder's lock is contended; retry shortly")
+
+    def job_unlock(self, folder: str, jid: str) -> None:
+        """Free `folder` if `jid` still holds it (a finished job's lock is free anyway)."""
+        with self._guard(), translated(), self.engine.begin() as conn:
+            conn.execute(delete(job_locks).where(job_locks.c.folder == folder, job_locks.c.job == jid))
+
+    def job_newest(self, kind: str, model: str) -> Optional[dict]:
+        """The most recently finished job of `kind` on `model` that is done (its result), or None."""
+        with self._guard(), translated(), self.engine.connect() as conn:
+            row = conn.execute(select(jobs.c.id, jobs.c.updated, jobs.c.result)
+                               .where(jobs.c.kind == kind, jobs.c.model == model, jobs.c.status == "done")
+                               .order_by(jobs.c.updated.desc(), jobs.c.id).limit(1)).first()
+        if row is None or not row[2]:
+            return None
+        return {"id": row[0], "updated": row[1], "result": json.loads(row[2])}
 
     def job_get(self, jid: str, with_result: bool = True) -> dict:
         cols = [c for c in jobs.c if with_result or c.name != "result"]

@@ -1,6 +1,6 @@
 """The database schema (SQLAlchemy Core): what the Alembic migrations build and what the
 store checks at start. Shares and prompt sets are insert-only; jobs are the one table whose
-rows change (status, progress, result)."""
+rows change (status, progress, result); job_locks holds one row per job folder being written."""
 
 from __future__ import annotations
 
@@ -37,6 +37,14 @@ jobs = Table("jobs", metadata,
              Column("request", Text, nullable=False),  # the submitted request, JSON
              Column("error", Text),
              Column("result", Text))  # JSON, once done
+
+# one writer per server-owned job folder (mining, training), across replicas: the row names
+# the job writing it; the lock is free once that job has finished or its heartbeat
+# (jobs.updated) is stale, i.e. its replica died (see Store.job_create_locked)
+job_locks = Table("job_locks", metadata,
+                  Column("folder", Text, primary_key=True),  # the folder's key under <mining_dir>/jobs
+                  Column("job", Text, nullable=False),  # the job holding it
+                  Column("acquired", Float, nullable=False))
 
 # columns each table must have for this version of the code (the start-up schema check)
 EXPECTED = {t.name: [c.name for c in t.columns] for t in metadata.sorted_tables}

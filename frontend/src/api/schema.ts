@@ -316,6 +316,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/jobs/autoencoders/train": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Job Train Autoencoders
+         * @description ReLU+L1 autoencoder training as a job (progress in steps; cancellable); the same
+         *     request resumes to the same weights. The result: metrics per layer and the folder.
+         */
+        post: operations["job_train_autoencoders_api_jobs_autoencoders_train_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/jobs/circuit/evaluate": {
         parameters: {
             query?: never;
@@ -2203,7 +2224,7 @@ export interface components {
              * Kind
              * @enum {string}
              */
-            kind: "dataset_attribute" | "dataset_ablate" | "circuit_evaluate" | "mine_explanations";
+            kind: "dataset_attribute" | "dataset_ablate" | "circuit_evaluate" | "mine_explanations" | "train_autoencoders";
             /** Model */
             model: string;
             /**
@@ -3033,6 +3054,88 @@ export interface components {
              * @default 0
              */
             verify_top?: number;
+        };
+        /**
+         * TrainRequest
+         * @description ReLU+L1 autoencoder training (autoencoders/train.py's trainer) as a job, one dictionary
+         *     per layer: transcoders of the MLPs or SAEs on the attention outputs. The output folder is
+         *     the server's: the same request lands in the same folder, so submitting it again resumes and
+         *     ends with the same weights as one uninterrupted run.
+         */
+        TrainRequest: {
+            /**
+             * Batch
+             * @description corpus rows per step
+             * @default 16
+             */
+            batch?: number;
+            /**
+             * Column
+             * @description the text field of a JSONL/Parquet/CSV corpus
+             * @default text
+             */
+            column?: string;
+            /**
+             * Corpus
+             * @description a file name in the server's corpora folder (text/JSONL/Parquet/CSV); omitted: the model's built-in corpus (default model only)
+             */
+            corpus?: string | null;
+            /**
+             * Ctx
+             * @description window length in tokens
+             * @default 64
+             */
+            ctx?: number;
+            /**
+             * Eval Tokens
+             * @description held-out tokens for the metrics (CE loss recovered, variance explained, L0)
+             * @default 20000
+             */
+            eval_tokens?: number;
+            /**
+             * Kind
+             * @description transcoder: reads the MLP input (ln2.hook_normalized), writes hook_mlp_out; sae: hook_attn_out
+             * @default transcoder
+             * @enum {string}
+             */
+            kind?: "transcoder" | "sae";
+            /**
+             * L1
+             * @default 0.001
+             */
+            l1?: number;
+            /**
+             * Latents
+             * @default 1024
+             */
+            latents?: number;
+            /**
+             * Layers
+             * @description layers to train (omitted: all)
+             */
+            layers?: number[] | null;
+            /**
+             * Model
+             * @default default
+             */
+            model?: string;
+            /**
+             * Seed
+             * @default 0
+             */
+            seed?: number;
+            /**
+             * Steps
+             * @description Adam steps per layer
+             * @default 2000
+             */
+            steps?: number;
+            /**
+             * Tokens
+             * @description training corpus size in tokens
+             * @default 200000
+             */
+            tokens?: number;
         };
     };
     responses: never;
@@ -4664,6 +4767,120 @@ export interface operations {
             };
             /** @description the request body did not arrive within the server's deadline */
             408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description this client sent more requests a minute than the server allows */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error: the body carries only a request id, the server's log has the rest */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server busy (requests in flight) or out of memory for this request; see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    job_train_autoencoders_api_jobs_autoencoders_train_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TrainRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobResponse"];
+                };
+            };
+            /** @description the body is not parseable JSON, or the Host header names another server */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an access token (or the trusted proxy's identity header) is required and was missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive within the server's deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
