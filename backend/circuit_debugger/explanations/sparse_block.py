@@ -49,10 +49,14 @@ class SparseBlock:
         return out.scatter_(1, self.idx, self.val).reshape(self.B, self.T, self.n)
 
     def at(self, b: torch.Tensor, t: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        """Activation of `latent` at (b, t) (broadcast together), 0 where it is not kept."""
+        """Activation of `latent` at (b, t) (broadcast together), 0 where it is not kept: a
+        binary search in the kept entries' keys position·n + latent, which are ascending."""
         p = (b * self.T + t).expand(torch.broadcast_shapes(b.shape, t.shape, latent.shape))
-        hit = self.idx[p] == latent.expand(p.shape)[..., None]
-        return torch.where(hit, self.val[p], torch.zeros((), dtype=self.val.dtype)).sum(-1)
+        keys = (torch.arange(self.B * self.T)[:, None] * self.n + self.idx).reshape(-1)
+        want = p * self.n + latent.expand(p.shape)
+        i = torch.searchsorted(keys, want.reshape(-1)).clamp_(max=len(keys) - 1)
+        hit = keys[i] == want.reshape(-1)
+        return torch.where(hit, self.val.reshape(-1)[i], torch.zeros((), dtype=self.val.dtype)).reshape(p.shape)
 
 
 __all__ = ["SparseBlock"]
