@@ -140,10 +140,7 @@ class Miner:
         s, c = self.s, self.cfg
         B, T, n = blk.shape
         if isinstance(blk, SparseBlock):
-            if bool((s["top_val"][off:off + n].min(1).values < 0).any()):
-                blk = blk.dense()  # lists still filling: the implicit zeros can enter them
-            else:
-                return self._sparse_block(blk, off, valid, pos, row_offset)
+            return self._sparse_block(blk, off, valid, pos, row_offset)
         base = row_offset * T
         a = blk.reshape(B * T, n)[pos].float()  # [nv, n]: the real tokens only
         nv = len(pos)
@@ -180,10 +177,13 @@ class Miner:
             self._merge("rnd", rows, off, kk, cols, pos, base, blk, valid, values=vals[cand][src])
 
     def _sparse_block(self, blk: SparseBlock, off: int, valid: torch.Tensor, pos: torch.Tensor, row_offset: int) -> None:
-        """`_block` for a SparseBlock whose nodes all keep k values >= 0: an entry that is not
-        kept is 0 and cannot beat them, so only the kept entries are candidates. Entries are
-        visited token by token, latents ascending: the order `nonzero()` gives on the dense
-        block, so candidates, reservoir keys and merges are the dense path's."""
+        """`_block` for a SparseBlock: the same state from the kept entries only. An entry not
+        kept is 0, so it beats a node's kept values only while the node's list still has free
+        slots (-inf); for those nodes the zeros that can enter are the first ones in token
+        order (ties go to the earlier token), so tokens [0, k + m) (m: the node's positive
+        entries) are candidates too. Entries are visited token by token, latents ascending: the
+        order `nonzero()` gives on the dense block, so candidates, reservoir keys and merges are
+        the dense path's."""
         s, c = self.s, self.cfg
         n, T = blk.n, blk.T
         base = row_offset * T
@@ -191,11 +191,23 @@ class Miner:
         sl = slice(off, off + n)
         idx, val = blk.idx[pos], blk.val[pos].float()  # [nv, k]
         tok = torch.arange(nv)[:, None].expand_as(idx)
-        beats = val > s["top_val"][sl].min(1).values[idx]
-        if bool(beats.any()):
-            rows, keys, cols, _ = self._candidates(idx[beats], tok[beats], val[beats], c.k)
-            self._merge("top", rows, off, keys, cols, pos, base, blk, valid)
         positive = val > 0
+        kth = s["top_val"][sl].min(1).values
+        beats = val > kth[idx]
+        cn, ct, cv = idx[beats], tok[beats], val[beats]
+        filling = (kth < 0).nonzero().flatten()
+        if len(filling):
+            lim = torch.zeros(n, dtype=torch.long)
+            lim[filling] = (c.k + torch.bincount(idx[positive], minlength=n)[filling]).clamp(max=nv)
+            fn = torch.repeat_interleave(filling, lim[filling])
+            ft = torch.arange(len(fn)) - torch.repeat_interleave(torch.cumsum(lim[filling], 0) - lim[filling], lim[filling])
+            j = pos[ft]
+            fv = blk.at(j // T, j % T, fn).float()
+            later = ct >= lim[cn]  # kept entries of these nodes beyond the first tokens (all of others)
+            cn, ct, cv = torch.cat([fn, cn[later]]), torch.cat([ft, ct[later]]), torch.cat([fv, cv[later]])
+        if len(cn):
+            rows, keys, cols, _ = self._candidates(cn, ct, cv, c.k)
+            self._merge("top", rows, off, keys, cols, pos, base, blk, valid)
         col, r, vals = idx[positive], tok[positive], val[positive]  # the active entries, in dense order
         n_pos = torch.bincount(col, minlength=n)
         s["active"][sl] += n_pos
