@@ -4,12 +4,13 @@ layer (294,912 latents), as a ratio to a bare HuggingFace forward over the same 
 and the peak resident memory (the miner's state is O(nodes × k); one batch of activations is
 O(batch tokens × nodes)).
 
-    PYTHONPATH=backend .venv/bin/python benchmarks/bench_mine_gpt2.py [--tokens 2048] [--batch 4] [--ctx 64]
+    PYTHONPATH=backend .venv/bin/python benchmarks/bench_mine_gpt2.py [--tokens 2048] [--batch 4] [--ctx 64] [--clock wall|cpu]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -35,7 +36,10 @@ def main() -> None:
     ap.add_argument("--latents", type=int, default=24576)
     ap.add_argument("--k", type=int, default=64, help="active latents per token (TopK SAEs)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: this process's CPU time (steadier than wall time on a machine others load)")
     a = ap.parse_args()
+    clock = time.process_time if a.clock == "cpu" else time.perf_counter
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -66,17 +70,18 @@ def main() -> None:
     valid = torch.ones_like(rows, dtype=torch.bool)
     valid[:, 0] = False
     cfg = Config(batch=a.batch)
-    t = time.perf_counter()
+    t = clock()
     with torch.no_grad():
         for b in range(0, len(rows), cfg.batch):
             hf(rows[b:b + cfg.batch])
-    bare = time.perf_counter() - t
-    t = time.perf_counter()
+    bare = clock() - t
+    t = clock()
     miner = mine(m, rows, valid, cfg, progress=False)
-    mined = time.perf_counter() - t
+    mined = clock() - t
     n, nodes = int(valid.sum()), miner.s["top_val"].shape[0]
     state = sum(v.numel() * v.element_size() for v in miner.s.values()) / 2 ** 30
-    print(f"torch {torch.__version__}, {a.threads} thread(s); {n} tokens in {len(rows)} rows of {a.ctx}, batch {a.batch}; "
+    print(f"torch {torch.__version__}, {a.threads} thread(s), {a.clock} clock, load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs; {n} tokens in {len(rows)} rows of {a.ctx}, batch {a.batch}; "
           f"{nodes} nodes (144 heads, 36,864 neurons, {L} × {F} residual-SAE latents)")
     print(f"bare forward: {bare:.2f} s ({n / bare:.0f} tok/s); mining: {mined:.2f} s ({n / mined:.0f} tok/s); "
           f"ratio {mined / bare:.2f} (goal <= 3)")

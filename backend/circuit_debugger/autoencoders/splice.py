@@ -149,10 +149,12 @@ def _one(ae: Autoencoder, kind: str, layer: int, ivs, err_ivs, apply_iv, store, 
     return hooks + [(site_hook(kind, layer, n_layers), splice)]
 
 
-def latent_readers(aes: AutoencoderSet, choice: SpliceChoice, store: dict) -> dict:
+def latent_readers(aes: AutoencoderSet, choice: SpliceChoice, store: dict, encode: Optional[Callable] = None) -> dict:
     """{hook: fn(x) -> x} that only encode and store the latents (no decode, no error node):
     the forward stays the model's own, which is what a splice without interventions computes
-    anyway (mining). Pass them as a RunRequest's `edits`."""
+    anyway (mining). Pass them as a RunRequest's `edits`. `encode(ae, x)` replaces
+    `ae.encode(x)` (mining keeps TopK latents sparse)."""
+    encode = encode or (lambda ae, x: ae.encode(x))
     hooks: dict = {}
     for kind, layers in ((TRANSCODER, choice.transcoders), (SAE, choice.saes), (RESID_SAE, choice.resids)):
         for layer in layers:
@@ -160,7 +162,7 @@ def latent_readers(aes: AutoencoderSet, choice: SpliceChoice, store: dict) -> di
             src = input_hook(ae, layer) or site_hook(kind, layer, aes.n_layers)
 
             def read(x, ae=ae, key=latent_key(kind, layer), then=hooks.get(src)):
-                store[key] = ae.encode((x.flatten(-2) if ae.read == "z" else x).to(ae.W_enc.dtype))
+                store[key] = encode(ae, (x.flatten(-2) if ae.read == "z" else x).to(ae.W_enc.dtype))
                 return then(x) if then else x
             hooks[src] = read
     return hooks

@@ -4,8 +4,9 @@
 
 PATH is a plain-text file (documents separated by blank lines), JSONL (one object per line,
 the `column` field, default "text"), Parquet or CSV (the `column` column), or `hf:ORG/NAME`:
-a dataset repository already in the HuggingFace hub cache (its data files, read the same way;
-nothing is downloaded). Files are read in batches and never held whole in memory.
+a dataset repository already in the HuggingFace hub cache (its data files, read the same way)
+or in the `datasets` library's Arrow cache, or a `save_to_disk` folder (corpus_datasets.py);
+nothing is downloaded. Files are read in batches and never held whole in memory.
 
 Windows: each document is tokenised with the model's tokenizer, documents are concatenated
 (separated by the tokenizer's EOS/BOS token) and cut into windows of `ctx` tokens, each
@@ -118,12 +119,26 @@ def _hub_dataset(name: str) -> list[Path]:
 
 def documents(spec: str, column: str = "text") -> Iterator[str]:
     """The corpus' documents, in order, streamed."""
+    from . import corpus_datasets
+
     if spec.startswith("hf:"):
-        paths = _hub_dataset(spec[3:])
+        try:
+            paths = _hub_dataset(spec[3:])
+        except CorpusError as hub:
+            try:  # prepared once by `datasets.load_dataset`
+                docs = corpus_datasets.cached(spec[3:], column)
+            except CorpusError as arrow:
+                raise CorpusError(f"{hub}; {arrow}") from None
+            yield from docs
+            return
     else:
         p = Path(spec).expanduser()
+        if corpus_datasets.is_saved_dataset(p):
+            yield from corpus_datasets.saved(p, column)
+            return
         if not p.is_file():
-            raise CorpusError(f"{spec}: file not found (give a text, JSONL, Parquet or CSV file, or hf:ORG/NAME)")
+            raise CorpusError(f"{spec}: file not found (give a text, JSONL, Parquet or CSV file, a save_to_disk "
+                              "folder, or hf:ORG/NAME)")
         paths = [p]
     for p in paths:
         yield from _file(p, column)

@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 
 from .activations import batch_activations, node_index
+from .sparse_block import SparseBlock
 
 EDGES = torch.cat([torch.tensor([0.0]), torch.logspace(-3, 3, 25)])  # bin 0: ≤ 0; last: > 1e3
 
@@ -90,8 +91,11 @@ class Miner:
         kept = s["rnd_key"] if prefix == "rnd" else s["top_val"]
         K = kept.shape[1]
         T = acts.shape[1]
-        top = torch.cat([kept[g], keys], 1).topk(K, dim=1)
-        idx = top.indices
+        # a stable sort, not topk: ties go to the kept entry, then to the earlier token, so the
+        # dense and sparse paths (and any batch grouping of candidates) keep the same entries
+        both = torch.cat([kept[g], keys], 1)
+        idx = both.sort(dim=1, descending=True, stable=True).indices[:, :K]
+        topv = both.gather(1, idx)
         stays = torch.zeros((len(rows), K), dtype=torch.bool)
         r_old, k_old = (idx < K).nonzero(as_tuple=True)
         stays[r_old, idx[r_old, k_old]] = True
@@ -100,7 +104,7 @@ class Miner:
         if len(nr) == 0:
             return
         m = idx[nr, nk] - K
-        kv = top.values[nr, nk]
+        kv = topv[nr, nk]
         real = kv > float("-inf")
         jv = cols[nr, m]  # index among the real tokens
         j = pos[jv]  # flat position in the batch
@@ -108,7 +112,10 @@ class Miner:
         P = tt[:, None] + torch.arange(-c.before, c.after + 1)[None]  # [n_new, width]
         inside = (P >= 0) & (P < T)
         Pc = P.clamp(0, T - 1)
-        vals = acts[bb[:, None], Pc, rows[nr][:, None]].float()
+        if isinstance(acts, SparseBlock):
+            vals = acts.at(bb[:, None], Pc, rows[nr][:, None]).float()
+        else:
+            vals = acts[bb[:, None], Pc, rows[nr][:, None]].float()
         win = torch.where(inside & valid[bb[:, None], Pc] & real[:, None], vals, torch.zeros(()))
         ge = g[er]
         s[prefix + "_win"][ge, ek] = win
@@ -132,6 +139,8 @@ class Miner:
         """Statistics for nodes off.. off + n from one block of columns [B, T, n]."""
         s, c = self.s, self.cfg
         B, T, n = blk.shape
+        if isinstance(blk, SparseBlock):
+            return self._sparse_block(blk, off, valid, pos, row_offset)
         base = row_offset * T
         a = blk.reshape(B * T, n)[pos].float()  # [nv, n]: the real tokens only
         nv = len(pos)
@@ -166,6 +175,61 @@ class Miner:
         if cand.any():
             rows, kk, cols, src = self._candidates(col[cand], r[cand], keys[cand], c.r)
             self._merge("rnd", rows, off, kk, cols, pos, base, blk, valid, values=vals[cand][src])
+
+    def _sparse_block(self, blk: SparseBlock, off: int, valid: torch.Tensor, pos: torch.Tensor, row_offset: int) -> None:
+        """`_block` for a SparseBlock: the same state from the kept entries only. An entry not
+        kept is 0, so it beats a node's kept values only while the node's list still has free
+        slots (-inf); for those nodes the zeros that can enter are the first ones in token
+        order (ties go to the earlier token), so tokens [0, k + m) (m: the node's positive
+        entries) are candidates too. Entries are visited token by token, latents ascending: the
+        order `nonzero()` gives on the dense block, so candidates, reservoir keys and merges are
+        the dense path's."""
+        s, c = self.s, self.cfg
+        n, T = blk.n, blk.T
+        base = row_offset * T
+        nv = len(pos)
+        sl = slice(off, off + n)
+        idx, val = blk.idx[pos], blk.val[pos].float()  # [nv, k]
+        tok = torch.arange(nv)[:, None].expand_as(idx)
+        positive = val > 0
+        kth = s["top_val"][sl].min(1).values
+        beats = val > kth[idx]
+        cn, ct, cv = idx[beats], tok[beats], val[beats]
+        filling = (kth < 0).nonzero().flatten()
+        if len(filling):
+            lim = torch.zeros(n, dtype=torch.long)
+            lim[filling] = (c.k + torch.bincount(idx[positive], minlength=n)[filling]).clamp(max=nv)
+            fn = torch.repeat_interleave(filling, lim[filling])
+            ft = torch.arange(len(fn)) - torch.repeat_interleave(torch.cumsum(lim[filling], 0) - lim[filling], lim[filling])
+            j = pos[ft]
+            fv = blk.at(j // T, j % T, fn).float()
+            later = ct >= lim[cn]  # kept entries of these nodes beyond the first tokens (all of others)
+            cn, ct, cv = torch.cat([fn, cn[later]]), torch.cat([ft, ct[later]]), torch.cat([fv, cv[later]])
+        if len(cn):
+            rows, keys, cols, _ = self._candidates(cn, ct, cv, c.k)
+            self._merge("top", rows, off, keys, cols, pos, base, blk, valid)
+        col, r, vals = idx[positive], tok[positive], val[positive]  # the active entries, in dense order
+        n_pos = torch.bincount(col, minlength=n)
+        s["active"][sl] += n_pos
+        s["sum"][sl] += torch.zeros(n).index_add_(0, col, vals)
+        seen = torch.bincount(idx.reshape(-1), minlength=n)  # kept entries (a kept 0 is a 0 too)
+        mx = torch.full((n,), float("-inf")).scatter_reduce_(0, idx.reshape(-1), val.reshape(-1), "amax")
+        mx = torch.where(seen < nv, mx.clamp_min(0), mx)  # a token where it is not kept: a 0
+        s["max"][sl] = torch.maximum(s["max"][sl], mx)
+        nb = s["hist"].shape[1]
+        s["hist"][sl] += torch.bincount(col * nb + torch.bucketize(vals, EDGES), minlength=n * nb).reshape(n, nb)
+        s["hist"][sl, 0] += nv - n_pos
+        g = torch.Generator().manual_seed(c.seed * 1_000_003 + row_offset * 7919 + off)
+        keys = torch.rand(len(vals), generator=g)
+        cand = keys > s["rnd_key"][sl].min(1).values[col]
+        if cand.any():
+            rows, kk, cols, src = self._candidates(col[cand], r[cand], keys[cand], c.r)
+            self._merge("rnd", rows, off, kk, cols, pos, base, blk, valid, values=vals[cand][src])
+
+    def step(self, model, rows: torch.Tensor, valid: torch.Tensor, row_offset: int) -> None:
+        """One batch: the model's activations (TopK dictionaries sparse), then `update`."""
+        blocks, patterns, vnorms = batch_activations(model, rows, blocks=True, sparse=True)
+        self.update([x.cpu() for x in blocks], valid, [p.cpu() for p in patterns], [v.cpu() for v in vnorms], row_offset)
 
     def update(self, acts, valid: torch.Tensor, patterns: list, vnorms: list, row_offset: int):
         """acts [B, T, N] (or a list of column blocks [B, T, n_i] in node order) for rows
@@ -231,9 +295,7 @@ def mine(model, rows: torch.Tensor, valid: torch.Tensor, cfg: Config, work: Opti
     for b in tqdm(range(miner.batches, n_batches), initial=miner.batches, total=n_batches, desc="mine",
                   disable=not progress):
         sl = slice(b * cfg.batch, (b + 1) * cfg.batch)
-        blocks, patterns, vnorms = batch_activations(model, rows[sl], blocks=True)
-        miner.update([x.cpu() for x in blocks], valid[sl], [p.cpu() for p in patterns], [v.cpu() for v in vnorms],
-                     b * cfg.batch)
+        miner.step(model, rows[sl], valid[sl], b * cfg.batch)
         if work is not None and (miner.batches % every == 0 or miner.batches == n_batches):
             miner.save(work)
     miner.finish()

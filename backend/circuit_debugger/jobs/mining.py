@@ -70,7 +70,6 @@ def latest(folder: Path) -> Optional[Path]:
 
 
 def run_mining_task(m, task: dict):
-    from ..explanations.activations import batch_activations
     from ..explanations.mine import Miner
     from ..explanations.activations import node_index
 
@@ -91,9 +90,7 @@ def run_mining_task(m, task: dict):
             return {"batches": miner.batches}
         for b in range(miner.batches, upto):
             sl = slice(b * cfg.batch, (b + 1) * cfg.batch)
-            blocks, patterns, vnorms = batch_activations(m, rows[sl], blocks=True)
-            miner.update([x.cpu() for x in blocks], valid[sl], [p.cpu() for p in patterns],
-                         [v.cpu() for v in vnorms], b * cfg.batch)
+            miner.step(m, rows[sl], valid[sl], b * cfg.batch)
         miner.save(folder / f"b{miner.batches:08d}")
         for old in folder.glob("b*"):
             if old.name != f"b{miner.batches:08d}":
