@@ -39,6 +39,8 @@ LIMITS = [
     ("max-pending-per-client", 16, 1, int, "API requests one client (identity or address) may have in flight"),
     ("rate-limit", 0, 0, int, "API requests a minute per client, 429 beyond (0: no limit)"),
     ("cache-size", 512, 1, int, "whole results kept in memory (LRU)"),
+    ("response-cache-mb", 64, 0, float, "MiB of whole answers to repeated deterministic requests kept per server "
+                                        "process (0: off)"),
     ("max-body-mb", 16, 0.001, float, "request bodies above this many MiB get 413 before they are read"),
     ("body-timeout", 30, 0.1, float, "seconds a request body may take to arrive (408 after)"),
     ("header-timeout", 10, 0.1, float, "seconds a connection may take to send a request's headers (closed after)"),
@@ -85,7 +87,8 @@ def security_settings(a: argparse.Namespace) -> dict:
     return dict(**({"allowed_hosts": hosts} if hosts else {}),  # else: by the bound address, in before_serving
                 auth_token_file=a.auth_token_file, identity_header=a.trust_identity_header,
                 max_body_bytes=int(a.max_body_mb * 1024 * 1024), body_timeout=a.body_timeout,
-                max_pending_per_client=a.max_pending_per_client, rate_limit=a.rate_limit)
+                max_pending_per_client=a.max_pending_per_client, rate_limit=a.rate_limit,
+                response_cache_mb=a.response_cache_mb)
 
 
 def before_serving(a: argparse.Namespace, settings=None) -> None:
