@@ -50,3 +50,17 @@ def test_explanation_reads_see_later_writes(tiny, tmp_path):
     other.commit()
     other.close()
     assert [e["text"] for e in store.node("L0.H1")["explanations"]] == ["says bye"]
+
+
+def test_a_mean_over_reference_prompts_keeps_the_cached_clean_passes(tiny):
+    from circuit_debugger.engine import Debugger
+
+    dbg = Debugger([tiny], cache_size=16)  # room for 4 clean passes
+    ids = tiny.tokenize("When Mary and John went to the store, John gave a drink to")
+    first = dbg.clean_pass(tiny, ids)
+    refs = [f"Reference prompt number {i} about the park" for i in range(8)]
+    means = dbg.mean_activations(tiny, refs)
+    assert dbg.clean_pass(tiny, ids) is first  # still cached, not recomputed
+    fresh = Debugger([tiny], cache_size=16)
+    expect = fresh.mean_activations(tiny, refs)  # the same means as a cold engine's
+    assert means.keys() == expect.keys() and all(bool((means[k] == expect[k]).all()) for k in means)

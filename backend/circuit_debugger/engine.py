@@ -88,8 +88,10 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
         return self.models[name]
 
     # ------------------------------------------------------------------ sources
-    def clean_pass(self, m: DebugModel, ids: Sequence[int]) -> dict:
-        """No-grad activations at every intervention point, the patterns and the logits."""
+    def clean_pass(self, m: DebugModel, ids: Sequence[int], keep: bool = True) -> dict:
+        """No-grad activations at every intervention point, the patterns and the logits.
+        `keep=False`: not added to the cache (a mean over many reference prompts would
+        otherwise push every prompt people are looking at out of it)."""
         key = (m.name, tuple(ids))
         hit = self._clean.get(key)
         if hit is not None:
@@ -103,7 +105,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
         cap = execute(m, ids, RunRequest(capture=names, splice=aes.every()))
         store = cap.acts
         store["logits"] = cap.logits
-        return self._clean.put(key, store)
+        return self._clean.put(key, store) if keep else store
 
     def mean_activations(self, m: DebugModel, prompts: Sequence[str]) -> dict:
         """Per hook: the mean activation over all tokens of `prompts` (BOS excluded)."""
@@ -116,7 +118,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
         for p in prompts:
             ids = m.tokenize(p)
             skip = 1 if m.codec.bos_id is not None and ids[0] == m.codec.bos_id and len(ids) > 1 else 0
-            acts = self.clean_pass(m, ids)
+            acts = self.clean_pass(m, ids, keep=False)
             for k, v in acts.items():
                 if k == "logits" or "pattern" in k:
                     continue
