@@ -2,10 +2,7 @@
 environment) and refuses nonsense scale flags at start. (A real two-worker server under load is
 `benchmarks/load_test.py --workers 2`.)"""
 
-import os
-
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from circuit_debugger import cli, cli_scale
@@ -34,29 +31,11 @@ def test_workers_get_the_same_settings(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(app=app, **kw))
     monkeypatch.setenv(cli_scale.SETTINGS_ENV, "")  # run() sets it; restored after the test
-    monkeypatch.setenv(cli_scale.THREADS_ENV, "")
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cli_scale.run_workers(settings, "127.0.0.1", 9999, a.workers)
     assert seen["app"] == "circuit_debugger.cli_scale:app_from_env" and seen["factory"] is True and seen["workers"] == 3
-    threads = cli_scale.worker_threads(3)
-    assert os.environ[cli_scale.THREADS_ENV] == str(threads)
     app = cli_scale.app_from_env()  # what each worker process builds
-    assert torch.get_num_threads() == threads
-    torch.set_num_threads(1)  # the suite's setting (conftest)
     assert app.state.jobs.batch_size == 8 and app.state.jobs.executor.n == 2
     assert app.state.shares.target == str(tmp_path / "db.sqlite")
     with TestClient(app, base_url="http://127.0.0.1") as c:  # the CLI allows loopback Host names only
         sid = c.post("/api/shares", json={"state": {"v": 1, "prompt": "p"}}).json()["id"]
         assert c.get(f"/api/shares/{sid}").status_code == 200
-
-
-def test_worker_torch_threads_divide_the_cores(monkeypatch):
-    """N workers each defaulting to every core ran N x cores spinning OpenMP threads."""
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv(cli_scale.THREADS_ENV, raising=False)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
-    assert [cli_scale.worker_threads(n) for n in (1, 2, 3, 16)] == [8, 4, 2, 1]
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the operator's choice wins
-    assert cli_scale.worker_threads(2) == 3
-    monkeypatch.setenv(cli_scale.THREADS_ENV, "5")
-    assert cli_scale.worker_threads(2) == 5

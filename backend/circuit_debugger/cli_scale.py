@@ -9,19 +9,6 @@ import json
 import os
 
 SETTINGS_ENV = "CD_SERVE_SETTINGS"  # how `--workers N` hands the settings to each worker process
-THREADS_ENV = "CD_WORKER_TORCH_THREADS"  # torch threads per server worker process (default: cores / workers)
-
-
-def worker_threads(workers: int) -> int:
-    """Torch intra-op threads for each of `workers` server processes: the cores divided among
-    them. Each process defaulted to every core, so N workers ran N x cores OpenMP threads that
-    spin-wait for one another when the machine is busy (on the 2-core test machine under 16
-    clients: stalls of seconds). OMP_NUM_THREADS or CD_WORKER_TORCH_THREADS override it."""
-    given = os.environ.get(THREADS_ENV) or os.environ.get("OMP_NUM_THREADS")
-    if given and given.isdigit() and int(given) > 0:
-        return int(given)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, workers))
 
 
 def add_scale_flags(s) -> None:
@@ -63,17 +50,11 @@ def run_workers(settings, host: str, port: int, workers: int, **uvicorn_options)
 
     fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.name != "job_executor"}
     os.environ[SETTINGS_ENV] = json.dumps(fields)
-    os.environ[THREADS_ENV] = str(worker_threads(workers))
     uvicorn.run("circuit_debugger.cli_scale:app_from_env", factory=True, host=host, port=port, workers=workers,
                 **uvicorn_options)
 
 
 def app_from_env():
-    import torch
-
     from .server.app import Settings, create_app
-
-    if os.environ.get(THREADS_ENV, "").isdigit():
-        torch.set_num_threads(int(os.environ[THREADS_ENV]))
 
     return create_app(Settings(**json.loads(os.environ[SETTINGS_ENV])))
