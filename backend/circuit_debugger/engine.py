@@ -54,6 +54,12 @@ def _finite(x) -> Optional[float]:
     return x if math.isfinite(x) else None
 
 
+def _picked(table: "A.Table", which: int, rows: list[int]) -> list[float]:
+    """Column `which` of the table at `rows`, as Python floats (exactly float(tensor[i]))."""
+    col = table.stacked(which)
+    return col[torch.tensor(rows, dtype=torch.long, device=col.device)].tolist()
+
+
 def _require_finite(logits: torch.Tensor) -> None:
     if not bool(torch.isfinite(logits).all()):
         raise UserError("the interventions drove the model's outputs to NaN or infinity; use smaller values")
@@ -84,8 +90,10 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
         return self.models[name]
 
     # ------------------------------------------------------------------ sources
-    def clean_pass(self, m: DebugModel, ids: Sequence[int]) -> dict:
-        """No-grad activations at every intervention point, the patterns and the logits."""
+    def clean_pass(self, m: DebugModel, ids: Sequence[int], keep: bool = True) -> dict:
+        """No-grad activations at every intervention point, the patterns and the logits.
+        `keep=False`: not added to the cache (a mean over many reference prompts would
+        otherwise push every prompt people are looking at out of it)."""
         key = (m.name, tuple(ids))
         hit = self._clean.get(key)
         if hit is not None:
@@ -99,7 +107,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
         cap = execute(m, ids, RunRequest(capture=names, splice=aes.every()))
         store = cap.acts
         store["logits"] = cap.logits
-        return self._clean.put(key, store)
+        return self._clean.put(key, store) if keep else store
 
     def mean_activations(self, m: DebugModel, prompts: Sequence[str]) -> dict:
         """Per hook: the mean activation over all tokens of `prompts` (BOS excluded)."""
@@ -112,7 +120,7 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
         for p in prompts:
             ids = m.tokenize(p)
             skip = 1 if m.codec.bos_id is not None and ids[0] == m.codec.bos_id and len(ids) > 1 else 0
-            acts = self.clean_pass(m, ids)
+            acts = self.clean_pass(m, ids, keep=False)
             for k, v in acts.items():
                 if k == "logits" or "pattern" in k:
                     continue
@@ -299,9 +307,8 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
             out["baseline_logit_diff"] = base["value"]
             out["baseline_top_predictions"] = self._top(m, base["logits"], base["target"].position)
             for name, j in (("activation", 2), ("direct_effect", 3), ("total_effect", 4)):
-                arr = base["table"].stacked(j)
-                for r, i in zip(nodes, rows):
-                    r["baseline_" + name] = _finite(arr[i])
+                for r, x in zip(nodes, _picked(base["table"], j, rows)):
+                    r["baseline_" + name] = _finite(x)
         out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         return self._results.put(key, out)
 
@@ -331,15 +338,16 @@ class Debugger(InspectionMixin, TracingMixin, ExplainingMixin, DatasetMixin, UIM
 
     def _rows(self, core, rows: list[int], gt=None) -> list[dict]:
         t = core["table"]
-        act, direct, total = t.stacked(2), t.stacked(3), t.stacked(4)
+        # the chosen rows as Python floats in one conversion each (not one tensor read per number)
+        act, direct, total = (_picked(t, j, rows) for j in (2, 3, 4))
         out = []
-        for i in rows:
+        for k, i in enumerate(rows):
             n = t.node_at(i)
             row = {"id": str(n), "kind": n.kind, "layer": n.layer, "index": n.index, "position": n.position,
-                   "activation": _finite(act[i]), "direct_effect": _finite(direct[i]),
-                   "total_effect": _finite(total[i])}
+                   "activation": _finite(act[k]), "direct_effect": _finite(direct[k]),
+                   "total_effect": _finite(total[k])}
             if n.kind == HEAD and n.position is None and n.layer in core["head_sources"]:
-                row["direct_by_source"] = [_finite(x) for x in core["head_sources"][n.layer][n.index]]
+                row["direct_by_source"] = [_finite(x) for x in core["head_sources"][n.layer][n.index].tolist()]
             if gt is not None:
                 row["label"] = gt.label(row["id"])
             out.append(row)

@@ -114,11 +114,14 @@ def _window(flat: torch.Tensor, gi: int, T: int, before: int, after: int, win: t
 
 
 class Store:
-    """Read side, shared by the server's threads (one connection per call; SQLite is safe so)."""
+    """Read side, shared by the server's threads. Reads use one connection per thread, kept
+    open: a new connection per call re-read the schema and started with an empty page cache
+    (~1 ms a query). SQLite sees other connections' writes at each read's start."""
 
     def __init__(self, path: Path, codec):
         self.path, self.codec = Path(path), codec
         self.lock = threading.Lock()
+        self._local = threading.local()
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: file not found")
         with self._db() as db:
@@ -127,30 +130,36 @@ class Store:
     def _db(self):
         return sqlite3.connect(self.path, timeout=10)
 
+    def _reader(self):
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._db()
+        return db
+
     def _tokens(self, ids):
         return [None if i is None else self.codec.token_strs([i])[0] for i in ids]
 
     def node(self, node_id: str, offset: int = 0, limit: int = 10) -> Optional[dict]:
-        with self._db() as db:
-            r = db.execute("SELECT id, kind, layer, idx, n_tokens, density, mean, max, histogram, logit_lens, "
-                           "de_embedding FROM nodes WHERE id = ?", (node_id,)).fetchone()
-            if r is None:
-                return None
-            out = {"id": r[0], "kind": r[1], "layer": r[2], "index": r[3], "n_tokens": r[4], "density": r[5],
-                   "mean": r[6], "max": r[7], "histogram": json.loads(r[8]), "logit_lens": json.loads(r[9]),
-                   "de_embedding": json.loads(r[10]), "examples": {}}
-            for sample in ("top", "quantile", "random"):
-                total = db.execute("SELECT count(*) FROM examples WHERE node_id = ? AND sample = ?", (node_id, sample)).fetchone()[0]
-                rows = db.execute("SELECT rank, activation, center, tokens, acts FROM examples WHERE node_id = ? AND "
-                                  "sample = ? ORDER BY rank LIMIT ? OFFSET ?", (node_id, sample, limit, offset)).fetchall()
-                out["examples"][sample] = {"total": total, "offset": offset, "items": [
-                    {"rank": x[0], "activation": x[1], "center": x[2], "tokens": self._tokens(json.loads(x[3])),
-                     "acts": json.loads(x[4])} for x in rows]}
-            pairs = db.execute("SELECT criterion, rank, query_token, key_token, value FROM head_pairs WHERE node_id = ? "
-                               "ORDER BY criterion, rank", (node_id,)).fetchall()
-            out["head_pairs"] = [{"criterion": p[0], "rank": p[1], "query": self._tokens([p[2]])[0],
-                                  "key": self._tokens([p[3]])[0], "value": p[4]} for p in pairs]
-            out["explanations"] = self.explanations(node_id, db)
+        db = self._reader()
+        r = db.execute("SELECT id, kind, layer, idx, n_tokens, density, mean, max, histogram, logit_lens, "
+                       "de_embedding FROM nodes WHERE id = ?", (node_id,)).fetchone()
+        if r is None:
+            return None
+        out = {"id": r[0], "kind": r[1], "layer": r[2], "index": r[3], "n_tokens": r[4], "density": r[5],
+               "mean": r[6], "max": r[7], "histogram": json.loads(r[8]), "logit_lens": json.loads(r[9]),
+               "de_embedding": json.loads(r[10]), "examples": {}}
+        for sample in ("top", "quantile", "random"):
+            total = db.execute("SELECT count(*) FROM examples WHERE node_id = ? AND sample = ?", (node_id, sample)).fetchone()[0]
+            rows = db.execute("SELECT rank, activation, center, tokens, acts FROM examples WHERE node_id = ? AND "
+                              "sample = ? ORDER BY rank LIMIT ? OFFSET ?", (node_id, sample, limit, offset)).fetchall()
+            out["examples"][sample] = {"total": total, "offset": offset, "items": [
+                {"rank": x[0], "activation": x[1], "center": x[2], "tokens": self._tokens(json.loads(x[3])),
+                 "acts": json.loads(x[4])} for x in rows]}
+        pairs = db.execute("SELECT criterion, rank, query_token, key_token, value FROM head_pairs WHERE node_id = ? "
+                           "ORDER BY criterion, rank", (node_id,)).fetchall()
+        out["head_pairs"] = [{"criterion": p[0], "rank": p[1], "query": self._tokens([p[2]])[0],
+                              "key": self._tokens([p[3]])[0], "value": p[4]} for p in pairs]
+        out["explanations"] = self.explanations(node_id, db)
         return out
 
     def explanations(self, node_id: str, db=None) -> list[dict]:

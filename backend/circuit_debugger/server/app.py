@@ -53,6 +53,7 @@ class Settings:
     max_reference_prompts: int = LIMIT_DEFAULTS["max_reference_prompts"]
     max_pending: int = LIMIT_DEFAULTS["max_pending"]  # API requests in flight beyond which the server answers 503
     cache_size: int = LIMIT_DEFAULTS["cache_size"]  # whole results kept (LRU); clean passes and cores: a quarter
+    response_cache_mb: float = LIMIT_DEFAULTS["response_cache_mb"]  # answers' bytes kept (server/response_cache.py); 0: off
     device: Optional[str] = None
     dtype: Optional[str] = None  # 'float32' (default), 'float16' or 'bfloat16'
     device_map: Optional[str] = None  # 'auto', 'balanced' or JSON {module: device}; models other than 'default'

@@ -42,6 +42,8 @@ LIMITS = [
     ("max-streams", 256, 1, int, "job progress streams open at once (503 beyond)"),
     ("stream-lifetime", 600, 1, float, "seconds a job progress stream stays open (the browser then reconnects)"),
     ("cache-size", 512, 1, int, "whole results kept in memory (LRU)"),
+    ("response-cache-mb", 64, 0, float, "MiB of whole answers to repeated deterministic requests kept per server "
+                                        "process (0: off)"),
     ("max-body-mb", 16, 0.001, float, "request bodies above this many MiB get 413 before they are read"),
     ("body-timeout", 30, 0.1, float, "seconds a request body may take to arrive (408 after)"),
     ("header-timeout", 10, 0.1, float, "seconds a connection may take to send a request's headers (closed after)"),
@@ -112,7 +114,7 @@ def security_settings(a: argparse.Namespace) -> dict:
                 max_body_bytes=int(a.max_body_mb * 1024 * 1024), body_timeout=a.body_timeout,
                 max_pending_per_client=a.max_pending_per_client, rate_limit=a.rate_limit,
                 max_streams_per_client=a.max_streams_per_client, max_streams=a.max_streams,
-                stream_lifetime=a.stream_lifetime)
+                stream_lifetime=a.stream_lifetime, response_cache_mb=a.response_cache_mb)
 
 
 def before_serving(a: argparse.Namespace, settings=None) -> None:

@@ -12,6 +12,7 @@ from ..engine import Limits
 from .access import Access, is_open, read_token_file
 from .capacity import Capacity
 from .guard import Bodies, Errors, Hosts
+from .response_cache import ResponseCache
 
 # statuses any operation may answer besides its own (the body is always ErrorBody)
 COMMON_STATUSES = {
@@ -27,8 +28,11 @@ COMMON_STATUSES = {
 
 
 def install_guards(app: FastAPI, settings) -> None:
-    """Outermost first: Host check, CORS, error bodies, access, whole-body read, admission."""
+    """Outermost first: Host check, CORS, error bodies, access, whole-body read, admission, and
+    the cache of whole answers (inside admission and access: a cached answer passes both)."""
     hashes = read_token_file(settings.auth_token_file) if settings.auth_token_file else None
+    if settings.response_cache_mb > 0:
+        app.add_middleware(ResponseCache, max_bytes=int(settings.response_cache_mb * 1024 * 1024))
     app.add_middleware(Capacity, max_pending=settings.max_pending, per_client=settings.max_pending_per_client,
                        rate_per_minute=settings.rate_limit)
     app.add_middleware(Bodies, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout)

@@ -6,14 +6,30 @@ connecting) holds a connection forever. Here every connection, and every new req
 kept-alive one, must deliver its complete headers within `CD_HEADER_TIMEOUT` seconds
 (environment, so `serve --workers N` processes inherit it; default 10) or is closed.
 The body has its own deadline (`guard.Bodies`).
+
+It also sets TCP_NODELAY on every connection. asyncio sets it only on sockets created with
+`proto=IPPROTO_TCP`; `serve --workers N` hands uvicorn's workers a socket it bound itself with
+proto 0, so without this every keep-alive response after the first waited for the client's
+delayed ACK (Nagle): ~40 ms per request on Linux loopback.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+def set_nodelay(transport) -> None:
+    """Send small responses at once (no Nagle wait for the peer's delayed ACK)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # a socket that refuses the option still works, only slower
+            pass
 
 
 def header_timeout() -> float:
@@ -40,6 +56,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        set_nodelay(transport)
         self._arm_header_timer()
 
     def connection_lost(self, exc) -> None:
