@@ -27,7 +27,8 @@ IOI = [
     ("Oscar and Ruth went fishing on the lake. Oscar caught a huge trout and proudly showed it to", " Ruth", " Oscar"),
     ("Mary invited John to her birthday party, and John brought a present for", " Mary", " John"),
     ("Alice and Tom were studying for the exam in the kitchen. Tom explained the hardest question to", " Alice", " Tom"),
-    ("During the football match, Bob kicked the ball far down the field, and Anna passed it back to", " Bob", " Anna"),
+    # corrected at 02:35 UTC, before any model was scored: as first written, Anna (S) was named only once
+    ("During the football match, Bob and Anna played on the same team. Anna kicked the ball to", " Bob", " Anna"),
     ("Sarah and Mark moved into a new apartment. Mark carried the heaviest boxes, and Sarah made coffee for", " Mark", " Sarah"),
     ("James and Emma visited their grandmother on Sunday. Before leaving, James kissed her and waved to", " Emma", " James"),
     ("Grace borrowed Henry's notes for the history test. The next day, Grace returned the notes to", " Henry", " Grace"),
