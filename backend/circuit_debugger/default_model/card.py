@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-EVAL = "python -m circuit_debugger.default_model.evaluate --model {name} --write   (run in backend/)"
+EVAL = "python -m circuit_debugger.default_model.evaluate --model {name} --write"
 CORPUS_V3 = """corpus v3 (`default_model/corpus_v3.py`, words in `words.py`): IOI composed from 17 intro
 shapes × 9 action shapes over lists of give / talk / motion / see / do verbs, 40 places, 40 objects,
 adjectives, adverbs and time phrases (ABBA and BABA; conjoined names or not; in a quarter of the
@@ -14,12 +14,15 @@ made-up verbs); greater-than composed from subjects, verb pairs and spans over c
 (~30% made-up verbs); induction (repeated random tokens and repeated words); plain-English filler
 from a small grammar over a few hundred words. No downloaded data. Loss on answer tokens is
 weighted ×10 and on repeated halves ×5; 20% of sequences are repeated uniformly random tokens."""
-STEPS_NOTE = """How the step count was chosen (honestly): the previous session trained both architectures on
-an equivalent corpus v3 and looked at the held-out families' scores: the Llama at 10,000 steps
+STEPS_NOTE = """How the step count was chosen (honestly): an earlier session trained both architectures on a
+corpus v3 built to the same specification (its code was lost; this corpus is a rebuild) and looked
+at the held-out families' scores: the Llama at 10,000 steps
 overfit the training families (its held-out IOI top-1 peaked half-way and fell), a 5,000-step
 GPT-2 under-trained; so the GPT-2 trains 10,000 steps and the Llama 5,000. The held-out families
 thus served as validation for that one choice; the strict families and the outside prompts were
-never used to choose anything, and these weights are the end of a single run with that count."""
+never used to choose anything, and these weights are the end of a single run with that count
+(its step-2,000 checkpoint was scored once on 100 held-out prompts per task to see that training
+was on track; nothing was chosen from it)."""
 
 
 def _intro(m: dict, name: str) -> str:
@@ -39,7 +42,7 @@ A 3-layer GPT-2 (`GPT2LMHeadModel`: LayerNorm, GELU MLPs, learned positions; d_m
         return head + f""" with a byte-level BPE
 tokenizer of {m['vocab_size']} tokens, trained on corpus v1 (`default_model/corpus.py`; `train --corpus v1`).
 
-Reproduce: `python -m circuit_debugger.default_model.train --corpus v1`, then `{EVAL.format(name=name)}`.
+Reproduce: `python -m circuit_debugger.default_model.train --corpus v1`, then `{EVAL.format(name=name)}` (in backend/).
 """
     arch = "--arch llama " if t.get("arch") == "llama" else ""
     return head + f""" with a byte-level BPE
@@ -55,7 +58,7 @@ shared with other jobs, where the run took {t.get('wall_minutes', '?')} minutes 
 {STEPS_NOTE if t['corpus'] == 'v3' else ''}
 
 Reproduce: `python -m circuit_debugger.default_model.train {arch}--steps {t['steps']}` (run in backend/;
-resumable from its --work folder), then `{EVAL.format(name=name)}`, which measures everything
+resumable from its --work folder), then `{EVAL.format(name=name)}` (in backend/), which measures everything
 below and rewrites this file and `metrics.json`. Served as model `{name}` (`load_model("{name}")`).
 """
 
