@@ -83,13 +83,15 @@ async def main(share_db: str) -> None:
                        keep=("from_last_token_top_keys", "link"), say=f"Where does {top} look from the last token?")
             await call("intervene", {**WHY, "interventions": [{"node": top, "op": "zero"}]},
                        keep=("logit_diff", "baseline_logit_diff", "change"), say=f"Zero-ablate {top} on this prompt.")
-            await call("evaluate_circuit", {"promptset": IOI, "nodes": ranked[:3], "n_random": 0, "greedy_steps": 0},
-                       keep=("nodes", "faithfulness"),
-                       say=f"Are the top three heads a circuit for IOI (every other head mean-ablated)?")
-            print("Not nearly. The agent adds heads in order of |mean total effect| until normalized "
-                  "faithfulness reaches 0.9:\n")
+            top3 = await call("evaluate_circuit", {"promptset": IOI, "nodes": ranked[:3], "n_random": 0,
+                                                   "greedy_steps": 0}, keep=("nodes", "faithfulness"),
+                              say="Are the top three heads a circuit for IOI (every other head mean-ablated)?")
             circuit = ranked[:3]
-            for head in ranked[3:]:
+            enough = (top3["faithfulness"]["normalized"] or 0) >= 0.9
+            print("Yes: normalized faithfulness is already at least 0.9.\n" if enough else
+                  "Not nearly. The agent adds heads in order of |mean total effect| until normalized "
+                  "faithfulness reaches 0.9:\n")
+            for head in ([] if enough else ranked[3:]):
                 circuit = circuit + [head]
                 res = await s.call_tool("evaluate_circuit", {"promptset": IOI, "nodes": circuit, "n_random": 0,
                                                              "greedy_steps": 0})
@@ -104,6 +106,9 @@ async def main(share_db: str) -> None:
                                   "minimal first, and keeps a drop when normalized faithfulness stays ≥ 0.9:")
             for item in sorted(full["minimality"], key=lambda x: x["relative"]):
                 trial = [n for n in circuit if n != item["node"]]
+                if not trial:  # the last head left: a circuit needs at least one
+                    print(f"- `{item['node']}` is the last head left: kept")
+                    continue
                 res = await s.call_tool("evaluate_circuit", {"promptset": IOI, "nodes": trial, "n_random": 0,
                                                              "greedy_steps": 0})
                 f = json.loads(res.content[0].text)["faithfulness"]

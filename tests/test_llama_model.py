@@ -2,8 +2,8 @@
 what the engine's architecture description says a Llama is (GQA, rotary, RMSNorm, gated), its
 decomposition sums to the logit difference computed by plain HuggingFace, and it prefers the
 indirect object on held-out IOI phrasings; the training script builds and resumes it
-deterministically, corpus v2's held-out families never occur in training, and corpus v1 still
-reproduces the shipped default tokenizer."""
+deterministically, corpus v2's held-out families never occur in its training, and corpus v1 and v2
+still reproduce the earlier tokenizers (corpus v3's checks: test_corpus_v3.py)."""
 
 import json
 import random
@@ -58,9 +58,9 @@ def test_sum_check_and_logit_diff_match_huggingface(llama, hf):
     assert {n["id"] for n in heads} == {f"L{l}.H{h}" for l in range(3) for h in range(4)}
 
 
-# Held-out IOI families (intros and verbs no training text has), both name orders. Written before
-# the model was trained; the card measures logit(IO) > logit(S) on 0.825 of 400 such prompts (top-1
-# only 0.62), so this checks a measured preference on these six, not that the task is solved.
+# Held-out IOI families (intros and verbs no IOI training example has), both name orders. Written
+# before the corpus v2 model was trained; the corpus v3 model's card measures logit(IO) > logit(S) on
+# 0.993 of 400 such prompts (top-1 0.983): these six check that measured preference here.
 HELDOUT = [
     ("Before Anna and Tom came to the library, Tom lent a pen to", " Anna", " Tom"),
     ("Before Anna and Tom came to the library, Anna lent a pen to", " Tom", " Anna"),
@@ -93,7 +93,7 @@ def test_llama_training_builds_a_llama_and_resumes_deterministically(tmp_path):
     cfg = json.loads((tmp_path / "o1" / "config.json").read_text())
     assert cfg["model_type"] == "llama" and cfg["num_key_value_heads"] == 2
     info = json.loads((tmp_path / "o1" / "training.json").read_text())
-    assert (info["arch"], info["corpus"], info["steps"]) == ("llama", "v2", 6)
+    assert (info["arch"], info["corpus"], info["steps"]) == ("llama", "v3", 6)
     a, b = load_file(str(tmp_path / "o1" / "model.safetensors")), load_file(str(tmp_path / "o2" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(SystemExit):  # a work dir of another run is refused, not silently mixed
@@ -120,8 +120,19 @@ def test_held_out_families_share_no_intro_verb_or_frame_with_training():
     assert not set(C2.GT_HELDOUT_FRAMES) & set(C2.GT_FRAMES)
 
 
-def test_corpus_v1_still_reproduces_the_shipped_default_tokenizer():
+# sha256 of the sorted vocabularies of the tokenizers shipped with the corpus v1 default GPT-2 and the
+# corpus v2 llama (models/*/tokenizer.json until both were retrained on corpus v3)
+V1_VOCAB = "77ab8c7ed0bcc4185fbacfb8f75fd89e96293c8c2eb529901d65224ebeae36a9"
+V2_VOCAB = "5222bec485e407b299b64084de984e95ca794ac1934ec6595f9d903a3b8f7f8b"
+
+
+def test_corpus_v1_and_v2_still_reproduce_the_earlier_tokenizers():
+    import hashlib
+
     from circuit_debugger.default_model.tokenizer import train_tokenizer
 
-    shipped = json.loads((ROOT / "backend/circuit_debugger/models/default/tokenizer.json").read_text())
-    assert train_tokenizer(corpus="v1").backend_tokenizer.get_vocab() == shipped["model"]["vocab"] | {"<|endoftext|>": 0}
+    for corpus, want in (("v1", V1_VOCAB), ("v2", V2_VOCAB)):
+        vocab = train_tokenizer(corpus=corpus).backend_tokenizer.get_vocab()
+        assert hashlib.sha256(json.dumps(sorted(vocab.items())).encode()).hexdigest() == want, corpus
+    shipped = json.loads((LLAMA_DIR / "tokenizer.json").read_text())["model"]["vocab"]
+    assert train_tokenizer(corpus="v3").backend_tokenizer.get_vocab() == shipped | {"<|endoftext|>": 0}

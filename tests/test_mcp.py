@@ -359,3 +359,16 @@ def test_writes_beyond_shares_are_opt_in(dbg):
     assert json.loads(parse_qs(urlsplit(by_id["link"]).query)["ds"][0]) == {"builtin": None, "id": made["id"], "n": 100,
                                                                           "seed": 0}
     assert json.loads(parse_qs(urlsplit(made["link"]).query)["ds"][0])["n"] == 4
+
+
+def test_compact_activations_name_only_their_top_positions():
+    """The compact answer is the top rows: it does not carry the prompt's whole token list."""
+    from circuit_debugger.server.mcp_compact import activations
+
+    tokens = [f" w{i}" for i in range(60)]
+    res = {"model": "default", "node": "L2.H1", "tokens": tokens, "values": [float(i % 7) - 3.0 for i in range(60)]}
+    out = activations(res, None, 3)
+    assert [p["position"] for p in out["top_positions"]] == [0, 6, 7]  # |value| 3, in order
+    assert all(p["token"] == tokens[p["position"]] for p in out["top_positions"])
+    assert out["n_positions"] == 60 and "tokens" not in out and "3 of 60 positions" in out["more"]
+

@@ -157,6 +157,28 @@ def test_effects_of_a_trace_target_upstream_of_some_layers(shipped):
         shipped.node_values("default", PROMPT, "L9.H0", " Mary")
 
 
+def test_units_downstream_of_a_trace_target_are_exactly_zero_and_not_run(dbg, monkeypatch):
+    """Causality, not a batched forward's rounding: ablating a layer-1 head cannot change a layer-0
+    neuron's pre-activation, so no ablation copy is run for layer 1 and its effects are exactly 0."""
+    from circuit_debugger import effects as E
+
+    copies = []
+    real = E._ablated_values
+
+    def counting(m, ids, target, ivs, src, choice, per_copy, value):
+        copies.extend(str(iv.node) for ivl in per_copy for iv in ivl)
+        return real(m, ids, target, ivs, src, choice, per_copy, value)
+
+    monkeypatch.setattr(E, "_ablated_values", counting)
+    r = dbg.effects("tiny", PROMPT, trace={"kind": "neuron", "node": "L0.N5"}, ig_steps=2)
+    later = [x for x in r["rows"] if x["layer"] == 1]
+    assert later and all(x["exact"] == 0 and x["ig"] == 0 and x["estimate"] == 0 for x in later)
+    assert copies and not [c for c in copies if c.startswith("L1.")], copies
+    assert next(g for g in r["groups"] if g["group"] == "L1 heads")["exact_all_ablated"] == 0
+    earlier = {x["id"]: x for x in r["rows"] if x["layer"] == 0}
+    assert any(x["exact"] != 0 for x in earlier.values())
+
+
 def test_effects_bad_input(dbg):
     with pytest.raises(UserError, match="reference corpus"):
         dbg.effects("tiny", PROMPT, " Mary", " John", ablation="mean")

@@ -79,8 +79,12 @@ def compute(m: DebugModel, ids: Sequence[int], target: Target, ivs: Sequence[Int
         delta = (clean[g.hook] - base(g))[0].float()
         estimate[g.hook] = _reduce(g, delta * (torch.zeros_like(delta) if gr is None else gr[0].float()))
 
+    # Causality: a group the value has no autograd path from (a trace target in an earlier layer)
+    # cannot change it, whatever is done at its hook (captured after the request's interventions):
+    # its effects are exactly 0 and are not computed (a batched forward would give rounding noise).
+    live = [g for g, gr in zip(groups, grads) if gr is not None]
     # exact: one batch copy per unit, the unit set to its ablated value on top of `ivs`
-    units = [NodeId(g.kind, g.layer, i) for g in groups for i in range(g.units)]
+    units = [NodeId(g.kind, g.layer, i) for g in live for i in range(g.units)]
     op_src = dict(src)
     if ablation == "mean":
         op_src.update({"mean:" + g.hook: means[g.hook] for g in groups})
@@ -91,21 +95,23 @@ def compute(m: DebugModel, ids: Sequence[int], target: Target, ivs: Sequence[Int
                                  [[Intervention(n, ablation)] for n in part], value)
     whole = _ablated_values(m, ids, target, ivs, op_src, choice,
                             [[Intervention(NodeId(g.kind, g.layer, i), ablation) for i in range(g.units)]
-                             for g in groups], value)
+                             for g in live], value) if live else []
+    exact_of = dict(zip((str(n) for n in units), exact))
+    whole_of = dict(zip((g.hook for g in live), whole))
 
-    ig = {g.hook: _ig(m, ids, target, ivs, src, choice, g, clean[g.hook], base(g), ig_steps)
-          for g in groups} if ig_steps else {}
-    rows, k = [], 0
+    ig = {g.hook: (_ig(m, ids, target, ivs, src, choice, g, clean[g.hook], base(g), ig_steps) if g in live
+                   else torch.zeros(g.units)) for g in groups} if ig_steps else {}
+    rows = []
     for g in groups:
         for i in range(g.units):
-            rows.append({"id": str(NodeId(g.kind, g.layer, i)), "kind": g.kind, "layer": g.layer, "index": i,
-                         "estimate": float(estimate[g.hook][i]), "exact": exact[k],
+            node = str(NodeId(g.kind, g.layer, i))
+            rows.append({"id": node, "kind": g.kind, "layer": g.layer, "index": i,
+                         "estimate": float(estimate[g.hook][i]), "exact": exact_of.get(node, 0.0),
                          "ig": float(ig[g.hook][i]) if ig else None})
-            k += 1
     checks = [{"group": f"L{g.layer} {'heads' if g.kind == HEAD else 'neurons'}",
                "sum_ig": float(ig[g.hook].sum()) if ig else None,
-               "sum_estimate": float(estimate[g.hook].sum()), "exact_all_ablated": w}
-              for g, w in zip(groups, whole)]
+               "sum_estimate": float(estimate[g.hook].sum()), "exact_all_ablated": whole_of.get(g.hook, 0.0)}
+              for g in groups]
     return {"value": value, "rows": rows, "groups": checks}
 
 

@@ -1,62 +1,92 @@
-"""Write an embedded model's card (README.md beside the weights) from measured metrics: the
-default GPT-2 (corpus v1) or the Llama-family model (corpus v2)."""
+"""Write an embedded model's card (README.md beside the weights) from measured metrics (evaluate.py):
+the default GPT-2 or the Llama-family model, whichever corpus trained it (training.json)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-EVAL = "python -m circuit_debugger.default_model.evaluate --write   (run in backend/)"
-TRAIN = ("for s in 14000 18000 24000; do python -m circuit_debugger.default_model.train --steps $s; done   "
-         "(run in backend/; each run resumes the previous one from .cache/default-train, with its cosine schedule recomputed for the new total)")
+EVAL = "python -m circuit_debugger.default_model.evaluate --model {name} --write"
+CORPUS_V3 = """corpus v3 (`default_model/corpus_v3.py`, words in `words.py`): IOI composed from 17 intro
+shapes × 9 action shapes over lists of give / talk / motion / see / do verbs, 40 places, 40 objects,
+adjectives, adverbs and time phrases (ABBA and BABA; conjoined names or not; in a quarter of the
+examples a sentence of name-free filler before the intro or between intro and action; ~30% with
+made-up verbs); greater-than composed from subjects, verb pairs and spans over centuries 10-20
+(~30% made-up verbs); induction (repeated random tokens and repeated words); plain-English filler
+from a small grammar over a few hundred words. No downloaded data. Loss on answer tokens is
+weighted ×10 and on repeated halves ×5; 20% of sequences are repeated uniformly random tokens."""
+STEPS_NOTE = """How the step count was chosen (honestly): an earlier session trained both architectures on a
+corpus v3 built to the same specification (its code was lost; this corpus is a rebuild) and looked
+at the held-out families' scores: the Llama at 10,000 steps
+overfit the training families (its held-out IOI top-1 peaked half-way and fell), a 5,000-step
+GPT-2 under-trained; so the GPT-2 trains 10,000 steps and the Llama 5,000. The held-out families
+thus served as validation for that one choice; the strict families and the outside prompts were
+never used to choose anything, and these weights are the end of a single run with that count
+(its step-2,000 checkpoint was scored once on 100 held-out prompts per task to see that training
+was on track; nothing was chosen from it)."""
 
 
-LLAMA_EVAL = "python -m circuit_debugger.default_model.evaluate --model llama --write   (run in backend/)"
-
-
-def _llama_intro(m: dict) -> str:
-    t = m["training"]
-    return f"""# The Llama-family model (`llama`)
+def _intro(m: dict, name: str) -> str:
+    t = m.get("training", {})
+    if t.get("arch") == "llama":
+        head = f"""# The Llama-family model (`llama`)
 
 A 3-layer Llama (`LlamaForCausalLM`: RMSNorm, rotary positions, gated SiLU MLPs, grouped-query
 attention with 4 query heads sharing 2 key/value heads; d_model 128, heads of 32, d_mlp 384,
-context 64, tied embeddings; {m['parameters']:,} parameters) with a byte-level BPE tokenizer of
-{m['vocab_size']} tokens trained the same way as the default model's, on corpus v2 (every name is
-one token; numbers split into digit pairs; centuries 10-20 are single tokens). Trained from
-scratch, deterministically (seed {t['seed']}), by the same script as the default model on the wider
-corpus v2 (`default_model/corpus_v2.py`): IOI with 26 intros (conjoined names or not, other clause
-orders) × 25 actions, 25 objects, 25 places, a quarter of task examples after a sentence of filler;
-greater-than in eight phrasings over centuries 10-20; 40% of IOI and greater-than examples with
-made-up verbs and prepositions; induction (repeated random tokens and words); natural-text-like
-filler (questions, dialogue, pronouns). Loss weights as for the default model.
+context 64, tied embeddings; {m['parameters']:,} parameters)"""
+    else:
+        head = f"""# The default model
 
-Training cost: {t['steps']} steps of batch {t['batch']} (lr {t['lr']}), **{t['cpu_minutes']} CPU minutes**
-(process CPU time on {t['threads']} thread, measured on a machine shared with other jobs; the run took
-{t.get('wall_minutes', '?')} minutes of wall-clock time there).
-Reproduce: `python -m circuit_debugger.default_model.train --arch llama --steps {t['steps']}   (run in backend/; resumable
-from .cache/llama-train)`{(" — " + t["schedule"]) if t.get("schedule") else ""}, then `{LLAMA_EVAL}`, which measures everything below and rewrites
-this file and `metrics.json`. Served as model `llama` (`load_model("llama")`).
+A 3-layer GPT-2 (`GPT2LMHeadModel`: LayerNorm, GELU MLPs, learned positions; d_model 128,
+4 heads of 32, d_mlp 512, context 64, tied embeddings; {m['parameters']:,} parameters)"""
+    if t.get("corpus") in (None, "v1"):
+        return head + f""" with a byte-level BPE
+tokenizer of {m['vocab_size']} tokens, trained on corpus v1 (`default_model/corpus.py`; `train --corpus v1`).
+
+Reproduce: `python -m circuit_debugger.default_model.train --corpus v1`, then `{EVAL.format(name=name)}` (in backend/).
+"""
+    arch = "--arch llama " if t.get("arch") == "llama" else ""
+    return head + f""" with a byte-level BPE
+tokenizer of {m['vocab_size']} tokens trained on the corpus's own training text (any text tokenizes; every
+name is one token; numbers split into digit pairs, so " 1732" is " 17" + "32"; centuries 10-20 are
+single tokens). Trained from scratch, deterministically (seed {t['seed']}, one thread), by
+`default_model/train.py` on {CORPUS_V3 if t['corpus'] == 'v3' else 'corpus ' + t['corpus']}
+
+Training cost: {t['steps']:,} steps of batch {t['batch']} (lr {t['lr']}, weight decay {t.get('weight_decay', 0.01)}),
+**{t['cpu_minutes']} CPU minutes** (process CPU time on {t['threads']} thread; measured on a 2-core machine
+shared with other jobs, where the run took {t.get('wall_minutes', '?')} minutes of wall-clock time).
+
+{STEPS_NOTE if t['corpus'] == 'v3' else ''}
+
+Reproduce: `python -m circuit_debugger.default_model.train {arch}--steps {t['steps']}` (run in backend/;
+resumable from its --work folder), then `{EVAL.format(name=name)}` (in backend/), which measures everything
+below and rewrites this file and `metrics.json`. Served as model `{name}` (`load_model("{name}")`).
 """
 
 
-def _heldout_v2(m: dict) -> str:
-    h = m.get("heldout_v2")
-    if not h:
+def _generalisation(m: dict) -> str:
+    from .generalisation import table
+
+    g = m.get("generalisation")
+    if not g:
         return ""
-    i, g = h["ioi"], h["greater_than"]
-    trained = "corpus v2" if m.get("training", {}).get("corpus") == "v2" else "corpus v1 (which has none of them either)"
-    return f"""## Held-out template families (generalisation)
+    trained = m.get("training", {}).get("corpus", "v1")
+    return f"""## Generalisation: held-out, strict and outside phrasings
 
-Corpus v2 defines template families that no training text uses: IOI with {h['ioi_templates']} intro × action
-templates whose intros and verbs ("walked", "camped", "drove", "threw", "lent", "presented",
-"forwarded", "slipped", "carried over" ...) appear in no training example, and greater-than in {len(h['gt_frames'])} frames
-with verbs and frames of their own ({'; '.join('"' + f + '"' for f in h['gt_frames'])}). This model was trained on {trained}.
+- **Held-out families**: corpus v2's {g['heldout']['ioi_templates']} held-out IOI templates (intros and verbs such as
+  "walked", "camped", "drove", "threw", "lent", "presented", "forwarded", "slipped", "carried over")
+  and {len(g['heldout']['gt_frames'])} greater-than frames ({'; '.join('"' + f + '"' for f in g['heldout']['gt_frames'])}). No IOI or greater-than
+  training example of corpus v3 contains any of their content words (they may occur in plain filler text).
+- **Strict families** (`corpus_v3.STRICT_*`): {g['strict']['ioi_templates']} IOI templates and {len(g['strict']['gt_frames'])} greater-than frames whose
+  content words ("tiptoed", "bequeathed", "commenced", "circa" ...) occur in no training text at all,
+  so they are split into unfamiliar sub-word pieces.
+- **Outside prompts** (`outside.py`): 40 IOI and 40 greater-than prompts written by hand before the
+  corpus v3 models were trained, to no template; never used to choose anything. Greater-than rows
+  use only the centuries that are single tokens for this tokenizer ({g['centuries'][0]}-{g['centuries'][-1]}).
 
-| measure | value | goal | |
-|---|---|---|---|
-| IOI, held-out families: top-1 accuracy (the IO is the argmax) | {i['accuracy']:.3f} (n={i['n']}) | ≥ 0.95 | {_ok(i['accuracy'], 0.95)} |
-| IOI, held-out families: logit(IO) > logit(S) | {i['prefers_io_over_s']:.3f} (mean logit diff {i['mean_logit_diff']:.2f}) | (reported) | |
-| greater-than, held-out frames: accuracy (p(later year) > p(earlier or same)) | {g['accuracy']:.3f} (n={g['n']}, centuries {g['centuries'][0]}-{g['centuries'][-1]}) | ≥ 0.9 | {_ok(g['accuracy'], 0.9)} |
-| greater-than, held-out frames: mean p(>) − p(≤) | {g['mean_prob_diff']:.3f} | (reported) | |
+This model was trained on corpus {trained}. Names, places and objects in the families are the
+corpus's; both name orders.
+
+{table(g)}
 """
 
 
@@ -95,25 +125,19 @@ def _reading(mech: dict) -> str:
     return "\n".join(lines)
 
 
-def _circuit(c, corpus: str = "v1") -> str:
-    if not c:
-        return ""
-    kind = ("held-out templates" if corpus == "v1" else
-            "corpus v1's held-out intro × action combinations, which corpus v2 trains on")
+def _circuit(task: str, c: dict) -> str:
     e = c["evaluation"]
     f, comp = e["faithfulness"], e["completeness"]
     added = [next(h for h in s["heads"] if h not in (c["greedy_path"][i - 1]["heads"] if i else []))
              for i, s in enumerate(c["greedy_path"])]
     steps = "; ".join(f"+`{h}` → {s['faithfulness']:.2f}" for h, s in zip(added, c["greedy_path"]))
+    pruned = "; ".join(f"−`{p['removed']}` → {p['faithfulness']:.2f}" for p in c.get("pruned", [])) or "none"
     mini = "\n".join(f"| `{x['node']}` | {x['score']:.2f} | {x['relative']:.2f} | {', '.join('`' + k + '`' for k in x['K']) or '∅'} |"
                      for x in e["minimality"])
-    return f"""## The IOI circuit over a prompt distribution
+    return f"""### {task}
 
-Found and judged by the debugger's circuit evaluation (`circuits.py`; the UI's dataset view)
-on {e['n_prompts']} prompts ({c['prompt_set']}: {kind}, ABBA and BABA), metric the mean
-logit difference IO − S, everything outside the circuit mean-ablated per position over the
-ABC counterfactuals (S2 replaced by a third name); the universe is the {e['universe'][0]}s (MLPs
-always kept). Heads were added greedily by faithfulness until it reached 0.9: {steps}.
+{e['n_prompts']} prompts ({c['prompt_set']}: {c.get('description', '')}); everything outside the circuit
+mean-ablated over the {e['reference']}. Greedy additions: {steps}. Pruned (removal keeps ≥ 0.9): {pruned}.
 
 Circuit: {', '.join('`' + x + '`' for x in c['nodes'])}.
 
@@ -131,29 +155,22 @@ Minimality (per node v, the best K found; relative to F(C)):
 """
 
 
-def _gpt2_intro(m: dict) -> str:
-    return f"""# The default model
+def _circuits(m: dict) -> str:
+    cs = m.get("circuits") or ({"ioi": m["ioi_circuit"]} if m.get("ioi_circuit") else {})
+    if not cs:
+        return ""
+    return """## Circuits found by the debugger over the ready-made prompt sets
 
-A 3-layer GPT-2 (`GPT2LMHeadModel`: LayerNorm, GELU MLPs, learned positions; d_model 128,
-4 heads of 32, d_mlp 512, context 64; {m['parameters']:,} parameters) with a byte-level BPE
-tokenizer of {m['vocab_size']} tokens (any text tokenizes; every name is one token; numbers split
-into digit pairs, so " 1732" is " 17" + "32"). Trained from scratch, deterministically (seed 0),
-on a generated corpus: IOI (ABBA and BABA orders, 75 intro × action templates, 30 names,
-15 places and objects), greater-than ("The war lasted from the year 1732 to the year 17"),
-induction (repeated uniformly random tokens and repeated word sequences) and template-built
-English filler. No downloaded data. Loss on answer tokens is weighted ×10 and on repeated
-halves ×5 (without it IOI and induction did not emerge in a CPU budget); 20% of sequences are
-repeated uniformly random tokens.
+Found and judged by the debugger's circuit evaluation (`circuits.py`; the UI's dataset view) on the
+ready-made prompt sets (`promptsets.builtin`): heads added greedily, each time the one that most
+raises faithfulness (metric: the set's mean target − distractor logit difference), until the circuit
+recovers 0.9 of the model's; then heads whose removal keeps 0.9 pruned; the universe is the heads
+(MLPs always kept). `evaluate --only-circuit` recomputes this section.
 
-Reproduce: `{TRAIN}` (about 32 minutes on one CPU thread in all), then `{EVAL}`,
-which measures everything below and rewrites this file and `metrics.json`.
-Trained on corpus v1 (`default_model/corpus.py`); it has not been retrained on the wider corpus v2
-(`train --arch gpt2 --corpus v2` would do it).
-
-"""
+""" + "\n".join(_circuit(task, c) for task, c in cs.items())
 
 
-def write_card(directory: Path, m: dict) -> None:
+def write_card(directory: Path, m: dict, name: str = "default") -> None:
     ioi, tpl, unseen = m["ioi_heldout_pairs"], m["ioi_heldout_templates"], m["ioi_unseen_words_templates"]
     gt, ind, fil, mech = m["greater_than"], m["induction_random_tokens"], m["filler_heldout"], m["mechanisms_ioi"]
     heads = "\n".join(
@@ -166,14 +183,14 @@ def write_card(directory: Path, m: dict) -> None:
                      for k, v in sorted(mech["sublayers"].items()))
     reading = _reading(mech)
     corpus = m.get("training", {}).get("corpus", "v1")
-    text = (_llama_intro(m) if m.get("training", {}).get("arch") == "llama" else _gpt2_intro(m)) + f"""
+    text = _intro(m, name) + f"""
 ## Quality bars
 
 | measure | value | bar | |
 |---|---|---|---|
 | IOI, held-out name pairs: top-1 accuracy | {ioi['accuracy']:.3f} (n={ioi['n']}) | ≥ 0.95 | {_ok(ioi['accuracy'], 0.95)} |
 | IOI, held-out name pairs: mean logit diff (IO − S) | {ioi['mean_logit_diff']:.2f} | ≥ 3 | {_ok(ioi['mean_logit_diff'], 3)} |
-| IOI, {"held-out templates" if corpus == "v1" else "corpus v1's held-out combinations (trained in v2)"}: top-1 accuracy | {tpl['accuracy']:.3f} (n={tpl['n']}) | ≥ 0.80 | {_ok(tpl['accuracy'], 0.8)} |
+| IOI, {"held-out templates" if corpus == "v1" else "corpus v1's held-out combinations"}: top-1 accuracy | {tpl['accuracy']:.3f} (n={tpl['n']}) | ≥ 0.80 | {_ok(tpl['accuracy'], 0.8)} |
 | IOI, templates with an unseen intro and verb: top-1 accuracy | {unseen['accuracy']:.3f} | (reported) | |
 | greater-than: mean p(year > start) − p(year ≤ start) | {gt['mean_prob_diff']:.3f} (n={gt['n']}) | ≥ 0.6 | {_ok(gt['mean_prob_diff'], 0.6)} |
 | induction, repeated random tokens: 2nd-half / 1st-half loss | {ind['ratio']:.3f} ({ind['second_half_loss']:.2f} / {ind['first_half_loss']:.2f}) | ≤ 0.25 | {_ok(ind['ratio'], 0.25, False)} |
@@ -182,9 +199,9 @@ def write_card(directory: Path, m: dict) -> None:
 Held-out name pairs: 20% of unordered name pairs never appear together in IOI training (each
 name does appear, with other names). Held-out templates: five intro × action combinations
 of corpus v1 never seen in v1 training (their parts are). The "unseen intro and verb" templates use an intro
-and verbs ("walked … and", "threw", "lent") that no IOI training example has (in v1 or v2).
+and verbs ("walked … and", "threw", "lent") that no IOI training example has (in v1, v2 or v3).
 
-{_heldout_v2(m)}
+{_generalisation(m)}
 ## IOI mechanism, as found by the debugger
 
 Mean over {mech['n_prompts']} held-out-pair IOI prompts of each node's act×grad total effect and its
@@ -209,7 +226,7 @@ reference corpus changes the mean logit diff from {mech['mean_logit_diff']:.2f} 
 
 {reading}
 
-{_circuit(m.get("ioi_circuit"), corpus)}
+{_circuits(m)}
 
 ## Files
 

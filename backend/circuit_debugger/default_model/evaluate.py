@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from . import corpus as C
+from . import generalisation as G
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 DIR = MODELS / "default"
@@ -41,56 +42,11 @@ def ioi_prompts(n: int, pairs, templates, seed: int) -> list[tuple[str, str, str
     return out
 
 
-def ioi_metrics(hf, tok, prompts) -> dict:
-    correct, prefers, diffs = 0, 0, []
-    for prefix, io, s in prompts:
-        ids = [tok.bos_token_id] + tok.encode(prefix, add_special_tokens=False)
-        last = _logits(hf, ids)[-1]
-        a, b = tok.encode(io, add_special_tokens=False)[0], tok.encode(s, add_special_tokens=False)[0]
-        correct += int(last.argmax() == a)
-        prefers += int(last[a] > last[b])
-        diffs.append(float(last[a] - last[b]))
-    return {"accuracy": correct / len(prompts), "prefers_io_over_s": prefers / len(prompts),
-            "mean_logit_diff": sum(diffs) / len(diffs), "n": len(prompts)}
-
-
 def greater_than(hf, tok, n: int, seed: int, make_prompt=C.greater_than_prompt) -> dict:
-    """Mean p(year > start) − p(year ≤ start) over the 2-digit year tokens, and the accuracy: the
-    fraction of prompts where a later year is the likelier (p(>) > p(≤))."""
+    """Corpus v1's frame: p(year > start) − p(year ≤ start) and the fraction where a later year is
+    the likelier (generalisation.gt_scores)."""
     rng = random.Random(seed)
-    years = [tok.encode(f"{y:02d}", add_special_tokens=False)[0] for y in range(100)]
-    scores = []
-    for _ in range(n):
-        prompt, start = make_prompt(rng)
-        ids = [tok.bos_token_id] + tok.encode(prompt, add_special_tokens=False)
-        p = _logits(hf, ids)[-1].softmax(-1)[years]
-        scores.append(float(p[start + 1:].sum() - p[: start + 1].sum()))
-    return {"mean_prob_diff": sum(scores) / n, "accuracy": sum(x > 0 for x in scores) / n, "n": n}
-
-
-def heldout_v2(hf, tok, n: int) -> dict:
-    """Accuracy on corpus v2's held-out template families (no intro, verb or frame seen in v2
-    training; the v1-trained default has seen none of them either). Greater-than uses the
-    centuries that are one token for this model's tokenizer."""
-    from . import corpus_v2 as C2
-
-    train_pairs, held_pairs = C.name_pairs()
-    one = [c for c in C2.CENTURIES if len(tok.encode(f" {c}", add_special_tokens=False)) == 1]
-
-    def gt_prompt(rng):
-        return C2.greater_than_prompt(rng, C2.GT_HELDOUT_FRAMES, one)
-
-    def ioi_heldout(rng):
-        return C2.ioi(rng, held_pairs + train_pairs, C2.IOI_HELDOUT_INTROS, C2.IOI_HELDOUT_ACTIONS)
-
-    rng = random.Random(107)
-    prompts = []
-    for _ in range(n):
-        e = ioi_heldout(rng)
-        prompts.append((e.prefix, e.answer, e.distractor))
-    return {"ioi": ioi_metrics(hf, tok, prompts),
-            "greater_than": {**greater_than(hf, tok, n, 108, gt_prompt), "centuries": one},
-            "ioi_templates": len(C2.IOI_HELDOUT_TEMPLATES), "gt_frames": C2.GT_HELDOUT_FRAMES}
+    return G.gt_scores(hf, tok, [make_prompt(rng) for _ in range(n)])
 
 
 def induction(hf, tok, n: int, seed: int, length: int = 20) -> dict:
@@ -196,15 +152,15 @@ def measure(directory: Path, n: int, name: str = "default") -> dict:
     train_pairs, held_pairs = C.name_pairs()
     if info["corpus"] == "v1":
         held_pair_prompts = ioi_prompts(n, held_pairs, C.IOI_TRAIN_TEMPLATES, seed=101)
-    else:  # v2 training templates (any intro x action), held-out name pairs
+    else:  # the corpus's own training distribution, held-out name pairs
         rng = random.Random(101)
         held_pair_prompts = [(e.prefix, e.answer, e.distractor) for e in (corpus.ioi(rng, held_pairs) for _ in range(n))]
     return {
         "training": info,
-        "ioi_heldout_pairs": ioi_metrics(hf, tok, held_pair_prompts),
-        "ioi_heldout_templates": ioi_metrics(hf, tok, ioi_prompts(n, held_pairs + train_pairs, C.IOI_HELDOUT_TEMPLATES, 102)),
-        "ioi_unseen_words_templates": ioi_metrics(hf, tok, ioi_prompts(n, held_pairs + train_pairs, C.IOI_UNSEEN_TEMPLATES, 106)),
-        "heldout_v2": heldout_v2(hf, tok, n),
+        "ioi_heldout_pairs": G.ioi_scores(hf, tok, held_pair_prompts),
+        "ioi_heldout_templates": G.ioi_scores(hf, tok, ioi_prompts(n, held_pairs + train_pairs, C.IOI_HELDOUT_TEMPLATES, 102)),
+        "ioi_unseen_words_templates": G.ioi_scores(hf, tok, ioi_prompts(n, held_pairs + train_pairs, C.IOI_UNSEEN_TEMPLATES, 106)),
+        "generalisation": G.measure(hf, tok, n),
         "greater_than": greater_than(hf, tok, n, 103),
         "induction_random_tokens": induction(hf, tok, min(n, 200), 104),
         "filler_heldout": filler_loss(hf, tok, n, 105, corpus),
@@ -214,17 +170,19 @@ def measure(directory: Path, n: int, name: str = "default") -> dict:
     }
 
 
-def ioi_circuit(directory: Path, n: int = 200, target: float = 0.9, name: str = "default") -> dict:
-    """The IOI circuit the debugger finds on a prompt distribution: heads added greedily, each
-    time the one that most raises faithfulness (everything else mean-ablated over the ABC
-    counterfactuals), until the circuit recovers `target` of the logit difference; then its
-    faithfulness, completeness and minimality (circuits.evaluate_circuit)."""
+def find_circuit(directory: Path, task: str, n: int = 200, target: float = 0.9, name: str = "default") -> dict:
+    """The circuit the debugger finds on a ready-made prompt set (promptsets.builtin: ioi,
+    greater_than, induction): heads added greedily, each time the one that most raises
+    faithfulness (everything else mean-ablated, over the set's counterfactuals where it has them),
+    until the circuit recovers `target` of the model's metric; then heads whose removal keeps it at
+    `target` are pruned (the least useful first); then its faithfulness, completeness and
+    minimality (circuits.evaluate_circuit)."""
     from ..circuits import Evaluator, evaluate_circuit, parse_circuit
     from ..loading import load_model
     from ..promptsets import builtin
 
     m = load_model(str(directory), name=name)
-    ps = builtin("ioi", m.tokenize, n=n, seed=0)
+    ps = builtin(task, m.tokenize, n=n, seed=0)
     heads = [f"L{l}.H{h}" for l in range(m.shape.n_layers) for h in range(m.shape.n_heads)]
     ev = Evaluator(m, ps, parse_circuit(m, heads, ps.slot_names))
     f_model = ev.evaluate([("model", frozenset())])[0]
@@ -237,9 +195,26 @@ def ioi_circuit(directory: Path, n: int = 200, target: float = 0.9, name: str = 
         path.append({"heads": [heads[i] for i in sorted(chosen)], "faithfulness": values[j] / f_model})
         if values[j] / f_model >= target:
             break
-    nodes = path[-1]["heads"]
+    pruned = []
+    while len(chosen) > 1:
+        options = [chosen - {i} for i in sorted(chosen)]
+        values = ev.evaluate([("circuit", o) for o in options])
+        j = max(range(len(options)), key=values.__getitem__)
+        if values[j] / f_model < target:
+            break
+        pruned.append({"removed": heads[sorted(chosen)[j]], "faithfulness": values[j] / f_model})
+        chosen = options[j]
+    nodes = [heads[i] for i in sorted(chosen)]
     result = evaluate_circuit(m, ps, nodes, n_random=20, greedy_steps=3)
-    return {"prompt_set": f"builtin ioi, n={n}, seed 0", "greedy_path": path, "nodes": nodes, "evaluation": result}
+    return {"prompt_set": f"builtin {task}, n={n}, seed 0", "description": ps.description, "greedy_path": path,
+            "pruned": pruned, "nodes": nodes, "evaluation": result}
+
+
+TASKS = ("ioi", "greater_than", "induction")
+
+
+def circuits(directory: Path, name: str, n: int = 200) -> dict:
+    return {task: find_circuit(directory, task, n=n, name=name) for task in TASKS}
 
 
 def main(argv=None) -> None:
@@ -247,25 +222,26 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default="default", help="an embedded model's name (default, llama)")
     ap.add_argument("--dir", type=Path, default=None, help="its directory (default: models/MODEL)")
     ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--circuit-n", type=int, default=200, help="prompts per ready-made set for the circuits")
     ap.add_argument("--write", action="store_true")
-    ap.add_argument("--only-circuit", action="store_true", help="recompute only the IOI circuit section")
-    ap.add_argument("--only-heldout", action="store_true", help="add only the corpus-v2 held-out template accuracies")
+    ap.add_argument("--only-circuit", action="store_true", help="recompute only the circuits section")
+    ap.add_argument("--only-generalisation", action="store_true", help="recompute only the held-out measures")
     a = ap.parse_args(argv)
     a.dir = a.dir or MODELS / a.model
-    if a.only_circuit or a.only_heldout:
+    if a.only_circuit or a.only_generalisation:
         metrics = json.loads((a.dir / "metrics.json").read_text())
         if a.only_circuit:
-            metrics["ioi_circuit"] = ioi_circuit(a.dir, name=a.model)
-        if a.only_heldout:
-            metrics["heldout_v2"] = heldout_v2(*_hf(a.dir), a.n)
+            metrics["circuits"] = circuits(a.dir, a.model, a.circuit_n)
+        if a.only_generalisation:
+            metrics["generalisation"] = G.measure(*_hf(a.dir), a.n)
     else:
-        metrics = {**measure(a.dir, a.n, a.model), "ioi_circuit": ioi_circuit(a.dir, name=a.model)}
+        metrics = {**measure(a.dir, a.n, a.model), "circuits": circuits(a.dir, a.model, a.circuit_n)}
     print(json.dumps(metrics, indent=1))
     if a.write:
         (a.dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
         from .card import write_card
 
-        write_card(a.dir, metrics)
+        write_card(a.dir, metrics, a.model)
 
 
 if __name__ == "__main__":

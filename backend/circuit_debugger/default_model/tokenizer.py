@@ -10,7 +10,8 @@ SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}{1,2}| ?[^\s\p{L}\p{N}]+|\s+
 
 
 def train_tokenizer(vocab_size: int = 2048, seed: int = 0, corpus: str = "v1"):
-    """`corpus` v1 reproduces the shipped default model's tokenizer; v2 is trained on the wider corpus."""
+    """`corpus` v1 reproduces the first default model's tokenizer; v2 and v3 are trained on their own
+    corpus's training stream (held-out families never in it)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -24,8 +25,10 @@ def train_tokenizer(vocab_size: int = 2048, seed: int = 0, corpus: str = "v1"):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     if corpus == "v1":
         from .corpus import tokenizer_corpus
-    else:
+    elif corpus == "v2":
         from .corpus_v2 import tokenizer_corpus
+    else:
+        from .corpus_v3 import tokenizer_corpus
     tok.train_from_iterator(tokenizer_corpus(seed=seed), trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=BOS)
     check(fast, range(11, 20) if corpus == "v1" else range(10, 21))

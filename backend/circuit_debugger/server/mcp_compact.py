@@ -98,7 +98,9 @@ def logit_lens(res: dict, req, rows: int) -> dict:
 def activations(res: dict, req, rows: int) -> dict:
     vals = res["values"]
     top = sorted(range(len(vals)), key=lambda i: -abs(vals[i]))[:rows]
-    return {"model": res["model"], "node": res["node"], "tokens": res["tokens"],
+    # the top positions name their tokens; the whole token list is left to full=true (on a long
+    # prompt it was larger than everything else in the answer)
+    return {"model": res["model"], "node": res["node"], "n_positions": len(vals),
             "top_positions": [{"position": i, "token": res["tokens"][i], "value": r(vals[i])} for i in top],
             "more": _more(len(top), len(vals), "positions")}
 
