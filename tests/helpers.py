@@ -46,3 +46,19 @@ def build_gpt2_dir(path: Path, *, n_layer=2, n_embd=32, n_head=4, n_positions=64
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def paced_executor(recipes: dict, pause: float = 0.15, n: int = 1):
+    """Real job worker processes; each task starts `pause` s late, so that a job of the tiny
+    model (pieces of milliseconds) is still running when a test watches its progress or cancels
+    it (the coordinator reads the cancel flag every 0.5 s), on a quiet machine or a loaded one."""
+    import time
+
+    from circuit_debugger.jobs import LocalExecutor
+
+    class PacedExecutor(LocalExecutor):
+        def run(self, task, stop):
+            time.sleep(pause)
+            return super().run(task, stop)
+
+    return PacedExecutor(recipes, n=n)

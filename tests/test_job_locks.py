@@ -13,21 +13,22 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from circuit_debugger.engine import Debugger
+from helpers import paced_executor
 from circuit_debugger.errors import UserError
-from circuit_debugger.jobs import LocalExecutor, training
+from circuit_debugger.jobs import training
 from circuit_debugger.server.app import Settings, create_app
 from circuit_debugger.storage import Store
 from circuit_debugger.storage.check import check
 
 WORDS = "the cat sat on a mat while Mary and John went to the store and the park to buy milk".split()
-TRAIN = {"model": "tiny", "kind": "sae", "layers": [1], "latents": 8, "steps": 600, "batch": 2, "corpus": "c.txt",
+TRAIN = {"model": "tiny", "kind": "sae", "layers": [1], "latents": 8, "steps": 90, "batch": 2, "corpus": "c.txt",
          "ctx": 8, "tokens": 300, "eval_tokens": 60, "seed": 1}
 MINE = {"model": "tiny", "corpus": "c.txt", "tokens": 400, "ctx": 8, "seed": 5}
 
 
 @pytest.fixture(scope="module")
 def executor(tiny_dir):
-    ex = LocalExecutor({"tiny": {"name": "tiny", "spec": str(tiny_dir)}}, n=1)
+    ex = paced_executor({"tiny": {"name": "tiny", "spec": str(tiny_dir)}})  # a cancel lands mid-job
     yield ex
     ex.close()
 
@@ -56,7 +57,7 @@ def raw(db):
 
 
 def test_one_writer_per_job_folder_across_replicas(db_target, tiny, executor, tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "CHUNK_STEPS", 1)  # 600 chunks: still running when the cancel is read (flags are polled every 0.5 s)
+    monkeypatch.setattr(training, "CHUNK_STEPS", 3)  # 30 paced chunks: still running when the cancel is read
     a, b = replica(tiny, executor, tmp_path, db_target), replica(tiny, executor, tmp_path, db_target)
     first = a.post("/api/jobs/autoencoders/train", json=TRAIN)
     assert first.status_code == 202, first.text

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from circuit_debugger.engine import Debugger
-from circuit_debugger.jobs import LocalExecutor
+from helpers import paced_executor
 from circuit_debugger.server.access import add_token, ticket_for, token_hash
 from circuit_debugger.server.app import Settings, create_app
 from test_hostile_load import serving
@@ -20,18 +20,9 @@ from test_jobs import LONG, SET
 RANK = {"queued": 0, "running": 1, "done": 2, "failed": 2, "cancelled": 2}
 
 
-class PacedExecutor(LocalExecutor):
-    """Real worker processes; each task starts 0.15 s late, so that progress is visible in time
-    on a quiet machine too (the tiny model's pieces take milliseconds)."""
-
-    def run(self, task, stop):
-        time.sleep(0.15)
-        return super().run(task, stop)
-
-
 @pytest.fixture(scope="module")
 def executor(tiny_dir):
-    ex = PacedExecutor({"tiny": {"name": "tiny", "spec": str(tiny_dir)}}, n=1)
+    ex = paced_executor({"tiny": {"name": "tiny", "spec": str(tiny_dir)}})
     yield ex
     ex.close()
 

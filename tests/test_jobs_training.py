@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from safetensors.torch import load_file
 
 from circuit_debugger.engine import Debugger
-from circuit_debugger.jobs import LocalExecutor, training
+from helpers import paced_executor
+from circuit_debugger.jobs import training
 from circuit_debugger.server.app import Settings, create_app
 
 WORDS = "the cat sat on a mat while Mary and John went to the store and the park to buy milk".split()
@@ -22,7 +23,7 @@ REQ = {"model": "tiny", "kind": "transcoder", "layers": [0, 1], "latents": 24, "
 
 @pytest.fixture(scope="module")
 def executor(tiny_dir):
-    ex = LocalExecutor({"tiny": {"name": "tiny", "spec": str(tiny_dir)}}, n=1)
+    ex = paced_executor({"tiny": {"name": "tiny", "spec": str(tiny_dir)}})  # a cancel lands mid-job
     yield ex
     ex.close()
 

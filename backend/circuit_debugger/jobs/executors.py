@@ -58,6 +58,9 @@ class _Pool:
                     raise Cancelled(why) from None
 
     def run(self, task: dict, stop: Callable[[], Optional[str]]):
+        why = stop()  # a job of many quick tasks: each would end before `attempt` ever polls
+        if why:
+            raise Cancelled(why)
         for attempt in range(MAX_ATTEMPTS):
             w = self.take(stop)
             if w is None or not self.alive(w):
