@@ -1,7 +1,9 @@
 // Long work as jobs in the page: dataset attribution over a prompt set is submitted as a job,
 // its progress streamed (Server-Sent Events), its id kept in the address (#attribute-job=ID) so
 // a reload follows the same job to its result; cancel stops it and stays cancelled on reload;
-// "intervene over the set" is a job too (#ablate-job=ID).
+// "intervene over the set" is a job too (#ablate-job=ID). Sets above the server's immediate_rows
+// (GET /api/models, `serve --immediate-rows`, 64 by default) run as jobs; a link naming a job
+// opens that job whatever the set's size.
 import { expect, test, type Page } from "@playwright/test";
 import { open, shot } from "./helpers";
 
@@ -78,4 +80,28 @@ test("a running attribution job is cancelled from the page, and stays cancelled 
   expect(hashJob(page, "attribute-job")).not.toBe(id);
   await page.getByTestId("attribute-cancel").click();
   await expect(page.getByTestId("attribute-cancelled")).toBeVisible({ timeout: 15_000 });
+});
+
+test("a link naming a job for a small set opens that job, not the immediate route", async ({ page, request }) => {
+  const immediate = watch(page, /^\/api\/dataset\/attribute$/);
+  const submits = watch(page, /^\/api\/jobs\/dataset\/attribute$/);
+  const ds = { builtin: "ioi", id: null, n: 12, seed: 7 };
+  expect((await (await request.get("/api/models")).json()).immediate_rows).toBeGreaterThanOrEqual(ds.n);
+  const posted = await (await request.post("/api/jobs/dataset/attribute", { data: {
+    model: "default", promptset: { builtin: ds.builtin, n: ds.n, seed: ds.seed }, top_k: 100, drill: 8 } })).json();
+  await page.goto("/?" + new URLSearchParams({ v: "1", view: "dataset", ds: JSON.stringify(ds) }).toString() +
+    `#attribute-job=${posted.id}`);
+  await expect(page.getByTestId("dataset-metric")).toBeVisible({ timeout: 60_000 });
+  const job = await (await request.get(`/api/jobs/${posted.id}`)).json();
+  expect(job.status).toBe("done");
+  await expect(page.getByTestId("dataset-metric")).toHaveText(job.result.metric_mean.toFixed(3));
+  expect(hashJob(page, "attribute-job")).toBe(posted.id);
+  expect(immediate).toEqual([]);
+  expect(submits).toEqual([]);
+  // the same set without the link: the immediate route, the same numbers, no job
+  await page.goto("/?" + new URLSearchParams({ v: "1", view: "dataset", ds: JSON.stringify(ds) }).toString());
+  await expect(page.getByTestId("dataset-metric")).toHaveText(job.result.metric_mean.toFixed(3), { timeout: 30_000 });
+  expect(immediate).toEqual(["POST /api/dataset/attribute"]);
+  expect(submits).toEqual([]);
+  expect(hashJob(page, "attribute-job")).toBeNull();
 });

@@ -111,7 +111,8 @@ export function App() {
           {s.view === "dataset" ? (
             <DatasetView model={s.model} dataset={s.dataset} circuit={s.circuit} onDataset={(dataset) => update({ dataset, circuit_eval: "" })}
               onCircuit={(circuit) => update({ circuit, circuit_eval: "" })} onSelect={(id) => update({ node: id })}
-              promptSets={sup?.prompt_sets} circuitEval={s.circuit_eval} onCircuitEval={(circuit_eval) => update({ circuit_eval })} />
+              promptSets={sup?.prompt_sets} circuitEval={s.circuit_eval} onCircuitEval={(circuit_eval) => update({ circuit_eval })}
+              immediateRows={models.data?.immediate_rows} />
           ) : s.view === "compare" ? (
             <CompareView q={{ model: s.model, target: s.target, distractor: s.distractor, ...basesOf(s) }}
               left={s.prompt} right={s.compare_prompt || s.counterfactual_prompt} onRight={(p) => update({ compare_prompt: p })} onSelect={(id) => update({ node: id })} />

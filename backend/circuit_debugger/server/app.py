@@ -54,6 +54,7 @@ class Settings:
     max_pending: int = LIMIT_DEFAULTS["max_pending"]  # API requests in flight beyond which the server answers 503
     cache_size: int = LIMIT_DEFAULTS["cache_size"]  # whole results kept (LRU); clean passes and cores: a quarter
     response_cache_mb: float = LIMIT_DEFAULTS["response_cache_mb"]  # answers' bytes kept (server/response_cache.py); 0: off
+    immediate_rows: int = LIMIT_DEFAULTS["immediate_rows"]  # the UI's line between immediate dataset routes and jobs
     device: Optional[str] = None
     dtype: Optional[str] = None  # 'float32' (default), 'float16' or 'bfloat16'
     device_map: Optional[str] = None  # 'auto', 'balanced' or JSON {module: device}; models other than 'default'
@@ -177,7 +178,7 @@ def create_app(settings: Settings | None = None, debugger: Debugger | None = Non
     @app.get("/api/models", response_model=S.ModelsResponse)
     def models():
         return {"models": [{**m.describe(), "supports": dbg.capabilities(m.name)} for m in dbg.models.values()],
-                "failed": failed}
+                "failed": failed, "immediate_rows": settings.immediate_rows}
 
     @app.post("/api/attribute", response_model=S.AttributeResponse, responses=errors)
     def attribute(req: S.AttributeRequest):

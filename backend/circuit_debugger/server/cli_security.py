@@ -47,6 +47,8 @@ LIMITS = [
     ("max-body-mb", 16, 0.001, float, "request bodies above this many MiB get 413 before they are read"),
     ("body-timeout", 30, 0.1, float, "seconds a request body may take to arrive (408 after)"),
     ("header-timeout", 10, 0.1, float, "seconds a connection may take to send a request's headers (closed after)"),
+    ("immediate-rows", 64, 0, int, "prompt sets of at most this many rows the UI asks the immediate dataset routes "
+                                   "(about a second); larger ones run as jobs (0: always jobs)"),
 ]
 
 LIMIT_DEFAULTS = {flag.replace("-", "_"): default for flag, default, *_ in LIMITS}  # Settings' defaults
@@ -114,7 +116,8 @@ def security_settings(a: argparse.Namespace) -> dict:
                 max_body_bytes=int(a.max_body_mb * 1024 * 1024), body_timeout=a.body_timeout,
                 max_pending_per_client=a.max_pending_per_client, rate_limit=a.rate_limit,
                 max_streams_per_client=a.max_streams_per_client, max_streams=a.max_streams,
-                stream_lifetime=a.stream_lifetime, response_cache_mb=a.response_cache_mb)
+                stream_lifetime=a.stream_lifetime, response_cache_mb=a.response_cache_mb,
+                immediate_rows=a.immediate_rows)
 
 
 def before_serving(a: argparse.Namespace, settings=None) -> None:

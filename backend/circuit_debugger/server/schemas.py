@@ -241,6 +241,9 @@ class ModelInfo(BaseModel):
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
     failed: dict[str, str] = Field(default_factory=dict, description="models that could not be loaded, with why")
+    immediate_rows: int = Field(description="prompt sets of at most this many rows are asked of the immediate dataset "
+                                "routes by the UI (a second or so, no worker to start); larger ones run as jobs "
+                                "(`serve --immediate-rows`)")
 
 
 class Health(BaseModel):

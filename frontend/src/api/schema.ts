@@ -2480,6 +2480,11 @@ export interface components {
             failed?: {
                 [key: string]: string;
             };
+            /**
+             * Immediate Rows
+             * @description prompt sets of at most this many rows are asked of the immediate dataset routes by the UI (a second or so, no worker to start); larger ones run as jobs (`serve --immediate-rows`)
+             */
+            immediate_rows: number;
             /** Models */
             models: components["schemas"]["ModelInfo"][];
         };

@@ -1,20 +1,26 @@
 // A circuit (heads and neurons, optionally @SLOT) and its three numbers over the prompt set.
 // Evaluation and "intervene over the set" can take minutes, so they run as server jobs:
 // progress (streamed), cancel, and the jobs' ids in the address (#job=ID, #ablate-job=ID), so a
-// person can leave and come back to them (or share the link).
+// person can leave and come back to them (or share the link). "Intervene over the set" on a
+// small set (at most the server's `immediate_rows`) asks the immediate route instead: about a
+// second, where the server's first job waits for its worker to start.
 import { useEffect, useRef, useState } from "react";
 import { api, unwrap, type Schemas } from "../api/client";
-import { jobFromHash } from "../api/jobs";
+import { jobFromHash, setHashJob } from "../api/jobs";
+import { runsAsJob } from "../api/datasetRoute";
 import { useJob } from "../hooks/useJob";
+import { useRequest } from "../hooks/useRequest";
 import { fmt } from "../format";
 import { JobProgress } from "./JobProgress";
 
 const postEvaluate = (body: Schemas["CircuitRequest"]) => unwrap(api.POST("/api/jobs/circuit/evaluate", { body }));
 const postAblate = (body: Schemas["DatasetAblateRequest"]) => unwrap(api.POST("/api/jobs/dataset/ablate", { body }));
 
-export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEvaluated }: {
+export function CircuitPanel({ model, spec, rows, immediateRows, circuit, onCircuit, evaluated, onEvaluated }: {
   model: string; spec: Schemas["PromptSetSpec"]; circuit: string[]; onCircuit: (c: string[]) => void;
   evaluated?: string; onEvaluated?: (ablation: "" | "mean" | "resample") => void;
+  /** the set's rows and the server's line between the immediate route and a job (undefined: a job) */
+  rows?: number | null; immediateRows?: number;
 }) {
   const [adding, setAdding] = useState("");
   const [ablation, setAblation] = useState<"mean" | "resample">(evaluated === "resample" ? "resample" : "mean");
@@ -36,7 +42,22 @@ export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEva
     JSON.stringify(asked.nodes) === JSON.stringify(circuit);
   const [setOp, setSetOp] = useState<"mean" | "resample" | "zero" | "patch">("mean");
   const abJob = useJob("ablate-job", postAblate);
-  const ab = abJob.job?.status === "done" ? (abJob.job.result as unknown as Schemas["DatasetAblateResponse"]) : null;
+  // the last immediate ask (a counter, so asking again asks again); null: the job's result is shown
+  const [direct, setDirect] = useState<{ body: Schemas["DatasetAblateRequest"]; n: number } | null>(null);
+  const abNow = useRequest(direct && JSON.stringify(direct), (signal) =>
+    unwrap(api.POST("/api/dataset/ablate", { body: direct!.body, signal })));
+  const ablateSet = () => {
+    const abBody = { model, promptset: spec, nodes: circuit, ablation: setOp };
+    if (runsAsJob(rows, immediateRows) === false) {
+      setHashJob("ablate-job", null); // the address no longer names an older ablation job
+      setDirect((d) => ({ body: abBody, n: (d?.n ?? 0) + 1 }));
+    } else {
+      setDirect(null);
+      abJob.submit(abBody);
+    }
+  };
+  const ab = direct ? abNow.data
+    : abJob.job?.status === "done" ? (abJob.job.result as unknown as Schemas["DatasetAblateResponse"]) : null;
   const x = job?.status === "done" ? (job.result as unknown as Schemas["CircuitResponse"]) : null;
   const add = () => {
     const ids = adding.split(/[\s,]+/).filter(Boolean).filter((id) => !circuit.includes(id));
@@ -65,7 +86,7 @@ export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEva
         <span className="inline">
           <button type="button" disabled={!circuit.length} data-testid="ablate-set"
             title="intervene on these nodes (only) on every prompt of the set"
-            onClick={() => abJob.submit({ model, promptset: spec, nodes: circuit, ablation: setOp })}>Intervene on them over the set:</button>
+            onClick={ablateSet}>Intervene on them over the set:</button>
           <select value={setOp} onChange={(e) => setSetOp(e.target.value as typeof setOp)} aria-label="intervention over the set">
             <option value="mean">mean-ablate</option><option value="resample">resample-ablate</option>
             <option value="zero">zero-ablate</option><option value="patch">patch from counterfactuals</option>
@@ -74,8 +95,14 @@ export function CircuitPanel({ model, spec, circuit, onCircuit, evaluated, onEva
       </div>
       <JobProgress job={job} what="evaluation" testid="job" onCancel={ev.cancel} />
       {ev.error && <p className="error" role="alert">{ev.error}</p>}
-      <JobProgress job={abJob.job} what="intervention over the set" testid="ablate" onCancel={abJob.cancel} />
-      {abJob.error && <p className="error" role="alert">{abJob.error}</p>}
+      {direct ? <>
+        {abNow.loading && <p className="muted" data-testid="ablate-running">intervening over the set…{" "}
+          <button type="button" onClick={abNow.cancel}>cancel</button></p>}
+        {abNow.error && <p className="error" role="alert">{abNow.error}</p>}
+      </> : <>
+        <JobProgress job={abJob.job} what="intervention over the set" testid="ablate" onCancel={abJob.cancel} />
+        {abJob.error && <p className="error" role="alert">{abJob.error}</p>}
+      </>}
       {ab && (
         <p data-testid="ablate-result">Ablating {ab.nodes.join(", ")} ({ab.ablation}, over the {ab.reference}) on every prompt: mean metric{" "}
           {fmt(ab.before_mean)} → <b>{fmt(ab.after_mean)}</b> (change {fmt(ab.change_mean)} ± {fmt(ab.change_std)}).</p>

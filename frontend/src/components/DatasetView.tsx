@@ -1,7 +1,9 @@
 // Dataset mode: the question over a whole prompt set (mean ± spread per node, per slot, per
 // prompt), and circuit evaluation: faithfulness, completeness and minimality of the nodes the
-// user selects. The question over the set runs as a server job (progress, cancel, its id in the
-// address as #attribute-job=ID); for a model the server cannot run jobs for, the immediate route.
+// user selects. The question over a small set (at most the server's `immediate_rows`) is asked
+// of the immediate route; a larger one runs as a server job (progress, cancel, its id in the
+// address as #attribute-job=ID), as does any set for which the address names a job. A model the
+// server cannot run jobs for is always asked immediately. Both show the same result component.
 import { useEffect, useMemo, useRef, useState } from "react";
 import { AgGridReact } from "ag-grid-react";
 import type { ColDef } from "ag-grid-community";
@@ -9,6 +11,7 @@ import { api, unwrap, type InvestigationState, type Schemas } from "../api/clien
 import { useRequest } from "../hooks/useRequest";
 import { useJob } from "../hooks/useJob";
 import { covers, isFinal } from "../api/jobs";
+import { datasetRoute, type LinkedJob } from "../api/datasetRoute";
 import { JobProgress } from "./JobProgress";
 import { diverging, fmt, maxAbs } from "../format";
 import { gridTheme } from "../grid";
@@ -21,26 +24,33 @@ export const specOf = (ref: Ref): Schemas["PromptSetSpec"] => (ref.id ? { id: re
 
 const postAttribute = (body: Schemas["DatasetAttributeRequest"]) => unwrap(api.POST("/api/jobs/dataset/attribute", { body }));
 
-/** The question over the set as a job: the address's job when it asked this question, else a
- * new one (after a short pause, so typing a row count does not submit a job per keystroke; a
- * superseded job still running is cancelled). */
-function useAttributionJob(body: Schemas["DatasetAttributeRequest"], usable: boolean) {
+/** The question over the set: its route (api/datasetRoute.ts) and, as a job, the address's job
+ * when it asked this question, else a new one (after a short pause, so typing a row count does
+ * not submit a job per keystroke; a superseded job still running is cancelled). */
+function useAttributionJob(body: Schemas["DatasetAttributeRequest"], usable: boolean, rows: number | null | undefined, immediateRows?: number) {
   const job = useJob("attribute-job", postAttribute);
   const key = JSON.stringify(body);
   const submitted = useRef<string | null>(null);
   const resuming = !!job.id && !job.job && !job.error;
   const matches = !!job.job && covers(job.job.request, body);
+  const linked: LinkedJob = !job.id ? "none" : resuming ? "loading" : matches ? "matches" : "other";
+  const route = datasetRoute({ rows, immediateRows, linked, unavailable: job.unavailable });
+  const wanted = usable && route === "job";
   useEffect(() => {
-    if (!usable || job.unavailable || resuming || matches || submitted.current === key) return;
+    if (!wanted || resuming || matches || submitted.current === key) return;
     const t = setTimeout(() => {
       submitted.current = key;
       if (job.job && !isFinal(job.job)) job.cancel();
       job.submit(body);
     }, 300);
     return () => clearTimeout(t);
-  }, [key, usable, job.unavailable, resuming, matches]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [key, wanted, resuming, matches]); // eslint-disable-line react-hooks/exhaustive-deps
+  const running = !!job.job && !isFinal(job.job);
+  useEffect(() => { // the set became small: its job, still running for the old one, is not needed
+    if (route === "immediate" && running && !matches && !job.job?.cancel) job.cancel();
+  }, [route, running, matches]); // eslint-disable-line react-hooks/exhaustive-deps
   const rerun = () => { submitted.current = key; job.submit(body); };
-  return { ...job, matches, rerun };
+  return { ...job, matches, route, rerun };
 }
 
 const BUILTIN_LABELS: Record<string, string> = { ioi: "IOI (held-out templates, ABBA/BABA)", greater_than: "greater-than", induction: "induction" };
@@ -97,6 +107,8 @@ function SetPicker({ model, value, onChange, promptSets }: { model: string; valu
 export function DatasetView(props: {
   model: string; dataset: Ref | null; circuit: string[]; onDataset: (r: Ref) => void; onCircuit: (c: string[]) => void; onSelect: (id: string) => void;
   promptSets?: string[]; circuitEval?: string; onCircuitEval?: (ablation: "" | "mean" | "resample") => void;
+  /** the server's line between the immediate routes and jobs (GET /api/models); undefined until known */
+  immediateRows?: number;
 }) {
   const ref = props.dataset ?? { builtin: (props.promptSets?.[0] ?? "ioi") as Ref["builtin"], id: null, n: 100, seed: 0 };
   const spec = specOf(ref);
@@ -104,9 +116,9 @@ export function DatasetView(props: {
   // a ready-made set the model cannot read is never sent (the UI offers only what applies)
   const usable = !!ref.id || !props.promptSets || props.promptSets.includes(ref.builtin ?? "ioi");
   const body = { model: props.model, promptset: spec, top_k: 100, drill: 8 };
-  const job = useAttributionJob(body, usable);
-  // the server runs no jobs for this model (a testbed built in memory): ask the immediate route
-  const r = useRequest(usable && job.unavailable ? JSON.stringify([props.model, spec]) : null, (signal) =>
+  const job = useAttributionJob(body, usable, ref.n, props.immediateRows);
+  // a small set (or a model the server runs no jobs for): the immediate route, no worker to wait for
+  const r = useRequest(usable && job.route === "immediate" ? JSON.stringify([props.model, spec]) : null, (signal) =>
     unwrap(api.POST("/api/dataset/attribute", { body, signal })));
   const data = job.matches && job.job?.status === "done" ? (job.job.result as unknown as Schemas["DatasetAttributeResponse"]) : r.data;
   const inCircuit = useMemo(() => new Set(props.circuit), [props.circuit]);
@@ -136,7 +148,7 @@ export function DatasetView(props: {
     <section className="dataset" data-testid="dataset-view">
       <SetPicker model={props.model} promptSets={props.promptSets} value={ref} onChange={props.onDataset} />
       {job.matches && <JobProgress job={job.job} what="attribution over the set" testid="attribute" onCancel={job.cancel} onRerun={job.rerun} />}
-      {job.error && !job.unavailable && <p className="error" role="alert">{job.error}</p>}
+      {job.error && job.route === "job" && <p className="error" role="alert">{job.error}</p>}
       {r.loading && <p className="muted">running the question over the set… <button type="button" onClick={r.cancel}>cancel</button></p>}
       {r.error && <p className="error" role="alert">{r.error}</p>}
       {data && (
@@ -155,8 +167,8 @@ export function DatasetView(props: {
           </div>
         </>
       )}
-      <CircuitPanel model={props.model} spec={spec} circuit={props.circuit} onCircuit={props.onCircuit}
-        evaluated={props.circuitEval} onEvaluated={props.onCircuitEval} />
+      <CircuitPanel model={props.model} spec={spec} rows={ref.n} immediateRows={props.immediateRows} circuit={props.circuit}
+        onCircuit={props.onCircuit} evaluated={props.circuitEval} onEvaluated={props.onCircuitEval} />
       {data && (
         <details>
           <summary>per-prompt drill-down</summary>
