@@ -23,11 +23,13 @@ from . import REPO_AUTOENCODERS, load_onto
 from .splice import SpliceChoice
 
 
-def _ce(model, ids, ivs=(), splice=None) -> float:
-    """Mean next-token loss over document tokens (padding targets excluded)."""
+def _ce(model, ids, ivs=(), splice=None, logits=None) -> float:
+    """Mean next-token loss over document tokens (padding targets excluded); `logits` when
+    this forward already ran."""
     from ..execution import RunRequest, execute
 
-    logits = execute(model, None, RunRequest(ivs, tokens=ids, splice=splice)).logits
+    if logits is None:
+        logits = execute(model, None, RunRequest(ivs, tokens=ids, splice=splice)).logits
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
                                             reduction="none")
     keep = (ids[:, 1:] != model.codec.bos_id).reshape(-1)
@@ -58,7 +60,8 @@ def measure(model, ids: torch.Tensor, ioi_prompts, batch: int = 32) -> list[dict
             for start in range(0, len(ids), batch):
                 rows_ = ids[start:start + batch]
                 with torch.no_grad():
-                    store = execute(model, None, RunRequest(capture=sorted({ae.hook_name, y_hook}), tokens=rows_)).acts
+                    clean = execute(model, None, RunRequest(capture=sorted({ae.hook_name, y_hook}), tokens=rows_))
+                    store = clean.acts
                     keep = (rows_ != model.codec.bos_id).reshape(-1)
                     x = store[ae.hook_name].reshape(-1, ae.W_enc.shape[0])[keep]
                     y = store[y_hook].reshape(-1, ae.W_dec.shape[1])[keep]
@@ -70,7 +73,7 @@ def measure(model, ids: torch.Tensor, ioi_prompts, batch: int = 32) -> list[dict
                 sst += float(((y - y.mean(0)) ** 2).sum())
                 n_tok += x.shape[0]
                 w = rows_.shape[0] / len(ids)
-                ce["clean"] += w * _ce(model, rows_)
+                ce["clean"] += w * _ce(model, rows_, logits=clean.logits)
                 ce["spliced"] += w * _ce(model, rows_, [Intervention.make(err, "zero")], choice)
                 ce["zero"] += w * _ce(model, rows_, [Intervention.make(sub, "zero")])
             ld = sum(dbg.intervene(model.name, p, [{"node": err, "op": "zero"}], target=io, distractor=s)["logit_diff"]
@@ -134,10 +137,22 @@ def main(argv=None) -> None:
     print(table(rows))
     if a.write:
         (a.dir / "metrics.json").write_text(json.dumps(rows, indent=1))
-        readme = a.dir.parent / "README.md"
+        write_table(a.dir.parent / "README.md", a.model, table(rows))
+
+
+def write_table(readme: Path, model: str, table_text: str) -> None:
+    """Replace this model's table in the README (appended when missing); locked, so that the
+    two embedded models' builds can run side by side."""
+    import fcntl
+    import hashlib
+    import tempfile
+
+    start, end = markers(model)
+    block = f"{start}\n{table_text}\n{end}"
+    tag = hashlib.sha256(str(readme.resolve()).encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"circuit-debugger-metrics-{tag}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         text = readme.read_text() if readme.exists() else ""
-        start, end = markers(a.model)
-        block = f"{start}\n{table(rows)}\n{end}"
         text = text[:text.index(start)] + block + text[text.index(end) + len(end):] if start in text else text + "\n" + block + "\n"
         readme.write_text(text)
 

@@ -101,6 +101,17 @@ def write(path: Path, model, index, miner, rows: torch.Tensor, lens: dict, meta:
         ex_rows.append((nid, pack(picked["top"], rnd, quantile, c.before, c.after)))
     db.executemany("INSERT INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,?)", node_rows)
     db.executemany("INSERT INTO node_examples VALUES (?,?)", ex_rows)
+    pairs = []
+    H = model.shape.n_heads
+    for h_total in range(s["pw_val"].shape[0]):
+        nid = f"L{h_total // H}.H{h_total % H}"
+        for crit, key in (("attention", "pw"), ("write_norm", "pn")):
+            for rank, (v, code) in enumerate(zip(s[key + "_val"][h_total].tolist(), s[key + "_idx"][h_total].tolist())):
+                if code < 0 or v == float("-inf"):
+                    continue
+                row, rest = divmod(int(code), T * T)
+                q, k = divmod(rest, T)
+                pairs.append((nid, crit, rank, int(rows[row, q]), int(rows[row, k]), _r(v)))
     db.executemany("INSERT INTO head_pairs VALUES (?,?,?,?,?,?)", pairs)
     db.commit()
     db.execute("VACUUM")
