@@ -113,3 +113,39 @@ def test_shipped_databases_are_packed_and_small(name):
     assert path.exists(), f"{path}: the shipped explanations of the {name} model"
     assert Store(path, Codec()).packed
     assert path.stat().st_size <= 8_500_000, f"{path}: {path.stat().st_size / 1e6:.1f} MB"
+
+
+def test_built_examples_are_corpus_windows_with_the_nodes_activations(tmp_path):
+    """Windows stored as corpus positions read back as the mined rows' tokens, and the window's
+    activations are the node's, recomputed here on those rows."""
+    from circuit_debugger.explanations.activations import batch_activations, node_index
+    from circuit_debugger.explanations.build import build, corpus
+    from circuit_debugger.loading import load_model
+
+    m = load_model("tracr/map_successor")
+    build(m, tmp_path / "x.sqlite", 1500, progress=False, held_tokens=600)
+    store = Store(tmp_path / "x.sqlite", m.codec)
+    assert store.packed and sqlite3.connect(tmp_path / "x.sqlite").execute("SELECT count(*) FROM corpus_rows").fetchone()[0]
+    rows = corpus(m, 1500, 777)  # build's corpus (seed 777)
+    acts = batch_activations(m, rows)[0]
+    index = node_index(m)
+    checked = 0
+    for nid in ("L0.N1", "L0.N4", "L0.H0"):
+        col = index.ids.index(nid)
+        node = store.node(nid, limit=100)
+        for s in ("top", "random"):
+            for ex in node["examples"][s]["items"]:
+                c = ex["center"]
+                ids = [None if t is None else m.codec.input_tokens.index(t) if t in m.codec.input_tokens else t
+                       for t in ex["tokens"]]
+                hits = [(r, t) for r in range(rows.shape[0]) for t in range(rows.shape[1])
+                        if all(x is None or (0 <= t - c + w < rows.shape[1] and int(rows[r, t - c + w]) == x)
+                               for w, x in enumerate(ids))
+                        and abs(float(acts[r, t, col]) - ex["activation"]) <= 1e-3 * max(1, abs(ex["activation"]))]
+                assert hits, (nid, s, ex)
+                r, t = hits[0]
+                for w, a in enumerate(ex["acts"]):
+                    if a is not None:
+                        assert a == pytest.approx(float(acts[r, t - c + w, col]), rel=2e-3, abs=2e-3)
+                checked += 1
+    assert checked > 10

@@ -7,7 +7,9 @@ Schema, format 2 (also in explanations/README.md; format 1 files are still read)
         histogram TEXT,                             JSON {"counts": [...]} (format 1: also "edges")
         logit_lens TEXT, de_embedding TEXT)         JSON lists of {"token", "value"} (or null)
   node_examples(node_id TEXT PRIMARY KEY, data BLOB)  the node's top, random and quantile example
-        windows in one compressed record (packing.py); format 1 had instead
+        windows in one compressed record (packing.py): corpus positions and the node's activations
+  corpus_rows(row INTEGER PRIMARY KEY, tokens BLOB)   the mined rows those windows lie in (uint16/uint32
+        ids, meta "corpus_token_bytes"; meta "row_length", "pad_token"); format 1 had instead
         examples(node_id, sample, rank, activation, center, tokens TEXT, acts TEXT), a row per window
   head_pairs(node_id, criterion, rank, query_token, key_token, value)
         criterion: 'attention' (weight) | 'write_norm' (weight × ‖v·W_O‖)
@@ -30,6 +32,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS nodes(id TEXT PRIMARY KEY, kind TEXT, layer INT, idx INT, n_tokens INT, density REAL,
     mean REAL, max REAL, histogram TEXT, logit_lens TEXT, de_embedding TEXT);
 CREATE TABLE IF NOT EXISTS node_examples(node_id TEXT PRIMARY KEY, data BLOB) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS corpus_rows(row INTEGER PRIMARY KEY, tokens BLOB);
 CREATE TABLE IF NOT EXISTS head_pairs(node_id TEXT, criterion TEXT, rank INT, query_token INT, key_token INT, value REAL);
 CREATE INDEX IF NOT EXISTS head_pairs_node ON head_pairs(node_id);
 CREATE TABLE IF NOT EXISTS explanations(node_id TEXT, explainer TEXT, text TEXT, score REAL, score_kind TEXT,
@@ -74,10 +77,12 @@ def write(path: Path, model, index, miner, rows: torch.Tensor, lens: dict, meta:
     from .packing import pack
 
     edges = [_r(e) for e in EDGES.tolist()]
-    meta = {**meta, "format": FORMAT, "histogram_edges": edges}
+    tok_bytes = 2 if int(rows.max()) < 0xFFFF else 4
+    meta = {**meta, "format": FORMAT, "histogram_edges": edges, "row_length": T, "pad_token": model.codec.bos_id,
+            "corpus_token_bytes": tok_bytes}
     db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
     n_tok = float(s["n_tokens"][0])
-    node_rows, ex_rows = [], []
+    node_rows, ex_rows, used = [], [], set()
     for n, nid in enumerate(index.ids):
         hist = {"counts": [int(x) for x in s["hist"][n].tolist()]}
         lz = lens.get(nid, {})
@@ -85,22 +90,27 @@ def write(path: Path, model, index, miner, rows: torch.Tensor, lens: dict, meta:
                           float(s["active"][n]) / max(n_tok, 1), float(s["sum"][n]) / max(n_tok, 1),
                           float(s["max"][n]) if torch.isfinite(s["max"][n]) else None, _json(hist),
                           _json(_compact_lens(lz.get("logit_lens"))), _json(_compact_lens(lz.get("de_embedding")))))
-        picked = {}
+        picked, where = {}, {}
         for sample, vals, idxs, wins in (("top", s["top_val"][n], s["top_idx"][n], s["top_win"][n]),
                                          ("random", s["rnd_val"][n], s["rnd_idx"][n], s["rnd_win"][n])):
             order = torch.argsort(vals, descending=True) if sample == "random" else torch.arange(len(vals))
-            picked[sample] = []
+            picked[sample], where[sample] = [], []
             for j in order.tolist():
                 gi = int(idxs[j])
                 if gi < 0 or not torch.isfinite(vals[j]):
                     continue
                 toks, acts = _window(flat, gi, T, c.before, c.after, wins[j], model.codec.bos_id)
                 picked[sample].append((float(vals[j]), toks, acts))
+                where[sample].append(gi)
+                used.add(gi // T)
         rnd = picked["random"]  # quantile examples: references into the random sample (descending)
         quantile = [len(rnd) - 1 - min(int(frac * len(rnd)), len(rnd) - 1) for frac in QUANTILES] if rnd else []
-        ex_rows.append((nid, pack(picked["top"], rnd, quantile, c.before, c.after)))
+        ex_rows.append((nid, pack(picked["top"], rnd, quantile, c.before, c.after, where["top"] + where["random"])))
     db.executemany("INSERT INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,?)", node_rows)
     db.executemany("INSERT INTO node_examples VALUES (?,?)", ex_rows)
+    dtype = "<u2" if tok_bytes == 2 else "<u4"  # the corpus rows some example window lies in
+    db.executemany("INSERT INTO corpus_rows VALUES (?,?)",
+                   [(r, rows[r].numpy().astype(dtype).tobytes()) for r in sorted(used)])
     pairs = []
     H = model.shape.n_heads
     for h_total in range(s["pw_val"].shape[0]):
@@ -146,8 +156,12 @@ class Store:
             db.execute("SELECT count(*) FROM nodes").fetchone()  # fails clearly on a malformed file
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             self.packed = "node_examples" in tables
-            edges = db.execute("SELECT value FROM meta WHERE key = 'histogram_edges'").fetchone()
-            self.edges = json.loads(edges[0]) if edges else None
+            meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('histogram_edges', 'row_length', "
+                                   "'pad_token', 'corpus_token_bytes')").fetchall())
+            self.edges = json.loads(meta["histogram_edges"]) if "histogram_edges" in meta else None
+            self.row_length = json.loads(meta.get("row_length", "0"))
+            self.pad = json.loads(meta.get("pad_token", "null"))
+            self.row_dtype = "<u2" if json.loads(meta.get("corpus_token_bytes", "2")) == 2 else "<u4"
 
     def _db(self):
         return sqlite3.connect(self.path, timeout=10)
@@ -163,13 +177,31 @@ class Store:
             r = db.execute("SELECT data FROM node_examples WHERE node_id = ?", (node_id,)).fetchone()
             if r is None:
                 return {"center": 0, "top": [], "random": [], "quantile": []}
-            return unpack(r[0])
+            return unpack(r[0], lambda where, before, after: self._windows(db, where, before, after))
         out: dict = {"center": 0}
         for sample in SAMPLES:
             rows = db.execute("SELECT activation, center, tokens, acts FROM examples WHERE node_id = ? AND sample = ? "
                               "ORDER BY rank", (node_id, sample)).fetchall()
             out[sample] = [{"activation": x[0], "tokens": json.loads(x[2]), "acts": json.loads(x[3])} for x in rows]
             out["center"] = rows[0][1] if rows else out["center"]
+        return out
+
+    def _windows(self, db, where: list, before: int, after: int) -> list:
+        """Token windows around corpus positions (row × row length + position), as the writer's
+        `_window` cuts them: None outside the row and for padding after the example token."""
+        import numpy as np
+
+        T = self.row_length
+        wanted = sorted({gi // T for gi in where})
+        got = dict(db.execute(f"SELECT row, tokens FROM corpus_rows WHERE row IN ({','.join('?' * len(wanted))})",
+                              wanted).fetchall()) if wanted else {}
+        rows = {r: np.frombuffer(b, self.row_dtype).tolist() for r, b in got.items()}
+        out = []
+        for gi in where:
+            r, t = divmod(gi, T)
+            row = rows[r]
+            out.append([row[p] if 0 <= p < T and not (p > t and row[p] == self.pad) else None
+                        for p in range(t - before, t + after + 1)])
         return out
 
     def node(self, node_id: str, offset: int = 0, limit: int = 10) -> Optional[dict]:
@@ -210,10 +242,14 @@ class Store:
                  "created": r[5]} for r in rows]
 
     def put_explanation(self, node_id: str, e: dict) -> None:
+        self.put_explanations([(node_id, e)])
+
+    def put_explanations(self, items) -> None:
+        """Store (node id, explanation) pairs in one transaction."""
         with self.lock, self._db() as db:
-            db.execute("INSERT OR REPLACE INTO explanations VALUES (?,?,?,?,?,?,?)",
-                       (node_id, e["explainer"], e["text"], e["score"], e["score_kind"], json.dumps(e.get("details")),
-                        time.time()))
+            db.executemany("INSERT OR REPLACE INTO explanations VALUES (?,?,?,?,?,?,?)",
+                           [(node_id, e["explainer"], e["text"], e["score"], e["score_kind"],
+                             json.dumps(e.get("details")), time.time()) for node_id, e in items])
 
     def top_examples(self, node_id: str, sample: str = "top") -> list[tuple[list, list, int]]:
         """(token ids, acts, center) for the explainers."""
