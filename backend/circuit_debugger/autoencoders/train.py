@@ -118,17 +118,23 @@ def from_sparsify(folder: Path, model, layer: int, kind: str, k: int, name: str)
     return Autoencoder(name, W_enc, b_enc, w["W_dec"], w["b_dec"], hook, None, "topk", k, True, meta)
 
 
-def train_topk(hf, model, ids: torch.Tensor, kind: str, layers: list[int], k: int, latents: int, seed: int,
+def train_topk(hf, model, ids: torch.Tensor, kinds: list[str], layers: list[int], k: int, latents: int, seed: int,
                work: Path, out: Path, bos: int, auxk_alpha: float = 0.0, optimizer: str = "signum",
                lr: Optional[float] = None) -> None:
+    """One sparsify run for `kinds`: ["transcoder"], or SAE kinds ("sae", "resid") trained
+    together on the same forward passes."""
     from datasets import Dataset
     from sparsify import SaeConfig, Trainer, TrainConfig, TranscoderConfig
 
-    transcoder = kind == "transcoder"
-    points = hookpoints(hf, kind, layers)
+    transcoder = kinds == ["transcoder"]
+    if "transcoder" in kinds and not transcoder:
+        raise ValueError("transcoders train in a run of their own")
+    placed = [(kind, l, p) for kind in kinds for l, p in zip(layers, hookpoints(hf, kind, layers))]
+    points = [p for _, _, p in placed]
     coder = (TranscoderConfig if transcoder else SaeConfig)(num_latents=latents, k=k)
-    run = work / kind
-    cfg = TrainConfig(coder, batch_size=16, hookpoints=points, log_to_wandb=False, save_dir=str(work), run_name=kind,
+    name = "+".join(kinds)
+    run = work / name
+    cfg = TrainConfig(coder, batch_size=16, hookpoints=points, log_to_wandb=False, save_dir=str(work), run_name=name,
                       init_seeds=[seed], save_every=200, exclude_tokens=[bos], auxk_alpha=auxk_alpha,
                       optimizer=optimizer, lr=lr, lr_warmup_steps=100)
     ds = Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
@@ -136,11 +142,10 @@ def train_topk(hf, model, ids: torch.Tensor, kind: str, layers: list[int], k: in
     trainer = Trainer(cfg, ds, hf)
     if (run / "state.pt").exists():
         trainer.load_state(str(run))
-        print(f"resuming {kind} at step {trainer.global_step}")
+        print(f"resuming {name} at step {trainer.global_step}")
     trainer.fit()
-    for l, p in zip(layers, points):
-        name = f"{PREFIX[kind]}{l}"
-        save(from_sparsify(run / p, model, l, kind, k, name), out / name)
+    for kind, l, p in placed:
+        save(from_sparsify(run / p, model, l, kind, k, f"{PREFIX[kind]}{l}"), out / f"{PREFIX[kind]}{l}")
 
 
 def train_relu(model, ids: torch.Tensor, kind: str, layers: list[int], latents: int, l1: float, seed: int,
@@ -244,15 +249,18 @@ def main(argv=None) -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     a.out.mkdir(parents=True, exist_ok=True)
     layers = list(range(model.shape.n_layers))
-    for kind in a.kinds:
-        if a.activation == "topk":
+    if a.activation == "topk":  # transcoders alone; attention and residual SAEs together (one forward per batch)
+        groups = [g for g in (["transcoder"] if "transcoder" in a.kinds else [],
+                              [k for k in a.kinds if k != "transcoder"]) if g]
+        for kinds in groups:
             hf = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
             for p in hf.parameters():
                 p.requires_grad_(False)
-            k = a.k_transcoder if kind == "transcoder" else a.k_sae
-            train_topk(hf, model, ids, kind, layers, k, a.latents, a.seed, a.work, a.out, model.codec.bos_id,
+            k = a.k_transcoder if kinds == ["transcoder"] else a.k_sae
+            train_topk(hf, model, ids, kinds, layers, k, a.latents, a.seed, a.work, a.out, model.codec.bos_id,
                        a.auxk_alpha, a.optimizer, a.lr)
-        else:
+    else:
+        for kind in a.kinds:
             train_relu(model, ids, kind, layers, a.latents, a.l1, a.seed, a.work, a.out)
     record = a.out / "training.json"
     info = json.loads(record.read_text()) if record.exists() else {}
