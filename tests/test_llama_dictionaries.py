@@ -62,7 +62,8 @@ def test_splicing_every_dictionary_leaves_huggingface_logits_unchanged(llama, hf
         with torch.no_grad():
             ref = hf(ids).logits
             spliced = execute(m, None, RunRequest(tokens=ids, splice=m.autoencoders.every())).logits
-        assert torch.allclose(spliced, ref, atol=1e-5, rtol=0), float((spliced - ref).abs().max())
+        scale = max(1.0, float(ref.abs().max()))  # float32 rounding of decode + error, relative to the logits
+        assert float((spliced - ref).abs().max()) <= 1e-5 * scale, (float((spliced - ref).abs().max()), scale)
         # the splice is not vacuous: the reconstructions alone (errors zeroed) change the logits
         from circuit_debugger.interventions import Intervention
 
