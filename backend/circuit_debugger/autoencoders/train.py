@@ -75,27 +75,31 @@ class _Tap(torch.nn.Module):
             return getattr(self.inner, name)
 
 
-def hookpoints(hf, kind: str, layers: list[int]) -> list[str]:
-    """sparsify's module names (relative to the base model) for each layer: the MLP (transcoders:
-    its input is the ln2 output, its output hook_mlp_out), a tap on the attention module's output
-    (hook_attn_out) or on the whole block's output (hook_resid_post). Inserts the taps."""
+def hookpoints(hf, kinds: list[str], layers: list[int]) -> list[tuple[str, int, str]]:
+    """(kind, layer, sparsify module name relative to the base model) for each kind and layer:
+    the MLP (transcoders: its input is the ln2 output, its output hook_mlp_out), a tap on the
+    attention module's output (hook_attn_out) or on the whole block's output (hook_resid_post).
+    Inserts the taps first (block taps wrap the attention taps' parents), then names them."""
     from sparsify.utils import get_layer_list
 
-    name, blocks = get_layer_list(hf)
-    attn = "attn" if hasattr(blocks[0], "attn") else "self_attn"  # GPT-2 / Llama-family names
-    points = []
+    _, blocks = get_layer_list(hf)
+    modules = {}
     for l in layers:
-        if kind == "transcoder":
-            points.append(f"{name}.{l}.mlp")
-        elif kind == "sae":
-            if not isinstance(getattr(blocks[l], attn), _Tap):
-                setattr(blocks[l], attn, _Tap(getattr(blocks[l], attn)))
-            points.append(f"{name}.{l}.{attn}.tap")
-        else:
-            if not isinstance(blocks[l], _Tap):
-                blocks[l] = _Tap(blocks[l])
-            points.append(f"{name}.{l}.tap")
-    return points
+        if "resid" in kinds and not isinstance(blocks[l], _Tap):
+            blocks[l] = _Tap(blocks[l])
+        block = blocks[l].inner if isinstance(blocks[l], _Tap) else blocks[l]
+        attn = "attn" if hasattr(block, "attn") else "self_attn"  # GPT-2 / Llama-family names
+        if "sae" in kinds and not isinstance(getattr(block, attn), _Tap):
+            setattr(block, attn, _Tap(getattr(block, attn)))
+        modules.update({("transcoder", l): block.mlp, ("sae", l): getattr(block, attn),
+                        ("resid", l): blocks[l]})
+    names = {id(m): n for n, m in hf.base_model.named_modules()}
+    out = []
+    for kind in kinds:
+        for l in layers:
+            m = modules[(kind, l)]
+            out.append((kind, l, names[id(m.tap if isinstance(m, _Tap) else m)]))
+    return out
 
 
 def from_sparsify(folder: Path, model, layer: int, kind: str, k: int, name: str) -> Autoencoder:
@@ -129,7 +133,7 @@ def train_topk(hf, model, ids: torch.Tensor, kinds: list[str], layers: list[int]
     transcoder = kinds == ["transcoder"]
     if "transcoder" in kinds and not transcoder:
         raise ValueError("transcoders train in a run of their own")
-    placed = [(kind, l, p) for kind in kinds for l, p in zip(layers, hookpoints(hf, kind, layers))]
+    placed = hookpoints(hf, kinds, layers)
     points = [p for _, _, p in placed]
     coder = (TranscoderConfig if transcoder else SaeConfig)(num_latents=latents, k=k)
     name = "+".join(kinds)
