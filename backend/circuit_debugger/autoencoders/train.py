@@ -268,7 +268,7 @@ def main(argv=None) -> None:
             train_relu(model, ids, kind, layers, a.latents, a.l1, a.seed, a.work, a.out)
     record = a.out / "training.json"
     info = json.loads(record.read_text()) if record.exists() else {}
-    if "kinds" not in info:  # a file from before per-kind records: it described every kind then present
+    if not isinstance(info.get("kinds"), dict):  # a file from before per-kind records (one run for all kinds)
         info = {"kinds": {}}
     for kind in a.kinds:
         info["kinds"][kind] = {**{k: v for k, v in vars(a).items() if k != "kinds"}, "kind": kind}
