@@ -5,7 +5,7 @@ Schema, format 2 (also in explanations/README.md; format 1 files are still read)
                                                       "histogram_edges": the bin edges every node shares
   nodes(id TEXT PRIMARY KEY, kind, layer, idx, n_tokens, density, mean, max,
         histogram TEXT,                             JSON {"counts": [...]} (format 1: also "edges")
-        logit_lens TEXT, de_embedding TEXT)         JSON lists of {"token", "value"} (or null)
+        logit_lens TEXT, de_embedding TEXT)         JSON lists of [token, value] (format 1: {"token", "value"}), or null
   node_examples(node_id TEXT PRIMARY KEY, data BLOB)  the node's top, random and quantile example
         windows in one compressed record (packing.py): corpus positions and the node's activations
   corpus_rows(row INTEGER PRIMARY KEY, tokens BLOB)   the mined rows those windows lie in (uint16/uint32
