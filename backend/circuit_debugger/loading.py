@@ -15,7 +15,6 @@ keeps serving those.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -174,25 +173,28 @@ def load_hub(name: str, device: Optional[str] = None, dtype: Optional[torch.dtyp
     return load_hf_dir(folder, label or name, device, dtype, device_map, offload_dir, source=f"hub:{repo_id(name)}")
 
 
-def _load(spec: str, name: Optional[str], device, dtype, device_map, offload_dir) -> DebugModel:
-    if spec == "llama":  # the embedded Llama-family model
-        if not (LLAMA_MODEL_DIR / "config.json").exists():
-            raise ModelLoadError(f"{LLAMA_MODEL_DIR}: the llama model is not built (run `python -m "
-                                 "circuit_debugger.default_model.train --arch llama`)")
-        return load_hf_dir(LLAMA_MODEL_DIR, name or "llama", device, dtype)
-    if spec == "default":
-        if not (DEFAULT_MODEL_DIR / "config.json").exists():
-            raise ModelLoadError(
-                f"{DEFAULT_MODEL_DIR}: the default model is not built (run `python -m "
-                "circuit_debugger.default_model.train`)"
-            )
-        m = load_hf_dir(DEFAULT_MODEL_DIR, name or "default", device, dtype)
-        from .autoencoders import REPO_AUTOENCODERS, load_onto
+def _load_embedded(spec: str, name: Optional[str], device, dtype) -> DebugModel:
+    """An embedded model with the dictionaries shipped for it (autoencoders/<spec>/ or
+    $CD_<SPEC>_AUTOENCODERS), when that folder exists."""
+    from .embedded import EMBEDDED, shipped_autoencoders
 
-        shipped = Path(os.environ.get("CD_DEFAULT_AUTOENCODERS", REPO_AUTOENCODERS / "default"))
-        if shipped.is_dir():
-            m.load_errors.update(load_onto(m, shipped))
-        return m
+    directory = EMBEDDED[spec]
+    if not (directory / "config.json").exists():
+        arch = " --arch llama" if spec == "llama" else ""
+        raise ModelLoadError(f"{directory}: the {spec} model is not built (run `python -m "
+                             f"circuit_debugger.default_model.train{arch}`)")
+    m = load_hf_dir(directory, name or spec, device, dtype)
+    shipped = shipped_autoencoders(spec)
+    if shipped.is_dir():
+        from .autoencoders import load_onto
+
+        m.load_errors.update(load_onto(m, shipped))
+    return m
+
+
+def _load(spec: str, name: Optional[str], device, dtype, device_map, offload_dir) -> DebugModel:
+    if spec in ("default", "llama"):  # the embedded models (embedded.py)
+        return _load_embedded(spec, name, device, dtype)
     if spec.startswith("tracr/"):
         name_part = spec.split("/", 1)[1]
         if name_part not in testbed_names():

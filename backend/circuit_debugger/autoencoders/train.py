@@ -1,13 +1,16 @@
-"""Train a transcoder for every MLP and an SAE on every attention output of a model.
+"""Train a transcoder for every MLP, an SAE on every attention output and (kind `resid`) an SAE
+on the residual stream after every layer of a model.
 
-    python -m circuit_debugger.autoencoders.train [--model default] [--out ../autoencoders/default]
-        [--kinds transcoder sae] [--activation topk|relu] [--k-transcoder 16] [--k-sae 32]
-        [--latents 1024] [--tokens 2000000] [--seed 0] [--work ../.cache/ae-train]
+    python -m circuit_debugger.autoencoders.train [--model default|llama|DIR] [--out ../autoencoders/MODEL]
+        [--kinds transcoder sae resid] [--activation topk|relu] [--k-transcoder 16] [--k-sae 32]
+        [--latents 1024] [--tokens 2000000] [--seed 0] [--work ../.cache/ae-train-MODEL]
 
+An embedded model ('default', 'llama') trains on its own corpus generator (the version in its
+training.json), tokenized with its own tokenizer; other models need --corpus.
 TopK autoencoders are trained with EleutherAI's sparsify (`pip install -e 'backend[train]'`),
 on CPU through its Python API; ReLU+L1 ones (which sparsify lacks) with a small loop here.
 Both are deterministic given --seed, show progress bars and resume from --work. Results are
-written in the SAELens layout (see `format.py`).
+written in the SAELens layout (see `format.py`); `training.json` records each kind's arguments.
 """
 
 from __future__ import annotations
@@ -24,17 +27,19 @@ from . import REPO_AUTOENCODERS
 from .format import Autoencoder, save
 
 
-def corpus_ids(tok, n_tokens: int, seed: int, ctx: int = 48) -> torch.Tensor:
-    """[n, ctx] token ids from the default model's corpus generator: one document per row,
-    starting at position 0 with BOS (as in the model's training), padded with BOS. Padding
-    and the leading BOS are excluded from training and metrics (see `real_tokens`)."""
+def corpus_ids(tok, n_tokens: int, seed: int, ctx: int = 48, corpus=None) -> torch.Tensor:
+    """[n, ctx] token ids from an embedded model's corpus generator (`corpus`, a module with
+    `sample`; default: corpus v1): one document per row, starting at position 0 with BOS (as in
+    the model's training), padded with BOS. Padding and the leading BOS are excluded from
+    training and metrics (see `real_tokens`)."""
     from ..default_model import corpus as C
 
+    corpus = corpus or C
     rng = random.Random(seed)
-    train, held = C.name_pairs()
+    train, held = getattr(corpus, "name_pairs", C.name_pairs)()
     rows, count = [], 0
     while count < n_tokens:
-        ex = C.sample(rng, train + held)
+        ex = corpus.sample(rng, train + held)
         doc = [tok.bos_token_id] + tok.encode(ex.prefix + ex.answer, add_special_tokens=False)
         doc = doc[:ctx]
         rows.append(doc + [tok.bos_token_id] * (ctx - len(doc)))
@@ -47,32 +52,93 @@ def real_tokens(ids: torch.Tensor, bos: int) -> torch.Tensor:
     return ids != bos
 
 
-def from_sparsify(folder: Path, hf, layer: int, transcoder: bool, k: int, name: str) -> Autoencoder:
+KINDS = ("transcoder", "sae", "resid")
+PREFIX = {"transcoder": "tc", "sae": "sae", "resid": "resid"}
+
+
+class _Tap(torch.nn.Module):
+    """Wraps a module and passes its output through an identity child called positionally.
+    sparsify's hooks read `inputs[0]`, but Llama-family blocks and attention modules are called
+    with keyword arguments only (empty positional inputs); the tap gives them a hookable output."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner, self.tap = inner, torch.nn.Identity()
+
+    def forward(self, *args, **kwargs):
+        return self.tap(self.inner(*args, **kwargs))
+
+    def __getattr__(self, name):  # attributes the parent model reads from its blocks (e.g. attention_type)
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.inner, name)
+
+
+def hookpoints(hf, kinds: list[str], layers: list[int]) -> list[tuple[str, int, str]]:
+    """(kind, layer, sparsify module name relative to the base model) for each kind and layer:
+    the MLP (transcoders: its input is the ln2 output, its output hook_mlp_out), a tap on the
+    attention module's output (hook_attn_out) or on the whole block's output (hook_resid_post).
+    Inserts the taps first (block taps wrap the attention taps' parents), then names them."""
+    from sparsify.utils import get_layer_list
+
+    _, blocks = get_layer_list(hf)
+    modules = {}
+    for l in layers:
+        if "resid" in kinds and not isinstance(blocks[l], _Tap):
+            blocks[l] = _Tap(blocks[l])
+        block = blocks[l].inner if isinstance(blocks[l], _Tap) else blocks[l]
+        attn = "attn" if hasattr(block, "attn") else "self_attn"  # GPT-2 / Llama-family names
+        if "sae" in kinds and not isinstance(getattr(block, attn), _Tap):
+            setattr(block, attn, _Tap(getattr(block, attn)))
+        modules.update({("transcoder", l): block.mlp, ("sae", l): getattr(block, attn),
+                        ("resid", l): blocks[l]})
+    names = {id(m): n for n, m in hf.base_model.named_modules()}
+    out = []
+    for kind in kinds:
+        for l in layers:
+            m = modules[(kind, l)]
+            out.append((kind, l, names[id(m.tap if isinstance(m, _Tap) else m)]))
+    return out
+
+
+def from_sparsify(folder: Path, model, layer: int, kind: str, k: int, name: str) -> Autoencoder:
+    """A sparsify checkpoint as one of our dictionaries. Transcoders: sparsify reads the ln2
+    output; the engine's ln2 gain (and bias, where the norm has one) is folded into the encoder
+    so that it reads `ln2.hook_normalized` (LayerNorm and RMSNorm alike)."""
     from safetensors.torch import load_file
 
     w = load_file(str(folder / "sae.safetensors"))
     W_enc, b_enc = w["encoder.weight"].T.contiguous(), w["encoder.bias"]
-    if transcoder:  # sparsify reads ln_2's output; fold its gain and bias to read hook_normalized
-        ln = hf.transformer.h[layer].ln_2
-        b_enc = b_enc + ln.bias.detach() @ W_enc
-        W_enc = ln.weight.detach()[:, None] * W_enc
+    meta = {"trainer": "eai-sparsify 1.3.3"}
+    if kind == "transcoder":
+        gain, bias = model.W.ln[f"blocks.{layer}.ln2"]
+        if bias is not None:
+            b_enc = b_enc + bias.detach().to(W_enc) @ W_enc
+        W_enc = gain.detach().to(W_enc)[:, None] * W_enc
         return Autoencoder(name, W_enc, b_enc, w["W_dec"], w["b_dec"], f"blocks.{layer}.ln2.hook_normalized",
-                           f"blocks.{layer}.hook_mlp_out", "topk", k, False, {"trainer": "eai-sparsify 1.3.3"})
-    return Autoencoder(name, W_enc, b_enc, w["W_dec"], w["b_dec"], f"blocks.{layer}.hook_attn_out", None, "topk", k,
-                       True, {"trainer": "eai-sparsify 1.3.3"})
+                           f"blocks.{layer}.hook_mlp_out", "topk", k, False, meta)
+    hook = f"blocks.{layer}.hook_attn_out" if kind == "sae" else f"blocks.{layer}.hook_resid_post"
+    return Autoencoder(name, W_enc, b_enc, w["W_dec"], w["b_dec"], hook, None, "topk", k, True, meta)
 
 
-def train_topk(hf, ids: torch.Tensor, kind: str, layers: list[int], k: int, latents: int, seed: int, work: Path,
-               out: Path, bos: int, auxk_alpha: float = 0.0, optimizer: str = "signum",
+def train_topk(hf, model, ids: torch.Tensor, kinds: list[str], layers: list[int], k: int, latents: int, seed: int,
+               work: Path, out: Path, bos: int, auxk_alpha: float = 0.0, optimizer: str = "signum",
                lr: Optional[float] = None) -> None:
+    """One sparsify run for `kinds`: ["transcoder"], or SAE kinds ("sae", "resid") trained
+    together on the same forward passes."""
     from datasets import Dataset
     from sparsify import SaeConfig, Trainer, TrainConfig, TranscoderConfig
 
-    transcoder = kind == "transcoder"
-    points = [f"h.{l}.mlp" if transcoder else f"h.{l}.attn" for l in layers]
+    transcoder = kinds == ["transcoder"]
+    if "transcoder" in kinds and not transcoder:
+        raise ValueError("transcoders train in a run of their own")
+    placed = hookpoints(hf, kinds, layers)
+    points = [p for _, _, p in placed]
     coder = (TranscoderConfig if transcoder else SaeConfig)(num_latents=latents, k=k)
-    run = work / kind
-    cfg = TrainConfig(coder, batch_size=16, hookpoints=points, log_to_wandb=False, save_dir=str(work), run_name=kind,
+    name = "+".join(kinds)
+    run = work / name
+    cfg = TrainConfig(coder, batch_size=16, hookpoints=points, log_to_wandb=False, save_dir=str(work), run_name=name,
                       init_seeds=[seed], save_every=200, exclude_tokens=[bos], auxk_alpha=auxk_alpha,
                       optimizer=optimizer, lr=lr, lr_warmup_steps=100)
     ds = Dataset.from_dict({"input_ids": ids.tolist()}).with_format("torch")
@@ -80,11 +146,10 @@ def train_topk(hf, ids: torch.Tensor, kind: str, layers: list[int], k: int, late
     trainer = Trainer(cfg, ds, hf)
     if (run / "state.pt").exists():
         trainer.load_state(str(run))
-        print(f"resuming {kind} at step {trainer.global_step}")
+        print(f"resuming {name} at step {trainer.global_step}")
     trainer.fit()
-    for l, p in zip(layers, points):
-        name = f"{'tc' if transcoder else 'sae'}{l}"
-        save(from_sparsify(run / p, hf, l, transcoder, k, name), out / name)
+    for kind, l, p in placed:
+        save(from_sparsify(run / p, model, l, kind, k, f"{PREFIX[kind]}{l}"), out / f"{PREFIX[kind]}{l}")
 
 
 class ReluTrainer:
@@ -99,8 +164,9 @@ class ReluTrainer:
                  batch: int = 16, lr: float = 1e-3):
         d = model.shape.d_model
         self.model, self.ids, self.kind, self.l1, self.seed, self.batch = model, ids, kind, l1, seed, batch
-        self.name = f"{'tc' if kind == 'transcoder' else 'sae'}{layer}"
-        self.x_hook = f"blocks.{layer}.ln2.hook_normalized" if kind == "transcoder" else f"blocks.{layer}.hook_attn_out"
+        self.name = f"{PREFIX[kind]}{layer}"
+        self.x_hook = {"transcoder": f"blocks.{layer}.ln2.hook_normalized", "sae": f"blocks.{layer}.hook_attn_out",
+                       "resid": f"blocks.{layer}.hook_resid_post"}[kind]
         self.y_hook = f"blocks.{layer}.hook_mlp_out" if kind == "transcoder" else self.x_hook
         g = torch.Generator().manual_seed(seed + layer)
         self.ae = Autoencoder(self.name, torch.randn(d, latents, generator=g) / d ** 0.5, torch.zeros(latents),
@@ -195,14 +261,26 @@ def train_relu(model, ids: torch.Tensor, kind: str, layers: list[int], latents: 
         save(t.autoencoder(), out / t.name)
 
 
+DEFAULT_KINDS = {"default": ["transcoder", "sae"], "llama": ["transcoder", "sae", "resid"]}
+
+
+def training_corpus(model, n_tokens: int, seed: int, spec=None) -> torch.Tensor:
+    """Rows of token ids to train (or measure) dictionaries of `model` on: `spec` (a user
+    corpus), else an embedded model's own corpus generator with its own tokenizer."""
+    from ..explanations.build import corpus
+
+    return corpus(model, n_tokens, seed, spec, progress=True)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="default")
-    ap.add_argument("--out", type=Path, default=REPO_AUTOENCODERS / "default")
-    ap.add_argument("--kinds", nargs="+", default=["transcoder", "sae"], choices=["transcoder", "sae"])
+    ap.add_argument("--model", default="default", help="'default', 'llama' (the embedded models) or a checkpoint folder")
+    ap.add_argument("--out", type=Path, default=None, help="default: autoencoders/MODEL for an embedded model")
+    ap.add_argument("--kinds", nargs="+", default=None, choices=KINDS,
+                    help="default: transcoder sae (and resid for llama)")
     ap.add_argument("--activation", default="topk", choices=["topk", "relu"])
     ap.add_argument("--k-transcoder", type=int, default=16)
-    ap.add_argument("--k-sae", type=int, default=32)
+    ap.add_argument("--k-sae", type=int, default=32, help="k of attention and residual SAEs")
     ap.add_argument("--latents", type=int, default=1024)
     ap.add_argument("--l1", type=float, default=1e-3)
     ap.add_argument("--optimizer", default="signum", choices=["signum", "adam", "muon"], help="sparsify's optimizer")
@@ -211,37 +289,50 @@ def main(argv=None) -> None:
     ap.add_argument("--tokens", type=int, default=2_000_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--work", type=Path, default=Path(".cache/ae-train"))
+    ap.add_argument("--work", type=Path, default=None, help="default: .cache/ae-train-MODEL")
     ap.add_argument("--corpus", default=None, help="train on this text/JSONL/Parquet/CSV file or hf:ORG/NAME "
-                    "(required for models other than the default; see explanations/corpus.py)")
+                    "(required for models other than the embedded ones; see explanations/corpus.py)")
     ap.add_argument("--column", default="text")
     ap.add_argument("--ctx", type=int, default=64)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    from transformers import GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM
 
-    from ..loading import DEFAULT_MODEL_DIR, load_model
+    from ..embedded import EMBEDDED
+    from ..explanations.build import CorpusSpec
+    from ..loading import load_model
 
-    directory = DEFAULT_MODEL_DIR if a.model == "default" else Path(a.model)
-    model = load_model(str(directory), name=a.model)
-    from ..explanations.build import CorpusSpec, corpus
-
+    label = a.model if a.model in EMBEDDED else Path(a.model).name
+    a.out = a.out or REPO_AUTOENCODERS / label
+    a.work = a.work or Path(f".cache/ae-train-{label}")
+    a.kinds = a.kinds or DEFAULT_KINDS.get(a.model, ["transcoder", "sae"])
+    directory = EMBEDDED.get(a.model, Path(a.model))
+    model = load_model(str(directory), name=label)  # the bare model: no shipped dictionaries loaded
     spec = CorpusSpec(a.corpus, a.column, a.ctx) if a.corpus else None
-    ids = corpus(model, a.tokens, a.seed + 1000, spec, progress=True)
+    ids = training_corpus(model, a.tokens, a.seed + 1000, spec)
     a.work.mkdir(parents=True, exist_ok=True)
     a.out.mkdir(parents=True, exist_ok=True)
     layers = list(range(model.shape.n_layers))
-    for kind in a.kinds:
-        if a.activation == "topk":
-            hf = GPT2LMHeadModel.from_pretrained(directory).eval()
+    if a.activation == "topk":  # transcoders alone; attention and residual SAEs together (one forward per batch)
+        groups = [g for g in (["transcoder"] if "transcoder" in a.kinds else [],
+                              [k for k in a.kinds if k != "transcoder"]) if g]
+        for kinds in groups:
+            hf = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
             for p in hf.parameters():
                 p.requires_grad_(False)
-            k = a.k_transcoder if kind == "transcoder" else a.k_sae
-            train_topk(hf, ids, kind, layers, k, a.latents, a.seed, a.work, a.out, model.codec.bos_id, a.auxk_alpha,
-                       a.optimizer, a.lr)
-        else:
+            k = a.k_transcoder if kinds == ["transcoder"] else a.k_sae
+            train_topk(hf, model, ids, kinds, layers, k, a.latents, a.seed, a.work, a.out, model.codec.bos_id,
+                       a.auxk_alpha, a.optimizer, a.lr)
+    else:
+        for kind in a.kinds:
             train_relu(model, ids, kind, layers, a.latents, a.l1, a.seed, a.work, a.out)
-    (a.out / "training.json").write_text(json.dumps(vars(a), default=str, indent=1))
+    record = a.out / "training.json"
+    info = json.loads(record.read_text()) if record.exists() else {}
+    if not isinstance(info.get("kinds"), dict):  # a file from before per-kind records (one run for all kinds)
+        info = {"kinds": {}}
+    for kind in a.kinds:
+        info["kinds"][kind] = {**{k: v for k, v in vars(a).items() if k != "kinds"}, "kind": kind}
+    record.write_text(json.dumps(info, default=str, indent=1))
     print(f"saved to {a.out}")
 
 

@@ -1,14 +1,15 @@
 """Mine a model's nodes and explain them offline, into one SQLite file.
 
-    python -m circuit_debugger.explanations.build [--model default] [--tokens 60000]
+    python -m circuit_debugger.explanations.build [--model default|llama|SPEC] [--tokens 60000]
         [--corpus PATH|hf:ORG/NAME [--column text] [--ctx 64]]
-        [--out ../explanations/default.sqlite] [--work ../.cache/mine]
+        [--out ../explanations/MODEL.sqlite] [--work ../.cache/mine-MODEL]
 
 Corpus: `--corpus` (see corpus.py: text, JSONL, Parquet, CSV or a cached hub dataset, streamed
 into fixed-length windows; held-out windows are a disjoint, seeded share of the same stream).
-Without it: for the default model, its own corpus generator with a seed of its own (one
-document per row); for a tracr testbed, random inputs; any other model needs `--corpus` (it
-is never mined on the default model's synthetic text).
+Without it: for an embedded model ('default', 'llama'), the corpus generator it was trained on
+(embedded.py), tokenized with its own tokenizer, with a seed of its own (one document per row);
+for a tracr testbed, random inputs; any other model needs `--corpus` (it is never mined on the
+embedded models' synthetic text). An embedded model is mined with its shipped dictionaries.
 """
 
 from __future__ import annotations
@@ -32,12 +33,6 @@ class CorpusSpec:
     ctx: int = 64
 
 
-def is_default_model(model) -> bool:
-    from ..loading import DEFAULT_MODEL_DIR
-
-    return Path(str(model.source)).resolve() == Path(DEFAULT_MODEL_DIR).resolve()
-
-
 def corpus(model, n_tokens: int, seed: int, spec: Optional[CorpusSpec] = None, split: str = "mine",
            progress: bool = False) -> torch.Tensor:
     from .corpus import CorpusError, windows
@@ -48,12 +43,15 @@ def corpus(model, n_tokens: int, seed: int, spec: Optional[CorpusSpec] = None, s
         ctx = min(spec.ctx, model.n_ctx)
         return windows(spec.path, model.codec.tokenizer, n_tokens, ctx, seed, spec.column, split, progress=progress)
     if hasattr(model.codec, "tokenizer"):
-        if not is_default_model(model):
+        from ..embedded import corpus_module, embedded_name
+
+        name = embedded_name(model)
+        if name is None:
             raise CorpusError(f"model {model.name}: give --corpus (a text, JSONL, Parquet or CSV file, or hf:ORG/NAME); "
-                             "only the default model has a built-in corpus")
+                             "only the embedded models (default, llama) have a built-in corpus")
         from ..autoencoders.train import corpus_ids
 
-        return corpus_ids(model.codec.tokenizer, n_tokens, seed=seed)
+        return corpus_ids(model.codec.tokenizer, n_tokens, seed=seed, corpus=corpus_module(name))
     # a testbed: random inputs of its vocabulary, BOS first, padded with BOS
     rng = random.Random(seed)
     vocab = [i for i, t in enumerate(model.codec.input_tokens) if not t.startswith("compiler_")]
@@ -134,10 +132,10 @@ def build(model, out: Path, tokens: int, work=None, seed: int = 777, held_tokens
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--model", default="default", help="'default', 'llama', a checkpoint folder or hub name")
     ap.add_argument("--tokens", type=int, default=60_000)
-    ap.add_argument("--out", type=Path, default=REPO_EXPLANATIONS / "default.sqlite")
-    ap.add_argument("--work", type=Path, default=Path(".cache/mine"))
+    ap.add_argument("--out", type=Path, default=None, help="default: explanations/MODEL.sqlite for an embedded model")
+    ap.add_argument("--work", type=Path, default=None, help="resume state (default: .cache/mine-MODEL)")
     ap.add_argument("--seed", type=int, default=777)
     ap.add_argument("--corpus", default=None, help="text/JSONL/Parquet/CSV file or hf:ORG/NAME (cached hub dataset)")
     ap.add_argument("--column", default="text", help="the text field / column of a JSONL, Parquet or CSV corpus")
@@ -149,6 +147,14 @@ def main(argv=None) -> None:
     from .corpus import CorpusError
 
     spec = CorpusSpec(a.corpus, a.column, a.ctx) if a.corpus else None
+    label = Path(a.model).name or "model"
+    if a.out is None:
+        from ..embedded import EMBEDDED
+
+        if a.model not in EMBEDDED:
+            raise SystemExit("build: give --out for a model other than the embedded ones (default, llama)")
+        a.out = REPO_EXPLANATIONS / f"{a.model}.sqlite"
+    a.work = a.work or Path(f".cache/mine-{label}")
     try:
         print(build(load_model(a.model), a.out, a.tokens, a.work, a.seed, spec=spec))
     except CorpusError as e:

@@ -163,17 +163,19 @@ def held_out(model, rows: torch.Tensor, valid: torch.Tensor) -> dict:
 def explain_all(model, store, held: dict, index, nodes: Optional[list] = None, heads: Optional[dict] = None) -> int:
     """Offline explanations for `nodes` (default: all); heads with an entry in `heads` (see
     heads.py: what they attend to and write) get that one instead of the token-based one."""
-    done = 0
+    made, done = [], 0
     position = {nid: i for i, nid in enumerate(index.ids)}
     for nid in nodes or index.ids:
         node = store.node(nid, limit=0)
         if node is None:
             continue
         if heads and nid in heads:
-            store.put_explanation(nid, heads[nid])
-            done += 1
+            made.append((nid, heads[nid]))
             continue
         h = {"tokens": held["tokens"], "prev": held["prev"], "acts": held["acts"][:, position[nid]]}
-        store.put_explanation(nid, offline(node, store.top_examples(nid), model.codec, h))
-        done += 1
-    return done
+        made.append((nid, offline(node, store.top_examples(nid), model.codec, h)))
+        if len(made) >= 1000:  # one transaction per thousand nodes, not one per node
+            store.put_explanations(made)
+            done, made = done + len(made), []
+    store.put_explanations(made)
+    return done + len(made)

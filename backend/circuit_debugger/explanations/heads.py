@@ -18,7 +18,7 @@ write's direct effect on the logit of the token it attends to most (through the 
 norm's gain; centred over the vocabulary): "copies" when positive in most, "suppresses" when
 negative in most.
 
-    python -m circuit_debugger.explanations.heads [--model default] [--db ../explanations/default.sqlite]
+    python -m circuit_debugger.explanations.heads [--model default|llama] [--db ../explanations/MODEL.sqlite]
         [--corpus PATH] [--tokens 6000] [--seed 777]
 """
 

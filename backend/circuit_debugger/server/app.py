@@ -117,10 +117,12 @@ def load_debugger(settings: Settings) -> tuple[Debugger, dict[str, str]]:
 
 
 def _attach_explanations(dbg, name: str, path: Optional[str], failed: dict) -> None:
-    from ..explanations.build import REPO_EXPLANATIONS
+    """The database given for this model, else the one shipped for an embedded model (by name:
+    explanations/default.sqlite, explanations/llama.sqlite) when it exists."""
+    from ..embedded import EMBEDDED, embedded_name, shipped_explanations
 
-    if path is None and name == "default":
-        path = str(REPO_EXPLANATIONS / "default.sqlite")
+    if path is None and name in EMBEDDED and embedded_name(dbg.model(name)) == name:
+        path = str(shipped_explanations(name))
         if not Path(path).exists():
             return
     if path is None:
