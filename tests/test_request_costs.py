@@ -23,6 +23,7 @@ def test_token_texts_are_decoded_once_and_stay_exact(tiny):
 def _tiny_store(path):
     db = sqlite3.connect(path)
     db.executescript("""
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
         CREATE TABLE nodes(id TEXT PRIMARY KEY, kind TEXT, layer INT, idx INT, n_tokens INT, density REAL,
             mean REAL, max REAL, histogram TEXT, logit_lens TEXT, de_embedding TEXT);
         CREATE TABLE examples(node_id TEXT, sample TEXT, rank INT, activation REAL, center INT, tokens TEXT, acts TEXT);
