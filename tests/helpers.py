@@ -62,3 +62,34 @@ def paced_executor(recipes: dict, pause: float = 0.15, n: int = 1):
             return super().run(task, stop)
 
     return PacedExecutor(recipes, n=n)
+
+
+JOB_WORDS = "the cat sat on a mat while Mary and John went to the store and the park to buy milk".split()
+
+
+def job_client(tiny, executor, root, lines: int = 400, **settings):
+    """An app on `tiny` whose job folder is `root`, with a corpus `corpora/c.txt` of `lines`
+    lines of JOB_WORDS (mining and training jobs name corpora inside the folder)."""
+    from fastapi.testclient import TestClient
+
+    from circuit_debugger.engine import Debugger
+    from circuit_debugger.server.app import Settings, create_app
+
+    (root / "corpora").mkdir(parents=True, exist_ok=True)
+    text = [" ".join(JOB_WORDS[(i * 7 + j) % len(JOB_WORDS)] for j in range(12 + i % 5)) for i in range(lines)]
+    (root / "corpora" / "c.txt").write_text("\n".join(text))
+    s = Settings(models=[], serve_frontend=False, job_executor=executor, mining_dir=str(root), **settings)
+    return TestClient(create_app(s, debugger=Debugger([tiny]), failed={}), raise_server_exceptions=False)
+
+
+def wait_job(c, jid, until=("done", "failed", "cancelled"), timeout: float = 180, cond=lambda j: True) -> dict:
+    """Poll a job until its status is in `until` and `cond` holds (AssertionError after `timeout` s)."""
+    import time
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        j = c.get(f"/api/jobs/{jid}").json()
+        if j["status"] in until and cond(j):
+            return j
+        time.sleep(0.02)
+    raise AssertionError(f"job {jid}: {j}")

@@ -6,21 +6,16 @@ A finished mining job's store is served by the replica that ran it, by the other
 after a restart, with no restart needed. `db check` counts a table without a JSON column."""
 
 import threading
-import time
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from circuit_debugger.engine import Debugger
-from helpers import paced_executor
+from helpers import job_client, paced_executor, wait_job as wait
 from circuit_debugger.errors import UserError
 from circuit_debugger.jobs import training
-from circuit_debugger.server.app import Settings, create_app
 from circuit_debugger.storage import Store
 from circuit_debugger.storage.check import check
 
-WORDS = "the cat sat on a mat while Mary and John went to the store and the park to buy milk".split()
 TRAIN = {"model": "tiny", "kind": "sae", "layers": [1], "latents": 8, "steps": 90, "batch": 2, "corpus": "c.txt",
          "ctx": 8, "tokens": 300, "eval_tokens": 60, "seed": 1}
 MINE = {"model": "tiny", "corpus": "c.txt", "tokens": 400, "ctx": 8, "seed": 5}
@@ -33,23 +28,13 @@ def executor(tiny_dir):
     ex.close()
 
 
-def replica(tiny, executor, root, db) -> TestClient:
+def replica(tiny, executor, root, db):
     """One server on the shared database and job root (its own Debugger and job manager)."""
-    (root / "corpora").mkdir(parents=True, exist_ok=True)
-    lines = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(12 + i % 5)) for i in range(300)]
-    (root / "corpora" / "c.txt").write_text("\n".join(lines))
-    s = Settings(models=[], serve_frontend=False, job_executor=executor, mining_dir=str(root), share_db=db)
-    return TestClient(create_app(s, debugger=Debugger([tiny]), failed={}), raise_server_exceptions=False)
+    return job_client(tiny, executor, root, lines=300, share_db=db)
 
 
-def wait(c, jid, until=("done", "failed", "cancelled"), timeout=180):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        j = c.get(f"/api/jobs/{jid}").json()
-        if j["status"] in until:
-            return j
-        time.sleep(0.05)
-    raise AssertionError(f"job {jid}: {j}")
+
+
 
 
 def raw(db):

@@ -4,7 +4,6 @@ row of the explanation store but its timestamps) as one uninterrupted run; the c
 output folder are the server's, never a client's path."""
 
 import sqlite3
-import time
 
 import pytest
 import torch
@@ -14,8 +13,8 @@ from safetensors.torch import load_file
 from circuit_debugger.engine import Debugger
 from circuit_debugger.jobs import LocalExecutor, mining
 from circuit_debugger.server.app import Settings, create_app
+from helpers import job_client, wait_job as wait
 
-WORDS = "the cat sat on a mat while Mary and John went to the store and the park to buy milk".split()
 REQ = {"model": "tiny", "corpus": "c.txt", "tokens": 800, "ctx": 8, "seed": 5}
 
 
@@ -26,22 +25,12 @@ def executor(tiny_dir):
     ex.close()
 
 
-def client(tiny, executor, root) -> TestClient:
-    (root / "corpora").mkdir(parents=True)
-    lines = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(12 + i % 5)) for i in range(600)]
-    (root / "corpora" / "c.txt").write_text("\n".join(lines))
-    settings = Settings(models=[], serve_frontend=False, job_executor=executor, mining_dir=str(root))
-    return TestClient(create_app(settings, debugger=Debugger([tiny]), failed={}), raise_server_exceptions=False)
+def client(tiny, executor, root):
+    return job_client(tiny, executor, root, lines=600)
 
 
-def wait(c, jid, until=("done", "failed", "cancelled"), timeout=120, cond=lambda j: True):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        j = c.get(f"/api/jobs/{jid}").json()
-        if j["status"] in until and cond(j):
-            return j
-        time.sleep(0.02)
-    raise AssertionError(f"job {jid}: {j}")
+
+
 
 
 def final_state(root):

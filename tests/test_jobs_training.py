@@ -4,7 +4,6 @@ run; the metrics it reports (CE loss with the reconstruction in place of the MLP
 zero-ablation, variance explained, L0) equal ones computed on a plain HuggingFace model with
 torch hooks; the output folder is the server's."""
 
-import time
 
 import pytest
 import torch
@@ -12,11 +11,10 @@ from fastapi.testclient import TestClient
 from safetensors.torch import load_file
 
 from circuit_debugger.engine import Debugger
-from helpers import paced_executor
+from helpers import job_client as client, paced_executor, wait_job as wait
 from circuit_debugger.jobs import training
 from circuit_debugger.server.app import Settings, create_app
 
-WORDS = "the cat sat on a mat while Mary and John went to the store and the park to buy milk".split()
 REQ = {"model": "tiny", "kind": "transcoder", "layers": [0, 1], "latents": 24, "steps": 48, "batch": 4,
        "corpus": "c.txt", "ctx": 8, "tokens": 600, "eval_tokens": 150, "seed": 3}
 
@@ -28,22 +26,8 @@ def executor(tiny_dir):
     ex.close()
 
 
-def client(tiny, executor, root, **settings) -> TestClient:
-    (root / "corpora").mkdir(parents=True, exist_ok=True)
-    lines = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(12 + i % 5)) for i in range(400)]
-    (root / "corpora" / "c.txt").write_text("\n".join(lines))
-    s = Settings(models=[], serve_frontend=False, job_executor=executor, mining_dir=str(root), **settings)
-    return TestClient(create_app(s, debugger=Debugger([tiny]), failed={}), raise_server_exceptions=False)
 
 
-def wait(c, jid, until=("done", "failed", "cancelled"), timeout=180, cond=lambda j: True):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        j = c.get(f"/api/jobs/{jid}").json()
-        if j["status"] in until and cond(j):
-            return j
-        time.sleep(0.02)
-    raise AssertionError(f"job {jid}: {j}")
 
 
 def weights(root, name):
