@@ -41,8 +41,10 @@ test("2: the leading space is visible, and a target with the other spacing is fl
   await page.getByTestId("target").fill(" Mary");
   await page.getByTestId("run").click();
   await expect(page.getByTestId("spacing-warning")).toHaveCount(0);
-  // a predicted token that is one byte of a character shows its byte, not '�'
-  await expect(page.getByTestId("predictions")).toContainText("⟨");
+  // a predicted token that is one byte of a character shows its byte, not '�': after "na" in a
+  // repeated "naïve" (ï split into two bytes by this tokenizer) induction predicts the first byte
+  await open(page, { ...IOI, p: "naïve naïve naïve naïve na", a: " Mary" });
+  await expect(page.getByTestId("predictions")).toContainText("⟨c3⟩");
   await expect(page.getByTestId("predictions")).not.toContainText("\ufffd");
 });
 
