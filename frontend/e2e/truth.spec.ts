@@ -214,6 +214,10 @@ test("13: table labels, counts over filters, descending first click, sort in the
   await expect(page.locator('.ag-header-cell[col-id="total_effect"]')).toContainText("Σpos");
   await page.getByTestId("kind-filter").selectOption("head");
   await expect(page.getByTestId("row-count")).toContainText("12 shown · 1556 nodes"); // every head of every node, not a top-k cut
+  await page.getByTestId("search").fill("L0.H2");  // the grid's own quick filter: counted by the grid
+  await expect(page.getByTestId("row-count")).toContainText("1 shown · ");
+  await page.getByTestId("search").fill("");
+  await expect(page.getByTestId("row-count")).toContainText("12 shown · 1556 nodes");
   const header = page.locator('[data-testid="node-table"] .ag-header-cell[col-id="direct_effect"] .ag-header-cell-text');
   await header.click();
   await expect(page).toHaveURL(/sort=direct_effect%3Adesc/);
