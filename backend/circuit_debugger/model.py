@@ -15,6 +15,7 @@ import torch
 
 from .errors import UserError
 from .nodes import Shape, ln_params
+from .shown_paths import shown
 
 Hook = tuple[str, Callable]
 _OUR_LEVEL = 7_919  # the hook level our temporary hooks carry, so that only they are removed
@@ -178,7 +179,7 @@ class DebugModel:
     def describe(self) -> dict:
         s = self.shape
         return {
-            "name": self.name, "source": self.source, "n_layers": s.n_layers, "n_heads": s.n_heads,
+            "name": self.name, "source": shown(self.source), "n_layers": s.n_layers, "n_heads": s.n_heads,
             "d_model": s.d_model, "d_head": s.d_head, "d_mlp": s.d_mlp, "d_vocab": int(self.W.W_E.shape[0]),
             "d_vocab_out": int(self.d_vocab_out), "n_ctx": self.n_ctx, "max_tokens": self.max_tokens,
             "normalization": self.norm, "architecture": self.arch.describe(), "has_reference_corpus": bool(self.reference_prompts),

@@ -18,6 +18,7 @@ import torch
 from ..nodes import ERROR_OF, MLP, TRANSCODER, TRANSCODER_ERR, NodeId, activation_hook, ln_normalized_hook
 from .format import Autoencoder, AutoencoderLoadError
 from .splice import latent_key
+from ..shown_paths import shown
 
 _READS = {"hook_resid_mid": "resid_mid", "ln2.hook_normalized": "ln2_normalized"}
 
@@ -81,7 +82,7 @@ class CrossLayerTranscoder:
         return {"name": self.name, "site": "mlp", "read": self.layers[0].read, "hook_name": self.hook_in,
                 "hook_name_out": self.hook_out, "architecture": "cross-layer transcoder",
                 "activation": self.layers[0].activation, "latents": self.d_sae, "layers": len(self.layers),
-                "letter": "T", "source": self.source}
+                "letter": "T", "source": shown(self.source)}
 
     def write(self, s: int, upto: int) -> torch.Tensor:
         """[F, d]: what latent read at s writes into the MLP outputs of layers s..upto−1 together."""

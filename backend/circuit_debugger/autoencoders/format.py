@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from ..shown_paths import shown
 
 CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
 _LAYER = re.compile(r"blocks\.(\d+)\.")
@@ -115,7 +116,7 @@ class Autoencoder:
         """What /api/models says about this dictionary."""
         return {"name": self.name, "site": self.site, "read": self.read, "hook_name": self.hook_name,
                 "hook_name_out": self.hook_name_out, "architecture": self.architecture or self.activation,
-                "activation": self.activation, "latents": self.d_sae, "source": self.source}
+                "activation": self.activation, "latents": self.d_sae, "source": shown(self.source)}
 
     def config(self) -> dict:
         cfg = dict(self.extra or {})

@@ -62,7 +62,7 @@ def model_card(app: FastAPI, name: str) -> str:
         if d.get(kind):
             lines.append(f"| {kind} (layer: latents) | {', '.join(f'{l}: {n}' for l, n in d[kind].items())} |")
     lines.append("")
-    readme = _readme(d["source"])
+    readme = _readme(m.source)  # the real path (describe() shows shipped files relative to the project)
     lines.append(readme if readme else "(no README.md / model card beside the weights)")
     return "\n".join(lines)
 
