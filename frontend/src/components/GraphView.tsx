@@ -80,6 +80,11 @@ function Inner({ model, prompt, target, distractor, onSelect, selected, interven
   }, [lit, hover]);
 
   const rf = useReactFlow();
+  useEffect(() => {  // a new graph (another model, prompt or question) is fitted whole; ReactFlow's own fitView is on mount only
+    if (!g || selected) return;
+    const t = setTimeout(() => rf.fitView({ duration: 200 }), 30);
+    return () => clearTimeout(t);
+  }, [g]);
   useEffect(() => {  // refit on the selection and its direct neighbours
     if (!selected || !view) return;
     const near = new Set([selected, ...view.edges.filter((e) => e.source === selected || e.target === selected).flatMap((e) => [e.source, e.target])]);
