@@ -164,17 +164,7 @@ class Miner:
         s["max"][sl] = torch.maximum(s["max"][sl], a.max(0).values)
         r, col = positive.nonzero(as_tuple=True)  # the active entries
         vals = a[r, col]
-        nb = s["hist"].shape[1]
-        s["hist"][sl] += torch.bincount(col * nb + torch.bucketize(vals, EDGES), minlength=n * nb).reshape(n, nb)
-        s["hist"][sl, 0] += nv - n_pos  # bin 0: ≤ 0
-        # reservoir (priority keys): one uniform key per active entry; only entries beating
-        # their node's kept r-th key are candidates
-        g = torch.Generator().manual_seed(c.seed * 1_000_003 + row_offset * 7919 + off)
-        keys = torch.rand(len(vals), generator=g)
-        cand = keys > s["rnd_key"][sl].min(1).values[col]
-        if cand.any():
-            rows, kk, cols, src = self._candidates(col[cand], r[cand], keys[cand], c.r)
-            self._merge("rnd", rows, off, kk, cols, pos, base, blk, valid, values=vals[cand][src])
+        self._hist_and_reservoir(sl, n, nv, n_pos, r, col, vals, off, pos, base, blk, valid, row_offset)
 
     def _sparse_block(self, blk: SparseBlock, off: int, valid: torch.Tensor, pos: torch.Tensor, row_offset: int) -> None:
         """`_block` for a SparseBlock: the same state from the kept entries only. An entry not
@@ -216,6 +206,14 @@ class Miner:
         mx = torch.full((n,), float("-inf")).scatter_reduce_(0, idx.reshape(-1), val.reshape(-1), "amax")
         mx = torch.where(seen < nv, mx.clamp_min(0), mx)  # a token where it is not kept: a 0
         s["max"][sl] = torch.maximum(s["max"][sl], mx)
+        self._hist_and_reservoir(sl, n, nv, n_pos, r, col, vals, off, pos, base, blk, valid, row_offset)
+
+    def _hist_and_reservoir(self, sl, n, nv, n_pos, r, col, vals, off, pos, base, blk, valid, row_offset) -> None:
+        """What the dense and sparse blocks share once they have the active entries (token r,
+        node col, value vals, in dense order): the histogram (bin 0: ≤ 0) and the reservoir of
+        random examples (priority keys: one uniform key per active entry; only entries beating
+        their node's kept r-th key are candidates)."""
+        s, c = self.s, self.cfg
         nb = s["hist"].shape[1]
         s["hist"][sl] += torch.bincount(col * nb + torch.bucketize(vals, EDGES), minlength=n * nb).reshape(n, nb)
         s["hist"][sl, 0] += nv - n_pos
