@@ -128,3 +128,14 @@ def tokenizer_corpus(n: int = 20000, seed: int = 0) -> list[str]:
     for t in IOI_HELDOUT_TEMPLATES + IOI_UNSEEN_TEMPLATES:
         out.append(t.format(A="Mary", B="John", S="John", P="park", O="book"))
     return out
+
+
+def stream_text(sample, names, centuries, n: int, seed: int) -> list[str]:
+    """A tokenizer's training text drawn from a corpus's training stream (`sample`; held-out
+    families are never drawn), then every name and every year piece, so each is one token."""
+    rng = random.Random(seed)
+    train, held = name_pairs(seed)
+    out = [(e.prefix + e.answer) for e in (sample(rng, train + held) for _ in range(n))]
+    out += [" ".join(names), " " + " ".join(names)]
+    out += [f"the year {c}{y:02d}" for c in centuries for y in range(100)]
+    return out

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 
-from .corpus import NAMES, NOUNS, Example, name_pairs, word_induction  # noqa: F401 (re-exported)
+from .corpus import NAMES, NOUNS, Example, name_pairs, stream_text, word_induction  # noqa: F401 (re-exported)
 from .corpus import OBJECTS as OBJECTS_V1
 from .corpus import PLACES as PLACES_V1
 
@@ -167,15 +167,7 @@ def sample(rng: random.Random, train_pairs) -> Example:
 
 def tokenizer_corpus(n: int = 20000, seed: int = 0) -> list[str]:
     """The v2 tokenizer's training text: the training stream only (held-out families excluded)."""
-    rng = random.Random(seed)
-    train, held = name_pairs(seed)
-    out = []
-    for _ in range(n):
-        e = sample(rng, train + held)
-        out.append(e.prefix + e.answer)
-    out += [" ".join(NAMES), " " + " ".join(NAMES)]
-    out += [f"the year {c}{y:02d}" for c in CENTURIES for y in range(100)]
-    return out
+    return stream_text(sample, NAMES, CENTURIES, n, seed)
 
 
 _HELD_WORDS |= _held_words()

@@ -28,7 +28,7 @@ import random
 
 from . import corpus_v2 as V2
 from . import words as W
-from .corpus import Example, name_pairs  # noqa: F401 (re-exported: the same name-pair split)
+from .corpus import Example, name_pairs, stream_text  # noqa: F401 (re-exported: the same name-pair split)
 
 NAMES, PLACES, OBJECTS, EVENTS = W.NAMES, W.PLACES, W.OBJECTS, W.EVENTS
 CENTURIES = list(range(10, 21))
@@ -238,12 +238,4 @@ def sample(rng: random.Random, train_pairs) -> Example:
 def tokenizer_corpus(n: int = 20000, seed: int = 0) -> list[str]:
     """The v3 tokenizer's training text: the training stream only (held-out and strict families and
     outside prompts excluded), plus every name and year piece."""
-    rng = random.Random(seed)
-    train, held = name_pairs(seed)
-    out = []
-    for _ in range(n):
-        e = sample(rng, train + held)
-        out.append(e.prefix + e.answer)
-    out += [" ".join(NAMES), " " + " ".join(NAMES)]
-    out += [f"the year {c}{y:02d}" for c in CENTURIES for y in range(100)]
-    return out
+    return stream_text(sample, NAMES, CENTURIES, n, seed)
